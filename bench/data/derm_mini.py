@@ -1,0 +1,311 @@
+"""derm-mini: procedural dermoscopy-like images with exact lesion masks.
+
+The embedded default dataset. Every sample is generated on demand from
+``(world_seed, split, index)``, so the world is identical on every machine,
+never stored in the repository, and a larger split is a prefix-extension of a
+smaller one.
+
+What is controlled, per sample (all recorded in ``meta``):
+
+* skin colour in CIELAB (L*, a*, b*), hence its ITA (Individual Typology Angle);
+* a lesion class among the seven HAM10000 classes, drawn with HAM10000's
+  imbalance (NV 66.9 %), with class-specific size, border irregularity, colour
+  and texture (pigment network, globules, blue-white veil, lacunae ...);
+* the lesion-skin contrast: a target ITA difference (ITA skin - ITA lesion)
+  drawn so that about 22 % of samples fall below 30 degrees, as in ISIC 2018
+  Task 1 (569 of 2594, thesis chapter 5). The lesion's region-mean L*, b* are
+  set exactly to the values giving that ITA, so ``meta["low_contrast"]`` is the
+  ground truth of chapter 5's low-contrast subset;
+* artefacts: hair strands, dermatoscope vignette, ruler ticks.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+from skimage.color import lab2rgb
+
+from bench.data.base import DataError, DatasetSource, LazySamples
+from bench.interface import Sample
+
+CLASS_NAMES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
+#: ISIC 2018 Task 3 / HAM10000 training class counts (research/ch4_didgen.md section 7.2).
+HAM_COUNTS = (1113, 6705, 514, 327, 1099, 115, 142)
+CLASS_PRIOR = np.array(HAM_COUNTS, dtype=float) / sum(HAM_COUNTS)
+
+DEFAULT_SIZES = {"train": 1000, "val": 100, "test": 300}
+LOW_CONTRAST_THRESHOLD = 30.0  # degrees of ITA difference (thesis chapter 5, section 5.2)
+LOW_CONTRAST_RATE = 569 / 2594
+
+
+class _ClassStyle:
+    """Per-class priors: lesion size, border irregularity and appearance."""
+
+    def __init__(self, area: tuple[float, float], irregularity: float, elongation: float,
+                 b_star: tuple[float, float], a_star: tuple[float, float], texture: str, colour: str) -> None:
+        self.area, self.irregularity, self.elongation = area, irregularity, elongation
+        self.b_star, self.a_star, self.texture, self.colour = b_star, a_star, texture, colour
+
+
+CLASS_STYLES = {
+    "MEL": _ClassStyle((0.10, 0.40), 0.22, 0.30, (10, 24), (8, 18), "veil", "dark brown"),
+    "NV": _ClassStyle((0.06, 0.28), 0.06, 0.15, (16, 30), (8, 16), "network", "brown"),
+    "BCC": _ClassStyle((0.06, 0.25), 0.16, 0.25, (4, 14), (12, 22), "globules", "pink"),
+    "AKIEC": _ClassStyle((0.06, 0.25), 0.14, 0.25, (8, 18), (14, 24), "scale", "red"),
+    "BKL": _ClassStyle((0.08, 0.32), 0.12, 0.30, (14, 28), (6, 14), "cerebriform", "light brown"),
+    "DF": _ClassStyle((0.04, 0.14), 0.05, 0.10, (12, 24), (8, 16), "central-white", "brown"),
+    "VASC": _ClassStyle((0.04, 0.16), 0.08, 0.20, (2, 10), (24, 40), "lacunae", "red"),
+}
+
+
+def _skin_tone_word(ita: float) -> str:
+    return "very light" if ita > 55 else "light" if ita > 41 else "intermediate" if ita > 28 else \
+        "tan" if ita > 19 else "brown" if ita > 10 else "dark"
+
+
+def _ita(L: float, b: float) -> float:
+    return math.degrees(math.atan((L - 50.0) / b))
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    field = gaussian_filter(rng.standard_normal((size, size)), sigma, mode="wrap")
+    return field / (field.std() + 1e-8)
+
+
+def render(world_seed: int, split_code: int, index: int, size: int = 64) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Render one sample.
+
+    Returns:
+        image (H, W, 3) float32 in [0, 1], mask (H, W) bool, meta dict.
+    """
+    rng = np.random.default_rng([world_seed, split_code, index])
+    label = int(rng.choice(len(CLASS_NAMES), p=CLASS_PRIOR))
+    name = CLASS_NAMES[label]
+    style = CLASS_STYLES[name]
+    s = float(size)
+
+    # 1. Skin colour (CIELAB), skewed to light skin as in ISIC.
+    skin_L = 40.0 + 45.0 * rng.beta(3.0, 1.6)
+    skin_a = rng.uniform(6, 18)
+    skin_b = rng.uniform(10, 26)
+    ita_skin = _ita(skin_L, skin_b)
+
+    # 2. Target contrast, then the lesion's mean L*, b* that realise it exactly.
+    low = rng.random() < LOW_CONTRAST_RATE
+    target_diff = rng.uniform(-12.0, 28.0) if low else rng.uniform(32.0, 75.0)
+    les_b = rng.uniform(*style.b_star)
+    les_a = rng.uniform(*style.a_star)
+    ita_les = ita_skin - target_diff
+    les_L = float(np.clip(50.0 + les_b * math.tan(math.radians(ita_les)), 8.0, 95.0))
+    ita_les = _ita(les_L, les_b)  # after clipping to the gamut
+    ita_diff = ita_skin - ita_les
+
+    # 3. Shape: a star-shaped blob with a random low-order Fourier radius.
+    area = rng.uniform(*style.area)
+    r0 = math.sqrt(area * s * s / math.pi)
+    cx, cy = s / 2 + rng.normal(0, s * 0.06, size=2)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    theta0 = rng.uniform(0, math.pi)
+    stretch = 1.0 + rng.uniform(0, style.elongation)
+    dx, dy = xx - cx, yy - cy
+    u = (dx * math.cos(theta0) + dy * math.sin(theta0)) / math.sqrt(stretch)
+    v = (-dx * math.sin(theta0) + dy * math.cos(theta0)) * math.sqrt(stretch)
+    rho, phi = np.hypot(u, v), np.arctan2(v, u)
+    radius = np.ones_like(phi)
+    for k in range(2, 7):
+        radius += style.irregularity / k ** 0.7 * rng.normal() * np.cos(k * phi + rng.uniform(0, 2 * math.pi))
+    radius = r0 * np.clip(radius, 0.45, None)
+    softness = rng.uniform(0.4, 1.2) * s / 64.0
+    alpha = 1.0 / (1.0 + np.exp(-(radius - rho) / softness))
+    mask = alpha > 0.5
+    if mask.sum() < 4:  # degenerate draw: fall back to a small disc
+        alpha = (rho < max(r0, 2.0)).astype(np.float64)
+        mask = alpha > 0.5
+
+    # 4. Lesion texture, then exact re-centring of its region means.
+    L = np.full((size, size), les_L)
+    A = np.full((size, size), les_a)
+    B = np.full((size, size), les_b)
+    L += 3.0 * _smooth_noise(rng, size, s / 16)
+    A += 1.5 * _smooth_noise(rng, size, s / 16)
+    B += 1.5 * _smooth_noise(rng, size, s / 16)
+    centre_fall = np.clip(rho / (radius + 1e-6), 0, 1)
+    if style.texture == "network":
+        period = s / rng.uniform(7, 11)
+        grid = np.cos(2 * math.pi * u / period) * np.cos(2 * math.pi * v / period)
+        L -= 4.0 * (grid > 0.3)
+    elif style.texture == "veil":
+        veil = _smooth_noise(rng, size, s / 12) > 0.4
+        L -= 6.0 * veil
+        B -= 14.0 * veil
+        A -= 4.0 * veil
+        L += 5.0 * (_smooth_noise(rng, size, s / 20) > 1.0)
+    elif style.texture in ("globules", "lacunae"):
+        n = rng.integers(4, 10)
+        for _ in range(n):
+            gx, gy = rng.normal(cx, r0 * 0.5), rng.normal(cy, r0 * 0.5)
+            blob = np.exp(-((xx - gx) ** 2 + (yy - gy) ** 2) / (2 * (s / 40) ** 2))
+            if style.texture == "globules":
+                L -= 8.0 * blob
+                B -= 10.0 * blob
+            else:
+                A += 10.0 * blob
+                L -= 6.0 * blob
+    elif style.texture == "scale":
+        L += 6.0 * (_smooth_noise(rng, size, s / 32) > 0.8)
+    elif style.texture == "cerebriform":
+        L += 3.5 * np.sin(2 * math.pi * (u + 0.5 * v) / (s / 6))
+    elif style.texture == "central-white":
+        L += 12.0 * np.exp(-(centre_fall ** 2) / 0.08)
+        B -= 4.0 * np.exp(-(centre_fall ** 2) / 0.08)
+    L += 3.0 * (centre_fall - 0.5) * rng.choice([-1.0, 1.0])  # darker or lighter centre
+    region = mask
+    L += les_L - L[region].mean()
+    B += les_b - B[region].mean()
+    A += les_a - A[region].mean()
+
+    # 5. Skin with mild low-frequency variation, then composite.
+    skin = np.stack([
+        skin_L + 1.5 * _smooth_noise(rng, size, s / 10),
+        skin_a + 1.0 * _smooth_noise(rng, size, s / 10),
+        skin_b + 1.0 * _smooth_noise(rng, size, s / 10),
+    ], axis=-1)
+    skin[..., 0] += skin_L - skin[..., 0][~mask].mean() if (~mask).any() else 0.0
+    skin[..., 2] += skin_b - skin[..., 2][~mask].mean() if (~mask).any() else 0.0
+    lesion = np.stack([L, A, B], axis=-1)
+    lab = alpha[..., None] * lesion + (1 - alpha[..., None]) * skin
+
+    # 6. Artefacts.
+    meta_art = {"hair": False, "vignette": False, "ruler": False}
+    if rng.random() < 0.30:
+        meta_art["hair"] = True
+        darkness = np.zeros((size, size))
+        for _ in range(int(rng.integers(1, 5))):
+            p = rng.uniform(-0.1 * s, 1.1 * s, size=(3, 2))
+            t = np.linspace(0, 1, 4 * size)[:, None]
+            curve = (1 - t) ** 2 * p[0] + 2 * (1 - t) * t * p[1] + t ** 2 * p[2]
+            ij = np.round(curve).astype(int)
+            ok = (ij >= 0).all(1) & (ij < size).all(1)
+            darkness[ij[ok, 1], ij[ok, 0]] = 1.0
+        darkness = np.clip(gaussian_filter(darkness, 0.5) * 2.5, 0, 1)
+        lab[..., 0] = lab[..., 0] * (1 - 0.75 * darkness) + 12.0 * 0.75 * darkness
+        lab[..., 1:] *= (1 - 0.6 * darkness[..., None])
+    if rng.random() < 0.30:
+        meta_art["vignette"] = True
+        rr = np.hypot(xx - s / 2, yy - s / 2) / (s / 2)
+        fall = np.clip((rr - rng.uniform(1.0, 1.25)) / 0.15, 0, 1)
+        lab[..., 0] *= 1 - 0.9 * fall
+        lab[..., 1:] *= (1 - fall[..., None])
+    if rng.random() < 0.10:
+        meta_art["ruler"] = True
+        row = int(rng.integers(1, max(2, size // 16)))
+        for x in range(int(rng.integers(0, 4)), size, max(3, size // 16)):
+            lab[row:row + max(2, size // 20), x, 0] = 15.0
+    lab[..., 0] = np.clip(lab[..., 0], 0, 100)
+    rgb = np.clip(lab2rgb(lab), 0, 1).astype(np.float32)
+
+    ys, xs = np.nonzero(mask)
+    vert = "upper" if ys.mean() < s * 0.4 else "lower" if ys.mean() > s * 0.6 else "central"
+    horiz = "left" if xs.mean() < s * 0.4 else "right" if xs.mean() > s * 0.6 else ""
+    meta = {
+        "class_name": name,
+        "label": label,
+        "ita_skin": ita_skin,
+        "ita_lesion": ita_les,
+        "ita_diff": ita_diff,
+        "low_contrast": bool(ita_diff < LOW_CONTRAST_THRESHOLD),
+        "skin_lab": [skin_L, skin_a, skin_b],
+        "lesion_lab": [les_L, les_a, les_b],
+        "area_ratio": float(mask.mean()),
+        "irregularity": style.irregularity,
+        **meta_art,
+        "attributes": {
+            "size": "small" if area < 0.1 else "large" if area > 0.25 else "medium",
+            "border": "irregular" if style.irregularity > 0.12 else "regular",
+            "colour": style.colour,
+            "texture": style.texture,
+            "location": f"{vert} {horiz}".strip() if (vert, horiz) != ("central", "") else "central",
+            "skin_tone": _skin_tone_word(ita_skin),
+        },
+    }
+    return rgb, mask, meta
+
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+@lru_cache(maxsize=8192)
+def _render_cached(world_seed: int, split_code: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    image, mask, meta = render(world_seed, split_code, index, size)
+    image.setflags(write=False)
+    mask.setflags(write=False)
+    return image, mask, meta
+
+
+class DermMini(DatasetSource):
+    """Procedural dermoscopy-like image-mask pairs with class labels (see module doc).
+
+    Options:
+        sizes: samples per split, default ``{"train": 1000, "val": 100, "test": 300}``.
+        world_seed: seed of the world (not of the run): the same for every run.
+    """
+
+    id: ClassVar[str] = "derm-mini"
+    fields = frozenset({"image", "mask", "label", "prompt"})
+    class_names = CLASS_NAMES
+    needs_root = False
+
+    def __init__(self, root: Path | None = None, image_size: int | None = 64, sizes: dict[str, int] | None = None,
+                 world_seed: int = 2018, **options: Any) -> None:
+        if options:
+            raise DataError(f"derm-mini: unknown option(s) {', '.join(sorted(options))}; valid: sizes, world_seed")
+        super().__init__(root, image_size or 64)
+        self.sizes = {**DEFAULT_SIZES, **(sizes or {})}
+        for split, n in self.sizes.items():
+            if split not in SPLIT_CODES:
+                raise DataError(f"derm-mini: unknown split '{split}' in sizes; splits: train, val, test")
+            if not isinstance(n, int) or n < 0:
+                raise DataError(f"derm-mini: size of split '{split}' must be a non-negative integer, got {n!r}")
+        if not isinstance(self.image_size, int) or self.image_size < 16:
+            raise DataError(f"derm-mini: image_size must be an integer >= 16, got {self.image_size!r}")
+        self.world_seed = int(world_seed)
+
+    def split_ids(self, split: str) -> list[str]:
+        self._check_split(split)
+        return [f"dm-{self.world_seed}-{split}-{i:05d}" for i in range(self.sizes[split])]
+
+    def split_checksum(self, split: str) -> str:
+        # The ids name the world seed and index; the image size changes every pixel, so it is part of the split too.
+        from bench.data.base import checksum_ids
+
+        return checksum_ids([*self.split_ids(split), f"image_size={self.image_size}", "generator=derm-mini/1"])
+
+    def load(self, split: str) -> LazySamples:
+        code = SPLIT_CODES[split]
+
+        def load_one(index: int, sample_id: str) -> Sample:
+            image, mask, meta = _render_cached(self.world_seed, code, index, self.image_size)
+            return Sample(
+                image=torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous(),
+                mask=torch.from_numpy(mask.copy()),
+                label=meta["label"],
+                prompt=caption(meta),
+                meta={"id": sample_id, "split": split, "index": index, **meta},
+            )
+
+        return LazySamples(self.split_ids(split), load_one)
+
+
+def caption(meta: dict[str, Any]) -> str:
+    """A DermPrompt-style caption from the ground-truth attributes."""
+    a = meta["attributes"]
+    where = "in the center" if a["location"] == "central" else f"in the {a['location']}"
+    extras = [w for w, flag in (("hair", meta["hair"]), ("dark corners", meta["vignette"]), ("ruler marks", meta["ruler"])) if flag]
+    tail = f", with {' and '.join(extras)}" if extras else ""
+    return (f"An image of lesion on skin. A {a['size']}, {a['border']}, {a['colour']} lesion with {a['texture']} pattern "
+            f"{where} on {a['skin_tone']} skin{tail}.")

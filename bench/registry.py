@@ -1,0 +1,149 @@
+"""Registries of tasks, methods and datasets, by id.
+
+Built-in entries are registered as ``"module:attr"`` strings and imported on the
+first `Registry.get`, so ``bench --help`` and ``bench list`` stay light.
+External methods arrive through the entry-point group ``bench.methods``; any
+importable class can also be named directly as ``package.module:ClassName``.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class UnknownEntryError(KeyError):
+    """Raised for an id that is not registered; the message lists the valid ids."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def import_target(target: str) -> Any:
+    """Import ``"package.module:attr"`` (attr may be dotted)."""
+    if ":" not in target:
+        raise ValueError(f"'{target}' is not of the form 'package.module:Name'")
+    module_name, attr = target.split(":", 1)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"cannot import module '{module_name}' for '{target}': {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ImportError(f"module '{module_name}' has no attribute '{attr}' (from '{target}')") from None
+    return obj
+
+
+class Registry(Generic[T]):
+    """A name -> object map with lazy string targets, duplicate checks and suggestions.
+
+    Args:
+        kind: what the registry holds ("task", "method", ...), used in messages.
+        entry_point_group: entry-point group scanned once, on first lookup.
+        validate: called on every resolved object; raises TypeError if it is not a ``kind``.
+    """
+
+    def __init__(self, kind: str, entry_point_group: str | None = None,
+                 validate: Callable[[Any], None] | None = None) -> None:
+        self.kind = kind
+        self._group = entry_point_group
+        self._validate = validate
+        self._targets: dict[str, Any] = {}
+        self._resolved: dict[str, T] = {}
+        self._entry_points_loaded = entry_point_group is None
+        self._lock = threading.RLock()
+
+    def register(self, name: str, target: Any = None) -> Any:
+        """Register ``target`` (an object or a ``"module:attr"`` string) under ``name``.
+
+        Without ``target`` it returns a decorator.
+        """
+        if target is None:
+            def decorator(obj: T) -> T:
+                self.register(name, obj)
+                return obj
+            return decorator
+        with self._lock:
+            if name in self._targets and self._targets[name] is not target and self._targets[name] != target:
+                raise ValueError(f"{self.kind} '{name}' is already registered to {self._targets[name]!r}")
+            self._targets[name] = target
+        return target
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for ep in entry_points(group=self._group):
+            if ep.name in self._targets:
+                logger.warning("entry point %s=%s ignored: '%s' is a built-in %s", ep.name, ep.value, ep.name, self.kind)
+                continue
+            self._targets[ep.name] = ep.value
+
+    def names(self) -> list[str]:
+        with self._lock:
+            self._load_entry_points()
+            return sorted(self._targets)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def unknown_message(self, name: str) -> str:
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        shown = ", ".join(names[:30]) + (" ..." if len(names) > 30 else "")
+        return f"Unknown {self.kind} '{name}'.{hint} Valid {self.kind}s: {shown}"
+
+    def get(self, name: str) -> T:
+        """Resolve ``name``: a registered id, or for methods a ``module:Class`` path."""
+        with self._lock:
+            self._load_entry_points()
+            if name in self._resolved:
+                return self._resolved[name]
+            if name in self._targets:
+                target = self._targets[name]
+            elif ":" in name:
+                target = name
+            else:
+                raise UnknownEntryError(self.unknown_message(name))
+            obj = import_target(target) if isinstance(target, str) else target
+            if self._validate is not None:
+                self._validate(obj)
+            self._resolved[name] = obj
+            return obj
+
+
+def _validate_method(obj: Any) -> None:
+    from bench.interface import check_generator_class
+
+    if not isinstance(obj, type):
+        raise TypeError(f"method target {obj!r} is not a class")
+    check_generator_class(obj)
+
+
+TASKS: Registry[Any] = Registry("task")
+METHODS: Registry[Any] = Registry("method", entry_point_group="bench.methods", validate=_validate_method)
+DATASETS: Registry[Any] = Registry("dataset")
+
+# --- built-in tasks -------------------------------------------------------------------
+TASKS.register("seg-aug", "bench.tasks.derm_seg:SegAugTask")
+
+# --- built-in methods and baselines ----------------------------------------------------
+METHODS.register("real-only", "baselines.real_only:RealOnly")
+METHODS.register("classic-aug", "baselines.classic_aug:ClassicAug")
+
+# --- built-in datasets -------------------------------------------------------------------
+DATASETS.register("derm-mini", "bench.data.derm_mini:DermMini")

@@ -1,0 +1,1 @@
+"""Thesis and paper methods, one folder each."""

@@ -1,0 +1,242 @@
+"""Result records: one JSON file per run, validated against a schema shipped in the package.
+
+A record holds everything needed to trust and compare a number: which task
+(id, version), dataset (id, split checksums), method (id, version, resolved
+config), profile and seed produced it; the protocol hash that says which runs
+may be ranked together; the metrics with their per-downstream-model breakdown;
+timings, peak memory and the software environment.
+
+Writes are atomic (temporary file + rename), so a reader never sees half a
+record and concurrent writers (a cluster fanning out runs) never clash.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+RECORD_SUFFIX = ".json"
+
+
+class RecordError(ValueError):
+    """A record file is missing, unreadable or does not follow the schema."""
+
+
+@lru_cache(maxsize=1)
+def record_schema() -> dict[str, Any]:
+    """The JSON Schema of result records (``bench/schema/record.schema.json``)."""
+    text = resources.files("bench.schema").joinpath("record.schema.json").read_text()
+    return json.loads(text)
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces) used for every hash."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default)
+
+
+def stable_hash(obj: Any, length: int = 64) -> str:
+    """SHA-256 of the canonical JSON of ``obj``, hex, truncated to ``length``."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def protocol_hash(task_id: str, task_version: int, protocol: dict[str, Any], split_checksums: dict[str, str]) -> str:
+    """The hash that decides which records may be ranked together.
+
+    Args:
+        task_id, task_version: the task and its protocol version.
+        protocol: the resolved task config (everything that defines the evaluation).
+        split_checksums: split name -> SHA-256 of its id list.
+    """
+    return stable_hash({"task": task_id, "version": task_version, "protocol": protocol, "splits": split_checksums})
+
+
+def sanitize(obj: Any, where: str = "") -> Any:
+    """Replace NaN/inf by None (JSON cannot hold them), warning once per value."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        logger.warning("non-finite value %s at %s written as null", obj, where or "<root>")
+        return None
+    if isinstance(obj, dict):
+        return {str(k): sanitize(v, f"{where}.{k}" if where else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [sanitize(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        try:
+            return sanitize(obj.item(), where)
+        except (ValueError, AttributeError):
+            pass
+    return obj
+
+
+def validate_record(record: dict[str, Any]) -> None:
+    """Raise RecordError with one line naming the first schema violation."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(record_schema())
+    errors = sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        at = "/".join(str(p) for p in err.absolute_path) or "<root>"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise RecordError(f"record does not follow schema v{SCHEMA_VERSION} at '{at}': {err.message}{more}")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_record(record: dict[str, Any], records_dir: Path) -> Path:
+    """Validate ``record`` and write it atomically as ``<records_dir>/<run_id>.json``."""
+    record = sanitize(record)
+    validate_record(record)
+    run_id = record["run_id"]
+    if "/" in run_id or "\\" in run_id or run_id.startswith("."):
+        raise RecordError(f"run_id '{run_id}' is not a plain file name")
+    path = Path(records_dir) / f"{run_id}{RECORD_SUFFIX}"
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Read and validate one record (RecordError with the file named on any problem)."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no such record file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise RecordError(f"{path}: not a JSON record ({exc})") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"{path}: not a JSON object")
+    try:
+        validate_record(record)
+    except RecordError as exc:
+        raise RecordError(f"{path}: {exc}") from None
+    return record
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def iter_records(folder: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
+    """Yield (path, record) for every valid record under ``folder``; invalid ones are logged and skipped."""
+    for path in sorted(Path(folder).rglob(f"*{RECORD_SUFFIX}")):
+        if path.name.startswith("."):
+            continue
+        try:
+            yield path, read_record(path)
+        except RecordError as exc:
+            logger.warning("skipping %s", exc)
+
+
+def records_table(folder: Path, task: str | None = None, method: str | None = None) -> Any:
+    """Aggregate records into a pandas DataFrame: mean and std over seeds of every metric.
+
+    Rows are (task, dataset, method, profile, protocol hash); columns ``<metric>`` (mean),
+    ``<metric>_std`` and ``n_seeds``.
+    """
+    import pandas as pd
+
+    rows = []
+    for _, rec in iter_records(folder):
+        if task and rec["task"]["id"] != task or method and rec["method"]["id"] != method:
+            continue
+        row = {"task": rec["task"]["id"], "dataset": rec["dataset"]["id"], "method": rec["method"]["id"],
+               "profile": rec["profile"], "protocol": rec["protocol_hash"][:8], "seed": rec["seed"]}
+        row.update({k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))})
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    keys = ["task", "dataset", "method", "profile", "protocol"]
+    metric_cols = [c for c in df.columns if c not in keys + ["seed"]]
+    grouped = df.groupby(keys, sort=True)
+    out = grouped[metric_cols].mean()
+    std = grouped[metric_cols].std(ddof=1).add_suffix("_std")
+    out = out.join(std)
+    out["n_seeds"] = grouped["seed"].nunique()
+    ordered = [c for m in metric_cols for c in (m, f"{m}_std")] + ["n_seeds"]
+    return out[ordered].reset_index()
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+_PACKAGES = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "scikit-image", "diffusers", "transformers",
+             "accelerate", "peft", "torchmetrics", "clean-fid", "lpips", "pytorch-msssim", "pandas", "medsynth-bench")
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Package versions, Python, platform, device and the git commit of the harness source."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+        "git_commit": git_commit(),
+    }
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The commit of the harness source tree (with ``-dirty`` if modified), or None outside git."""
+    src = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

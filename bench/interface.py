@@ -118,6 +118,8 @@ class RunContext:
         progress: ``progress(description, total)`` returns a callable ``advance(n=1)``;
             the runner supplies rich progress bars, tests a silent one.
         accelerator: an ``accelerate.Accelerator`` when running under accelerate.
+        cache_dir: folder shared by all runs of one work dir (caches that outlive a stage,
+            such as the real-only arm of a task or reference feature statistics).
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -128,6 +130,7 @@ class RunContext:
     precision: str = "fp32"
     progress: Callable[[str, int | None], Callable[..., None]] = field(default=lambda desc, total=None: _noop)
     accelerator: Any = None
+    cache_dir: Path | None = None
 
     @property
     def is_main_process(self) -> bool:

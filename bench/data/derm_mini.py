@@ -21,6 +21,7 @@ What is controlled, per sample (all recorded in ``meta``):
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -207,7 +208,9 @@ def render(world_seed: int, split_code: int, index: int, size: int = 64) -> tupl
         for x in range(int(rng.integers(0, 4)), size, max(3, size // 16)):
             lab[row:row + max(2, size // 20), x, 0] = 15.0
     lab[..., 0] = np.clip(lab[..., 0], 0, 100)
-    rgb = np.clip(lab2rgb(lab), 0, 1).astype(np.float32)
+    with warnings.catch_warnings():  # out-of-gamut Lab values are clipped on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        rgb = np.clip(lab2rgb(lab), 0, 1).astype(np.float32)
 
     ys, xs = np.nonzero(mask)
     vert = "upper" if ys.mean() < s * 0.4 else "lower" if ys.mean() > s * 0.6 else "central"

@@ -1,0 +1,3 @@
+from .method import ClassicAug, ClassicAugConfig
+
+__all__ = ["ClassicAug", "ClassicAugConfig"]

@@ -1,0 +1,3 @@
+from .method import RealOnly
+
+__all__ = ["RealOnly"]

@@ -1,0 +1,164 @@
+"""The `bench` command line: a thin adapter over bench.runner, bench.store and friends.
+
+Heavy modules (torch, diffusers) are imported inside commands, so ``bench --help``
+and ``bench list`` start instantly. User errors print one line and exit 2.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="medsynth-bench: run controllable-diffusion methods on standard medical imaging tasks.")
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    for name in ("bench", "methods", "baselines"):
+        logging.getLogger(name).setLevel(level)
+
+
+@app.command(epilog="""Examples:\n
+  bench run --task seg-aug --method classic-aug\n
+  bench run --task seg-aug --method real-only --profile smoke --seed 1\n
+  bench run --task seg-aug --dataset ph2 --data-root ~/data --method classic-aug --set task.n_generate=200\n
+  bench run --task seg-aug --method mypkg.module:MyGenerator""")
+def run(
+    task: str = typer.Option(..., "--task", "-t", help="Task id (bench list)."),
+    method: str = typer.Option(..., "--method", "-m", help="Method id, or package.module:Class."),
+    profile: str = typer.Option("mini", help="smoke | mini | paper."),
+    seed: int = typer.Option(0, help="Run seed."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset id replacing the task's default."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding the real datasets."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key: task.KEY=VALUE or method.KEY=VALUE."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file with task: and method: sections."),
+    work_dir: Path = typer.Option(Path("bench-runs"), "--work-dir", envvar="BENCH_WORK_DIR",
+                                  help="Caches, generated samples and records."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda[:N]."),
+    precision: str = typer.Option("fp32", help="fp32 | fp16 | bf16."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (default: min(2, cores))."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Run one task x method x seed: fit -> generate -> evaluate -> write a record."""
+    _setup_logging(verbose, quiet)
+    if precision not in ("fp32", "fp16", "bf16"):
+        _fail(f"--precision '{precision}' is not one of fp32, fp16, bf16")
+    if data_root is not None and not data_root.is_dir():
+        _fail(f"--data-root {data_root}: no such folder")
+    from bench.runner import BenchError, RunConfig, run_one
+
+    rc = RunConfig(task=task, method=method, profile=profile, seed=seed, dataset=dataset, sets=list(set_),
+                   config_file=config, work_dir=work_dir, data_root=data_root, device=device, precision=precision,
+                   threads=threads, progress=not no_progress and sys.stderr.isatty())
+    try:
+        record, path = run_one(rc)
+    except BenchError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(render_run(record))
+    typer.echo(f"record: {path}")
+
+
+def render_run(record: dict[str, Any]) -> str:
+    """A plain-text table of one record: the method beside the real-only reference arm, per downstream model."""
+    metrics = list(record["metrics"])
+    comp = record.get("comparisons", {})
+    ref = comp.get("reference_per_model", {})
+    rows = [("model", "arm", *metrics)]
+    for model, values in record["per_model"].items():
+        if model in ref and record["method"]["id"] != comp.get("reference"):
+            rows.append((model, comp.get("reference", "reference"), *(_fmt(ref[model].get(m)) for m in metrics)))
+        rows.append((model, record["method"]["id"], *(_fmt(values.get(m)) for m in metrics)))
+    if comp.get("reference_metrics") and record["method"]["id"] != comp.get("reference"):
+        rows.append(("mean", comp["reference"], *(_fmt(comp["reference_metrics"].get(m)) for m in metrics)))
+    rows.append(("mean", record["method"]["id"], *(_fmt(record["metrics"][m]) for m in metrics)))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = [f"{record['task']['id']} | {record['dataset']['id']} | profile {record['profile']} | seed {record['seed']} "
+             f"| protocol {record['protocol_hash'][:8]}"]
+    for k, r in enumerate(rows):
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    for metric, gain in comp.get("relative_gain", {}).items():
+        test = comp.get("paired_ttest", {}).get(metric, {})
+        lines.append(f"{metric}: relative gain {gain * 100:+.2f}% vs {comp['reference']}, paired t-test p = {test.get('p', float('nan')):.3g} "
+                     f"(n = {test.get('n', 0)})")
+    stages = ", ".join(f"{s} {'cached' if record['cached'].get(s) else f'{t:.1f}s'}" for s, t in record["timings"].items())
+    lines.append(f"stages: {stages}")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+@app.command("list")
+def list_(profile: str = typer.Option("mini", help="Profile whose task configs decide compatibility.")) -> None:
+    """Tasks, datasets, methods and profiles, with the task x method compatibility matrix."""
+    from bench.config import PROFILES
+    from bench.registry import DATASETS, METHODS, TASKS
+    from bench.runner import compatibility
+
+    typer.echo(f"profiles: {', '.join(PROFILES)}")
+    typer.echo(f"datasets: {', '.join(DATASETS.names())}")
+    typer.echo("tasks:")
+    for t in TASKS.names():
+        cls = TASKS.get(t)
+        typer.echo(f"  {t:<14} v{cls.version}  {cls.description}")
+    typer.echo("methods:")
+    for m in METHODS.names():
+        cls = METHODS.get(m)
+        caps = cls.capabilities
+        typer.echo(f"  {m:<14} accepts {sorted(caps.accepts) or '-'} -> returns {sorted(caps.returns)}")
+    matrix = compatibility(profile)
+    methods = METHODS.names()
+    typer.echo(f"\ncompatibility ({profile} profile; x = runs, . = incompatible):")
+    typer.echo(" " * 16 + " ".join(f"{m:>12}" for m in methods))
+    for t, row in matrix.items():
+        typer.echo(f"{t:<16}" + " ".join(f"{'x' if row[m] is None else '.':>12}" for m in methods))
+
+
+@app.command()
+def results(
+    task: Optional[str] = typer.Option(None, help="Only this task."),
+    method: Optional[str] = typer.Option(None, help="Only this method."),
+    work_dir: Path = typer.Option(Path("bench-runs"), "--work-dir", envvar="BENCH_WORK_DIR"),
+    records: Optional[Path] = typer.Option(None, help="Folder of records (default: <work-dir>/records)."),
+) -> None:
+    """Aggregate records into a table: mean and std over seeds per task, dataset, method, profile and protocol."""
+    from bench.store import records_table
+
+    folder = records or work_dir / "records"
+    if not folder.is_dir():
+        _fail(f"no records folder at {folder}; run `bench run` first or pass --records")
+    df = records_table(folder, task=task, method=method)
+    if df.empty:
+        typer.echo("no records match")
+        return
+    typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

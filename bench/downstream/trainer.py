@@ -1,0 +1,127 @@
+"""One trainer for every downstream segmenter: Adam, BCE + Dice loss, early stopping on validation Dice.
+
+The thesis (chapter 4, section 4.4.4) trains segmenters with Adam, lr 1e-3,
+batch 16 and early stopping with patience 20 on validation accuracy; loss, input
+size and epoch cap are unstated, so they are options here (BCE + soft Dice,
+validation Dice as the stopping criterion, documented defaults).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bench.metrics.segmentation import dice_iou
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegTrainConfig:
+    """Hyperparameters of segmenter training."""
+
+    lr: float = 1e-3
+    """Adam learning rate (thesis 4.4.4)."""
+    batch_size: int = 16
+    """Batch size (thesis 4.4.4)."""
+    max_epochs: int = 200
+    """Epoch cap (not stated in the thesis)."""
+    patience: int = 20
+    """Epochs without validation-Dice improvement before stopping (thesis 4.4.4)."""
+    loss: str = "bce+dice"
+    """``bce``, ``dice`` or ``bce+dice`` (not stated in the thesis)."""
+    hflip: bool = False
+    """Random horizontal/vertical flips during training (not stated in the thesis)."""
+    threshold: float = 0.5
+    """Sigmoid threshold for binary predictions."""
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    best_epoch: int
+    best_val_dice: float
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seg_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Segmentation loss on logits (N,1,H,W) and float targets (N,1,H,W)."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    if kind == "bce":
+        return bce
+    prob = torch.sigmoid(logits)
+    inter = (prob * target).sum(dim=(1, 2, 3))
+    soft_dice = 1 - (2 * inter + 1) / (prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3)) + 1)
+    if kind == "dice":
+        return soft_dice.mean()
+    if kind == "bce+dice":
+        return bce + soft_dice.mean()
+    raise ValueError(f"unknown loss '{kind}'; valid: bce, dice, bce+dice")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64, threshold: float = 0.5) -> torch.Tensor:
+    """Binary masks (N, H, W) for images (N, C, H, W) in [0, 1]."""
+    model.eval()
+    out = [torch.sigmoid(model(images[i:i + batch_size]))[:, 0] > threshold for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.zeros((0, *images.shape[-2:]), dtype=torch.bool)
+
+
+def train_segmenter(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, val_images: torch.Tensor,
+                    val_masks: torch.Tensor, config: SegTrainConfig, seed: int,
+                    advance: Callable[..., None] | None = None) -> TrainResult:
+    """Train ``model`` and return it at its best validation-Dice epoch.
+
+    Args:
+        images: (N, C, H, W) float in [0, 1]; masks: (N, H, W) bool.
+        val_images, val_masks: the validation split, same layout.
+        seed: seeds initialisation-independent randomness (shuffling, flips).
+        advance: progress callback, called once per epoch.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    target = masks.float().unsqueeze(1)
+    best_state, best_dice, best_epoch, stale = copy.deepcopy(model.state_dict()), -1.0, -1, 0
+    history: list[dict[str, float]] = []
+    epoch = 0
+    for epoch in range(config.max_epochs):
+        model.train()
+        order = torch.randperm(len(images), generator=gen)
+        total, batches = 0.0, 0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            x, y = images[idx], target[idx]
+            if config.hflip:
+                flip = torch.rand(2, generator=gen)
+                if flip[0] < 0.5:
+                    x, y = x.flip(-1), y.flip(-1)
+                if flip[1] < 0.5:
+                    x, y = x.flip(-2), y.flip(-2)
+            loss = seg_loss(model(x), y, config.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            batches += 1
+        val_dice = float(dice_iou(predict(model, val_images, threshold=config.threshold), val_masks)[0].mean())
+        history.append({"epoch": epoch, "loss": total / max(batches, 1), "val_dice": val_dice})
+        if advance is not None:
+            advance()
+        if val_dice > best_dice:
+            best_dice, best_epoch, stale = val_dice, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    logger.debug("trained %d epochs, best val dice %.4f at epoch %d", epoch + 1, best_dice, best_epoch)
+    return TrainResult(model, best_epoch, best_dice, epoch + 1, history)

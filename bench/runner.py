@@ -1,0 +1,502 @@
+"""fit -> generate -> evaluate -> write, with a content-addressed cache and resume.
+
+Every stage writes under ``<work_dir>/<stage>/<key>/`` where the key hashes
+everything that determines the stage's output (task, protocol, dataset splits,
+method id, version and config, seed, profile, and the key of the stage before).
+A stage is complete only when its ``done.json`` exists (written last, by
+rename), so a rerun skips finished stages. Generation is written in shards of
+``shard_size`` samples, each seeded by (seed, shard index) and written
+atomically: an interrupted generation resumes at the first missing shard and
+ends with exactly as many samples as an uninterrupted run, identical to them.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench import config as cfg
+from bench.interface import Condition, RunContext, Sample, derive_seed
+from bench.registry import DATASETS, METHODS, TASKS, UnknownEntryError
+from bench.store import (SCHEMA_VERSION, atomic_write_text, environment, protocol_hash, stable_hash, utc_now,
+                         write_record)
+
+logger = logging.getLogger(__name__)
+
+#: Task config keys that do not change what is measured (kept out of the protocol hash).
+NON_PROTOCOL_KEYS = ("grid_size",)
+STAGES = ("fit", "generate", "evaluate")
+
+
+class BenchError(Exception):
+    """A user error: bad id, config, data or compatibility. The CLI prints it as one line and exits 2."""
+
+
+@dataclass
+class RunConfig:
+    """Everything ``bench run`` takes; the Python API is ``run_one(RunConfig(...))``."""
+
+    task: str
+    method: str
+    profile: str = "mini"
+    seed: int = 0
+    dataset: str | None = None
+    sets: Sequence[str] = ()
+    config_file: Path | None = None
+    work_dir: Path = Path("bench-runs")
+    data_root: Path | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int | None = None
+    shard_size: int = 64
+    progress: bool = True
+
+
+@dataclass
+class Resolved:
+    task_cls: type
+    method_cls: type
+    method_id: str
+    task_config: Any
+    method_config: Any
+
+    @property
+    def task(self) -> Any:
+        return self.task_cls(self.task_config)
+
+
+@dataclass
+class StageOutcome:
+    seconds: float
+    peak_mb: float
+    cached: bool
+
+
+# --- resolution -------------------------------------------------------------------------------
+
+def resolve(rc: RunConfig) -> Resolved:
+    """Look up task and method and build their configs; raise BenchError with one line on any problem."""
+    try:
+        task_cls = TASKS.get(rc.task)
+    except UnknownEntryError as exc:
+        raise BenchError(str(exc)) from None
+    try:
+        method_cls = METHODS.get(rc.method)
+    except UnknownEntryError as exc:
+        raise BenchError(str(exc)) from None
+    except (ImportError, TypeError, ValueError) as exc:
+        raise BenchError(f"method '{rc.method}': {exc}") from None
+    try:
+        task_values = cfg.profile_section(task_cls.config_file(), rc.profile)
+        method_values = cfg.profile_section(method_config_file(method_cls), rc.profile)
+        file_task, file_method = cfg.config_file_sections(rc.config_file)
+        set_task, set_method = cfg.split_overrides(cfg.parse_set(rc.sets), task_cls.Config, method_cls.Config)
+        task_values = {**task_values, **file_task}
+        if rc.dataset is not None:
+            if rc.dataset not in DATASETS:
+                raise BenchError(DATASETS.unknown_message(rc.dataset))
+            if rc.dataset != task_values.get("dataset") and "dataset_options" not in file_task:
+                task_values.pop("dataset_options", None)  # options of the profile's default dataset do not carry over
+            task_values["dataset"] = rc.dataset
+        task_values.update(set_task)
+        task_config = cfg.build(task_cls.Config, task_values, "task")
+        method_config = cfg.build(method_cls.Config, {**method_values, **file_method, **set_method}, "method")
+    except cfg.ConfigError as exc:
+        raise BenchError(str(exc)) from None
+    dataset = getattr(task_config, "dataset", None)
+    if dataset is not None and dataset not in DATASETS:
+        raise BenchError(DATASETS.unknown_message(dataset))
+    return Resolved(task_cls, method_cls, rc.method, task_config, method_config)
+
+
+def method_config_file(method_cls: type) -> Path | None:
+    """``config.yaml`` beside the module defining the method, if any."""
+    import inspect
+
+    try:
+        return Path(inspect.getfile(method_cls)).parent / "config.yaml"
+    except (TypeError, OSError):
+        return None
+
+
+def protocol_of(task_config: Any) -> dict[str, Any]:
+    return {k: v for k, v in cfg.to_dict(task_config).items() if k not in NON_PROTOCOL_KEYS}
+
+
+def recompute_protocol_hash(record: dict[str, Any]) -> str:
+    """The protocol hash a record should carry under the current task and dataset definitions."""
+    try:
+        task_cls = TASKS.get(record["task"]["id"])
+    except UnknownEntryError as exc:
+        raise BenchError(str(exc)) from None
+    try:
+        task_config = cfg.build(task_cls.Config, dict(record["config"]["task"]), "task")
+    except cfg.ConfigError as exc:
+        raise BenchError(f"record's task config is not valid for task '{task_cls.id}': {exc}") from None
+    checksums = expected_split_checksums(task_config, record["dataset"]["splits"].keys())
+    return protocol_hash(task_cls.id, task_cls.version, protocol_of(task_config), checksums)
+
+
+def expected_split_checksums(task_config: Any, splits: Any) -> dict[str, str]:
+    """Split checksums from the dataset definition alone (procedural worlds, committed split files, cards)."""
+    try:
+        cls = DATASETS.get(task_config.dataset)
+    except UnknownEntryError as exc:
+        raise BenchError(str(exc)) from None
+    try:
+        ds = cls(root=None, image_size=getattr(task_config, "image_size", None), **getattr(task_config, "dataset_options", {}))
+        return {name: ds.split_checksum(name) for name in splits}
+    except Exception as exc:  # noqa: BLE001 - any failure means the checksums cannot be verified offline
+        raise BenchError(f"cannot verify the split checksums of dataset '{task_config.dataset}' without its data: {exc}") from None
+
+
+# --- context, seeding, monitoring -----------------------------------------------------------
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"--device '{name}' is not a valid device; use auto, cpu or cuda[:N]") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+class PeakMemory:
+    """Peak resident memory (MB) of this process while the block runs, sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._proc = psutil.Process()
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self._proc.memory_info().rss / 2 ** 20)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> PeakMemory:
+        self.peak_mb = self._proc.memory_info().rss / 2 ** 20
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._proc.memory_info().rss / 2 ** 20)
+
+
+@contextlib.contextmanager
+def progress_factory(enabled: bool) -> Iterator[Any]:
+    """``progress(description, total) -> advance`` backed by rich progress bars (or silent)."""
+    if not enabled:
+        yield lambda desc, total=None: (lambda n=1: None)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=False) as bars:
+        def make(desc: str, total: int | None = None) -> Any:
+            task_id = bars.add_task(desc, total=total)
+            return lambda n=1: bars.advance(task_id, n)
+        yield make
+
+
+# --- stages -----------------------------------------------------------------------------------
+
+def _done(path: Path) -> bool:
+    return (path / "done.json").exists()
+
+
+def _mark_done(path: Path, info: dict[str, Any]) -> None:
+    atomic_write_text(path / "done.json", json.dumps(info, sort_keys=True))
+
+
+def _restrict(cond: Condition, accepts: frozenset[str]) -> Condition:
+    """The condition with only the fields the generator accepts (meta always passes)."""
+    kept = {f: getattr(cond, f) for f in ("mask", "label", "labels", "report", "prompt", "reference") if f in accepts}
+    return Condition(**kept, meta=dict(cond.meta))
+
+
+def save_shard(samples: Sequence[Sample], path: Path) -> None:
+    """Write samples as ``<path>.safetensors`` (tensors) + ``<path>.json`` (text and meta), atomically.
+
+    Images are stored as uint8 (what any image file would keep); masks as uint8 {0, 1}.
+    The JSON file is written last and marks the shard complete.
+    """
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for name in ("image", "mask", "labels"):
+        values = [getattr(s, name) for s in samples]
+        present = [v is not None for v in values]
+        if any(present) and not all(present):
+            raise BenchError(f"generated samples are inconsistent: some lack '{name}'")
+        if all(present) and values:
+            for i, v in enumerate(values):
+                if name == "image":
+                    v = (v.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+                elif name == "mask":
+                    v = v.detach().bool().to(torch.uint8)
+                else:
+                    v = v.detach().float()
+                tensors[f"{name}.{i}"] = v.contiguous().cpu()
+    text = [{"label": s.label, "report": s.report, "prompt": s.prompt, "meta": s.meta} for s in samples]
+    tmp = path.with_name(path.name + ".tmp.safetensors")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path.with_suffix(".safetensors"))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(text, default=str))
+
+
+def load_shard(path: Path) -> list[Sample]:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path.with_suffix(".safetensors")))
+    text = json.loads(path.with_suffix(".json").read_text())
+    out = []
+    for i, t in enumerate(text):
+        image = tensors.get(f"image.{i}")
+        mask = tensors.get(f"mask.{i}")
+        out.append(Sample(image=image.float() / 255 if image is not None else None,
+                          mask=mask.bool() if mask is not None else None, label=t["label"],
+                          labels=tensors.get(f"labels.{i}"), report=t["report"], prompt=t["prompt"], meta=t["meta"]))
+    return out
+
+
+def _generate_stage(method: Any, conditions: Sequence[Condition], gen_dir: Path, ctx: RunContext,
+                    shard_size: int, needs: frozenset[str], method_id: str) -> list[Sample]:
+    gen_dir.mkdir(parents=True, exist_ok=True)
+    n_shards = (len(conditions) + shard_size - 1) // shard_size
+    existing = sum((gen_dir / f"shard-{s:05d}.json").exists() for s in range(n_shards))
+    if existing:
+        logger.info("[generate] resuming: %d of %d shards already written", existing, n_shards)
+    advance = ctx.progress("generate", len(conditions))
+    advance(existing * shard_size if existing < n_shards else len(conditions))
+    for s in range(n_shards):
+        shard = gen_dir / f"shard-{s:05d}"
+        if shard.with_suffix(".json").exists():
+            continue
+        chunk = conditions[s * shard_size:(s + 1) * shard_size]
+        seed_everything(derive_seed(ctx.seed, 7, s))
+        samples = list(method.generate(chunk, ctx))
+        if len(samples) != len(chunk):
+            raise BenchError(f"method '{method_id}' returned {len(samples)} samples for {len(chunk)} conditions")
+        for smp in samples:
+            missing = needs - smp.fields()
+            if missing:
+                raise BenchError(f"method '{method_id}' returned a sample without {sorted(missing)}")
+        save_shard(samples, shard)
+        advance(len(chunk))
+    out: list[Sample] = []
+    for s in range(n_shards):
+        out.extend(load_shard(gen_dir / f"shard-{s:05d}"))
+    return out
+
+
+def _evaluation_to_json(ev: Any) -> dict[str, Any]:
+    return dataclasses.asdict(ev)
+
+
+def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
+    """Run one task x method x seed; return the record and its path.
+
+    Raises:
+        BenchError: for user errors, before any expensive work where they can be known then.
+    """
+    from bench.config import to_dict
+    from bench.data.base import DataError
+    from bench.tasks.base import Evaluation, IncompatibleMethodError
+
+    resolved = resolve(rc)
+    task = resolved.task
+    method_cls = resolved.method_cls
+    try:
+        task.check_method(rc.method, method_cls.capabilities)
+    except IncompatibleMethodError as exc:
+        raise BenchError(str(exc)) from None
+
+    device = pick_device(rc.device)
+    if rc.profile == "paper" and device.type != "cuda":
+        logger.warning("the paper profile is meant for a GPU; running it on %s will be slow", device)
+    torch.set_num_threads(rc.threads or min(2, os.cpu_count() or 1))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(rc.seed)
+
+    work_dir = Path(rc.work_dir)
+    ctx = RunContext(device=device, seed=rc.seed, profile=rc.profile, work_dir=work_dir, data_root=rc.data_root,
+                     precision=rc.precision, cache_dir=work_dir / "cache")
+    task_cfg, method_cfg = to_dict(resolved.task_config), to_dict(resolved.method_config)
+    method_version = str(getattr(method_cls, "version", "1"))
+    target = f"{method_cls.__module__}:{method_cls.__qualname__}"
+
+    timings: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    cached: dict[str, bool] = {}
+
+    with progress_factory(rc.progress) as progress:
+        ctx.progress = progress
+        try:
+            data = task.load(ctx)
+        except DataError as exc:
+            raise BenchError(str(exc)) from None
+        proto = protocol_hash(task.id, task.version, protocol_of(resolved.task_config), data.checksums)
+        base_key = {"task": task.id, "task_version": task.version, "method": rc.method, "target": target,
+                    "method_version": method_version, "method_config": method_cfg, "seed": rc.seed,
+                    "profile": rc.profile, "precision": rc.precision}
+
+        # 1. fit
+        method = method_cls(resolved.method_config)
+        fit_key = stable_hash({**base_key, "stage": "fit", "fit_data": task.fit_identity(),
+                               "splits": {"train": data.checksums.get("train")}}, 16)
+        fit_dir = work_dir / "fit" / fit_key
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            if _done(fit_dir):
+                logger.info("[fit] cached: skipped (%s)", fit_dir)
+                method.load(fit_dir / "state")
+                cached["fit"] = True
+            else:
+                fit_dir.mkdir(parents=True, exist_ok=True)
+                stage_ctx = dataclasses.replace(ctx, work_dir=fit_dir)
+                method.fit(task.fit_set(data), stage_ctx)
+                state = fit_dir / "state"
+                if state.exists():
+                    shutil.rmtree(state)
+                state.mkdir()
+                method.save(state)
+                _mark_done(fit_dir, {"key": fit_key})
+                cached["fit"] = False
+            timings["fit"] = time.perf_counter() - t0
+        peaks["fit"] = mem.peak_mb
+
+        # 2. generate
+        produces = getattr(method_cls, "produces_samples", True)
+        conditions = [_restrict(c, method_cls.capabilities.accepts) for c in task.conditions(data, ctx)] if produces else []
+        gen_key = stable_hash({"fit": fit_key, "stage": "generate", "protocol": proto, "n": len(conditions),
+                               "shard_size": rc.shard_size}, 16)
+        gen_dir = work_dir / "generate" / gen_key
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            if _done(gen_dir):
+                logger.info("[generate] cached: skipped (%s)", gen_dir)
+                n_shards = (len(conditions) + rc.shard_size - 1) // rc.shard_size
+                synthetic = [s for k in range(n_shards) for s in load_shard(gen_dir / f"shard-{k:05d}")]
+                cached["generate"] = True
+            else:
+                synthetic = _generate_stage(method, conditions, gen_dir, dataclasses.replace(ctx, work_dir=gen_dir),
+                                            rc.shard_size, task.needs, rc.method)
+                _mark_done(gen_dir, {"key": gen_key, "n": len(synthetic)})
+                cached["generate"] = False
+            timings["generate"] = time.perf_counter() - t0
+        peaks["generate"] = mem.peak_mb
+        del method
+
+        # 3. evaluate
+        eval_key = stable_hash({"generate": gen_key, "stage": "evaluate", "protocol": proto, "seed": rc.seed}, 16)
+        eval_dir = work_dir / "evaluate" / eval_key
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            if _done(eval_dir):
+                logger.info("[evaluate] cached: skipped (%s)", eval_dir)
+                evaluation = Evaluation(**json.loads((eval_dir / "evaluation.json").read_text()))
+                cached["evaluate"] = True
+            else:
+                eval_dir.mkdir(parents=True, exist_ok=True)
+                seed_everything(derive_seed(rc.seed, 3))
+                evaluation = task.evaluate(data, synthetic, dataclasses.replace(ctx, work_dir=eval_dir), rc.method)
+                atomic_write_text(eval_dir / "evaluation.json", json.dumps(_evaluation_to_json(evaluation)))
+                _mark_done(eval_dir, {"key": eval_key})
+                cached["evaluate"] = False
+            timings["evaluate"] = time.perf_counter() - t0
+        peaks["evaluate"] = mem.peak_mb
+
+    # 4. write
+    slug = re.sub(r"[^A-Za-z0-9_.=+-]", ".", rc.method)
+    run_id = f"{task.id}__{slug}__{data.dataset_id}__{rc.profile}__s{rc.seed}__" + \
+        stable_hash({"protocol": proto, "method": rc.method, "config": method_cfg, "version": method_version}, 8)
+    records_dir = work_dir / "records"
+    records_dir.mkdir(parents=True, exist_ok=True)
+    per_sample_file = None
+    if evaluation.per_sample:
+        import pandas as pd
+
+        per_sample_file = f"{run_id}.scores.csv"
+        atomic_write_text(records_dir / per_sample_file, pd.DataFrame(evaluation.per_sample).to_csv(index=False))
+    artifacts = {}
+    for name, src in evaluation.artifacts.items():
+        src_path = Path(src)
+        if src_path.exists():
+            dest = records_dir / f"{run_id}.{name}{src_path.suffix}"
+            shutil.copyfile(src_path, dest)
+            artifacts[name] = dest.name
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "created": utc_now(),
+        "task": {"id": task.id, "version": task.version},
+        "dataset": {"id": data.dataset_id, "splits": data.checksums, "sizes": data.sizes},
+        "method": {"id": rc.method, "version": method_version, "target": target},
+        "profile": rc.profile,
+        "seed": rc.seed,
+        "config": {"task": task_cfg, "method": method_cfg},
+        "protocol_hash": proto,
+        "metrics": evaluation.metrics,
+        "metric_info": {k: {"higher_is_better": v} for k, v in evaluation.higher_is_better.items()},
+        "per_model": evaluation.per_model,
+        "comparisons": evaluation.comparisons,
+        "n": evaluation.counts,
+        "per_sample_file": per_sample_file,
+        "artifacts": artifacts,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "cached": cached,
+        "peak_memory_mb": {k: round(v, 1) for k, v in peaks.items()},
+        "environment": environment(str(device)),
+    }
+    path = write_record(record, records_dir)
+    logger.info("[write] record %s", path)
+    return record, path
+
+
+def compatibility(profile: str = "mini") -> dict[str, dict[str, str | None]]:
+    """task -> method -> None when compatible, else the reason (from capabilities and default task configs)."""
+    out: dict[str, dict[str, str | None]] = {}
+    for task_id in TASKS.names():
+        task_cls = TASKS.get(task_id)
+        task = task_cls(cfg.build(task_cls.Config, cfg.profile_section(task_cls.config_file(), profile), "task"))
+        row: dict[str, str | None] = {}
+        for method_id in METHODS.names():
+            try:
+                method_cls = METHODS.get(method_id)
+            except (ImportError, TypeError) as exc:
+                row[method_id] = f"cannot load: {exc}"
+                continue
+            row[method_id] = task.incompatibility(method_cls.capabilities)
+        out[task_id] = row
+    return out

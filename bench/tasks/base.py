@@ -1,0 +1,130 @@
+"""The task contract: what a task declares, loads, asks a generator for, and evaluates.
+
+A task is a class with a frozen ``Config`` dataclass (filled from
+``bench/tasks/configs/<task-id>.yaml`` per profile), a protocol ``version``
+bumped whenever evaluation changes, and four hooks the runner calls in order:
+`load` -> `fit_set` -> `conditions` -> `evaluate`. The constructor is light;
+`load` does the heavy lifting (HELM's scenario rule).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from bench.interface import Capabilities, Condition, RunContext, Sample
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+class IncompatibleMethodError(ValueError):
+    """The method's capabilities do not fit the task (one line naming what is missing)."""
+
+
+@dataclass
+class TaskData:
+    """The splits a task works on, with the checksums that enter the protocol hash."""
+
+    dataset_id: str
+    splits: dict[str, Sequence[Sample]]
+    checksums: dict[str, str]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.splits.items()}
+
+
+@dataclass
+class Evaluation:
+    """What `Task.evaluate` returns; the runner turns it into the record.
+
+    Attributes:
+        metrics: headline metric -> value (mean over downstream models).
+        higher_is_better: metric -> direction, for every key of ``metrics``.
+        per_model: downstream model -> metric -> value.
+        comparisons: statistics against the task's reference arm.
+        per_sample: rows of per-sample scores (dicts), written to a CSV beside the record.
+        counts: named counts (real training samples, generated samples, test samples ...).
+        artifacts: name -> path of files kept by the evaluation (plots, sample grids).
+    """
+
+    metrics: dict[str, float]
+    higher_is_better: dict[str, bool]
+    per_model: dict[str, dict[str, float]] = field(default_factory=dict)
+    comparisons: dict[str, Any] = field(default_factory=dict)
+    per_sample: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+class Task:
+    """Base class of tasks.
+
+    Class attributes:
+        id: registry id; version: protocol version; description: one line.
+        needs: sample fields every generated sample must carry.
+        main_metric: the metric leaderboards sort by.
+    """
+
+    id: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+    description: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+    main_metric: ClassVar[str] = ""
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @classmethod
+    def config_file(cls) -> Path:
+        return CONFIG_DIR / f"{cls.id}.yaml"
+
+    # -- what the task gives and needs -------------------------------------------------------
+    def given(self) -> frozenset[str]:
+        """Condition fields the task supplies to the generator."""
+        return frozenset()
+
+    def must_follow(self) -> frozenset[str]:
+        """Given fields the generator must be able to follow (a subset of `given`)."""
+        return frozenset()
+
+    def incompatibility(self, capabilities: Capabilities) -> str | None:
+        """Why a generator with ``capabilities`` cannot run this task, or None."""
+        problems = []
+        missing_out = self.needs - capabilities.returns
+        if missing_out:
+            problems.append(f"needs a method returning {sorted(self.needs)}; it returns {sorted(capabilities.returns)}")
+        missing_in = self.must_follow() - capabilities.accepts
+        if missing_in:
+            problems.append(f"conditions on {sorted(missing_in)}, which the method cannot follow "
+                            f"(it accepts {sorted(capabilities.accepts) or 'nothing'})")
+        unmet = capabilities.requires - self.given()
+        if unmet:
+            problems.append(f"gives {sorted(self.given()) or 'no conditions'}, but the method requires {sorted(unmet)}")
+        return "; ".join(problems) or None
+
+    def check_method(self, method_id: str, capabilities: Capabilities) -> None:
+        why = self.incompatibility(capabilities)
+        if why:
+            raise IncompatibleMethodError(f"Task '{self.id}' cannot run method '{method_id}': task {why}")
+
+    # -- hooks ---------------------------------------------------------------------------------------
+    def load(self, ctx: RunContext) -> TaskData:
+        raise NotImplementedError
+
+    def fit_set(self, data: TaskData) -> Sequence[Sample]:
+        """The samples the generator is fitted on."""
+        return data.splits["train"]
+
+    def conditions(self, data: TaskData, ctx: RunContext) -> list[Condition]:
+        raise NotImplementedError
+
+    def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
+        raise NotImplementedError
+
+    def fit_identity(self) -> dict[str, Any]:
+        """What determines the fit set (goes into the fit stage's cache key)."""
+        return {}

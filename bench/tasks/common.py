@@ -1,0 +1,78 @@
+"""Helpers shared by tasks: dataset construction, tensor stacking, sample grids."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from bench.interface import RunContext, Sample
+
+logger = logging.getLogger(__name__)
+
+
+def open_dataset(dataset_id: str, options: dict[str, Any], image_size: int | None, ctx: RunContext) -> Any:
+    """Build a registered dataset, with the data root required for real datasets."""
+    from bench.data.base import DataError
+    from bench.registry import DATASETS
+
+    cls = DATASETS.get(dataset_id)
+    if getattr(cls, "needs_root", True) and ctx.data_root is None:
+        raise DataError(f"dataset '{dataset_id}' is read from disk: pass --data-root DIR "
+                        f"(see `bench data info {dataset_id}` for the expected layout)")
+    return cls(root=ctx.data_root, image_size=image_size, **options)
+
+
+def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(C, H, W) float -> (C, size, size), bilinear with antialiasing (a square squash, as the thesis does)."""
+    if image.shape[-2:] == (size, size):
+        return image
+    return F.interpolate(image[None].float(), size=(size, size), mode="bilinear", antialias=True,
+                         align_corners=False)[0].clamp(0, 1)
+
+
+def resize_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """(H, W) bool -> (size, size) bool, nearest neighbour."""
+    if mask.shape[-2:] == (size, size):
+        return mask.bool()
+    return F.interpolate(mask[None, None].float(), size=(size, size), mode="nearest")[0, 0] > 0.5
+
+
+def stack_pairs(samples: Sequence[Sample], size: int, what: str = "samples") -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, 3, size, size) float and masks (N, size, size) bool from image-mask samples."""
+    images, masks = [], []
+    for i, s in enumerate(samples):
+        if s.image is None or s.mask is None:
+            sid = s.meta.get("id", i)
+            raise ValueError(f"{what}[{sid}] lacks {'an image' if s.image is None else 'a mask'}")
+        image = s.image if s.image.shape[0] == 3 else s.image.expand(3, -1, -1)
+        images.append(resize_image(image, size))
+        masks.append(resize_mask(s.mask, size))
+    if not images:
+        return torch.zeros((0, 3, size, size)), torch.zeros((0, size, size), dtype=torch.bool)
+    return torch.stack(images), torch.stack(masks)
+
+
+def save_pair_grid(images: torch.Tensor, masks: torch.Tensor, path: Path, n: int = 16) -> Path | None:
+    """A PNG grid of up to ``n`` image-mask pairs (image row above its mask row)."""
+    if len(images) == 0:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    n = min(n, len(images))
+    cols = min(8, n)
+    rows = (n + cols - 1) // cols
+    h, w = images.shape[-2:]
+    canvas = np.ones((rows * (2 * h + 4), cols * (w + 2), 3), dtype=np.uint8) * 255
+    for k in range(n):
+        r, c = divmod(k, cols)
+        y, x = r * (2 * h + 4), c * (w + 2)
+        canvas[y:y + h, x:x + w] = (images[k].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        canvas[y + h + 1:y + 2 * h + 1, x:x + w] = (masks[k].numpy()[..., None] * 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(canvas).save(path)
+    return path

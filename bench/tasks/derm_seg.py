@@ -1,0 +1,259 @@
+"""seg-aug: segmentation augmentation with generated image-mask pairs.
+
+Thesis chapter 4, section 4.4.4 (Tables 4.5-4.7); MedDiff-FT and DiffBoost use
+the same protocol on other datasets. The generator is fitted on the training
+split, asked for ``n_generate`` image-mask pairs (conditioned on real training
+masks, or unconditioned), and each downstream segmenter is trained twice with
+the same initialisation: on the real pairs only (the "Original" arm, shared by
+every method and cached) and on real + synthetic pairs. Both are scored on the
+test split by per-image Dice and IoU (empty prediction on empty mask = 1), and
+compared by a paired t-test over per-image IoU pooled over segmenters.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+
+from bench.data.base import DataError
+from bench.interface import Condition, RunContext, Sample, derive_seed
+from bench.store import atomic_write_text, stable_hash
+from bench.tasks.base import Evaluation, Task, TaskData
+from bench.tasks.common import open_dataset, save_pair_grid, stack_pairs
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SegAugConfig:
+    """Protocol of seg-aug (thesis section 4.4.4; [I] marks choices the thesis leaves open)."""
+
+    dataset: str = "isic2018-task1"
+    """Dataset id (train/val/test splits with masks)."""
+    dataset_options: dict = field(default_factory=dict)
+    """Options passed to the dataset (e.g. derm-mini split sizes)."""
+    image_size: int = 256
+    """Side of the square images the segmenters see [I: 256]."""
+    n_real: int | None = None
+    """Real training pairs given to the segmenters: S_1k = 1000, S_2.5k = all (None)."""
+    subset_seed: int = 0
+    """Seed choosing the S_n subset (part of the protocol, not the run seed) [I]."""
+    fit_on: Literal["train", "real-subset"] = "train"
+    """Generator fitted on the whole training split or only on the S_n subset [I: whole split]."""
+    n_generate: int = 2500
+    """Synthetic pairs generated (thesis: 2500)."""
+    conditioning: Literal["real-masks", "none"] = "real-masks"
+    """Condition generation on real training masks (one per mask, thesis) or on nothing."""
+    segmenters: tuple[str, ...] = ("unet", "attention-unet")
+    """Downstream segmenters (thesis: U-Net, Attention U-Net, DCSAU-Net, XBound-Former)."""
+    seg_base: int = 64
+    """Width of the segmenters' first level."""
+    seg_depth: int = 4
+    """Down-sampling steps of the segmenters."""
+    lr: float = 1e-3
+    """Adam learning rate (thesis)."""
+    batch_size: int = 16
+    """Batch size (thesis)."""
+    max_epochs: int = 200
+    """Epoch cap [I]."""
+    patience: int = 20
+    """Early-stopping patience on validation Dice (thesis: 20)."""
+    loss: Literal["bce", "dice", "bce+dice"] = "bce+dice"
+    """Segmentation loss [I: BCE + Dice]."""
+    hflip: bool = False
+    """Random flips while training segmenters [I: off]."""
+    grid_size: int = 16
+    """Generated pairs kept as a PNG grid beside the record (0: none)."""
+
+    def validate(self) -> None:
+        from bench.config import ConfigError
+
+        if self.image_size % (2 ** self.seg_depth):
+            raise ConfigError(f"task.image_size={self.image_size} must be divisible by 2**seg_depth={2 ** self.seg_depth}")
+        if self.n_real is not None and self.n_real < 1:
+            raise ConfigError(f"task.n_real must be a positive integer or null, got {self.n_real}")
+        if self.n_generate < 0:
+            raise ConfigError(f"task.n_generate must be >= 0, got {self.n_generate}")
+        if not self.segmenters:
+            raise ConfigError("task.segmenters must name at least one segmenter")
+        from bench.downstream import SEGMENTERS
+
+        for name in self.segmenters:
+            if name not in SEGMENTERS:
+                raise ConfigError(f"task.segmenters: {SEGMENTERS.unknown_message(name)}")
+
+
+class SegAugTask(Task):
+    """Segmentation augmentation (thesis Tables 4.5-4.7)."""
+
+    id: ClassVar[str] = "seg-aug"
+    version: ClassVar[int] = 1
+    description: ClassVar[str] = "train segmenters on real + generated image-mask pairs; Dice/IoU on the test split"
+    needs: ClassVar[frozenset[str]] = frozenset({"image", "mask"})
+    main_metric: ClassVar[str] = "dice"
+    Config = SegAugConfig
+
+    def given(self) -> frozenset[str]:
+        return frozenset({"mask", "reference"}) if self.config.conditioning == "real-masks" else frozenset()
+
+    def must_follow(self) -> frozenset[str]:
+        return frozenset({"mask"}) if self.config.conditioning == "real-masks" else frozenset()
+
+    # -- data -----------------------------------------------------------------------------------
+    def load(self, ctx: RunContext) -> TaskData:
+        c = self.config
+        ds = open_dataset(c.dataset, c.dataset_options, c.image_size, ctx)
+        splits = {name: ds.load(name) for name in ("train", "val", "test")}
+        for name, samples in splits.items():
+            if len(samples) == 0:
+                raise DataError(f"dataset '{c.dataset}' split '{name}' is empty")
+        if c.n_real is not None and c.n_real > len(splits["train"]):
+            raise DataError(f"task.n_real={c.n_real} exceeds the {len(splits['train'])} training pairs of '{c.dataset}'")
+        checksums = {name: ds.split_checksum(name) for name in splits}
+        verify = _verifier()
+        if verify is not None and getattr(ds, "needs_root", True):
+            for name, samples in splits.items():
+                verify(samples)
+        return TaskData(c.dataset, splits, checksums)
+
+    def real_indices(self, data: TaskData) -> list[int]:
+        n_train = len(data.splits["train"])
+        if self.config.n_real is None or self.config.n_real >= n_train:
+            return list(range(n_train))
+        rng = np.random.default_rng(self.config.subset_seed)
+        return sorted(rng.choice(n_train, size=self.config.n_real, replace=False).tolist())
+
+    def fit_identity(self) -> dict[str, Any]:
+        c = self.config
+        return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size,
+                "fit_on": c.fit_on, "n_real": c.n_real if c.fit_on == "real-subset" else None,
+                "subset_seed": c.subset_seed}
+
+    def fit_set(self, data: TaskData) -> Sequence[Sample]:
+        train = data.splits["train"]
+        if self.config.fit_on == "real-subset":
+            return train.subset(self.real_indices(data)) if hasattr(train, "subset") else [train[i] for i in self.real_indices(data)]
+        return train
+
+    def conditions(self, data: TaskData, ctx: RunContext) -> list[Condition]:
+        c = self.config
+        if c.conditioning == "none":
+            return [Condition(meta={"index": i}) for i in range(c.n_generate)]
+        pool = self.fit_set(data)
+        # One condition per real mask in a seeded order, cycling when more pairs than masks are asked for.
+        order = np.random.default_rng(derive_seed(c.subset_seed, 1)).permutation(len(pool))
+        out = []
+        for i in range(c.n_generate):
+            s = pool[int(order[i % len(pool)])]
+            out.append(Condition(mask=s.mask, reference=s.image, meta={"index": i, "source_id": s.meta.get("id")}))
+        return out
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _train_config(self) -> Any:
+        from bench.downstream.trainer import SegTrainConfig
+
+        c = self.config
+        return SegTrainConfig(lr=c.lr, batch_size=c.batch_size, max_epochs=c.max_epochs, patience=c.patience,
+                              loss=c.loss, hflip=c.hflip)
+
+    def _run_arm(self, model_index: int, model_id: str, images: torch.Tensor, masks: torch.Tensor,
+                 val: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                 ctx: RunContext, label: str) -> dict[str, Any]:
+        from bench.downstream import SEGMENTERS
+        from bench.downstream.trainer import predict, train_segmenter
+        from bench.metrics.segmentation import dice_iou
+
+        c = self.config
+        # Same initialisation for the real and the augmented arm of one model: a paired comparison.
+        torch.manual_seed(derive_seed(ctx.seed, 100 + model_index))
+        model = SEGMENTERS.get(model_id)(in_channels=images.shape[1], base=c.seg_base, depth=c.seg_depth)
+        advance = ctx.progress(f"{label} {model_id}", c.max_epochs)
+        result = train_segmenter(model, images, masks, val[0], val[1], self._train_config(),
+                                 seed=derive_seed(ctx.seed, 200 + model_index), advance=advance)
+        dice, iou = dice_iou(predict(result.model, test[0], threshold=self._train_config().threshold), test[1])
+        return {"dice": dice.tolist(), "iou": iou.tolist(), "best_epoch": result.best_epoch,
+                "epochs": result.epochs_run, "best_val_dice": result.best_val_dice}
+
+    def _real_arm(self, model_index: int, model_id: str, real: tuple[torch.Tensor, torch.Tensor],
+                  val: tuple, test: tuple, data: TaskData, ctx: RunContext) -> dict[str, Any]:
+        """The real-only arm, cached across methods under a key of everything that determines it."""
+        from bench.config import to_dict
+
+        key = stable_hash({"task": self.id, "version": self.version, "config": to_dict(self.config),
+                           "splits": data.checksums, "seed": ctx.seed, "model": model_id}, 16)
+        path = Path(ctx.cache_dir or ctx.work_dir) / "arms" / f"real-{model_id}-{key}.json"
+        if path.exists():
+            logger.info("real-only arm of %s: cached (%s)", model_id, path.name)
+            return json.loads(path.read_text())
+        arm = self._run_arm(model_index, model_id, *real, val, test, ctx, "real-only")
+        atomic_write_text(path, json.dumps(arm))
+        return arm
+
+    def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
+        from bench.metrics.stats import paired_ttest, relative_gain
+
+        c = self.config
+        size = c.image_size
+        real = stack_pairs([data.splits["train"][i] for i in self.real_indices(data)], size, "train")
+        val = stack_pairs(data.splits["val"], size, "val")
+        test = stack_pairs(data.splits["test"], size, "test")
+        syn = stack_pairs(synthetic, size, "generated")
+        test_ids = [s.meta.get("id", str(i)) for i, s in enumerate(data.splits["test"])]
+
+        arms_real, arms_aug = {}, {}
+        for k, model_id in enumerate(c.segmenters):
+            arms_real[model_id] = self._real_arm(k, model_id, real, val, test, data, ctx)
+            if len(syn[0]):
+                aug = (torch.cat([real[0], syn[0]]), torch.cat([real[1], syn[1]]))
+                arms_aug[model_id] = self._run_arm(k, model_id, *aug, val, test, ctx, "augmented")
+            else:
+                arms_aug[model_id] = arms_real[model_id]
+
+        per_model = {m: {"dice": float(np.mean(a["dice"])), "iou": float(np.mean(a["iou"]))} for m, a in arms_aug.items()}
+        ref_per_model = {m: {"dice": float(np.mean(a["dice"])), "iou": float(np.mean(a["iou"]))} for m, a in arms_real.items()}
+        metrics = {k: float(np.mean([v[k] for v in per_model.values()])) for k in ("dice", "iou")}
+        comparisons: dict[str, Any] = {
+            "reference": "real-only",
+            "reference_metrics": {k: float(np.mean([v[k] for v in ref_per_model.values()])) for k in ("dice", "iou")},
+            "reference_per_model": ref_per_model,
+        }
+        if len(syn[0]):
+            comparisons["relative_gain"] = {
+                k: relative_gain({m: per_model[m][k] for m in per_model}, {m: ref_per_model[m][k] for m in per_model})
+                for k in ("dice", "iou")}
+            comparisons["paired_ttest"] = {  # per-image scores pooled over segmenters (thesis: p = 6.64e-29)
+                k: paired_ttest(np.concatenate([arms_aug[m][k] for m in c.segmenters]),
+                                np.concatenate([arms_real[m][k] for m in c.segmenters]))
+                for k in ("dice", "iou")}
+        rows = [{"model": m, "arm": arm_name, "id": sid, "dice": d, "iou": j}
+                for arm_name, arms in (("real-only", arms_real), ("augmented", arms_aug)) if arm_name == "real-only" or len(syn[0])
+                for m, a in arms.items() for sid, d, j in zip(test_ids, a["dice"], a["iou"])]
+        artifacts = {}
+        if c.grid_size and len(syn[0]):
+            grid = save_pair_grid(syn[0], syn[1], Path(ctx.work_dir) / "samples.png", c.grid_size)
+            if grid is not None:
+                artifacts["samples"] = str(grid)
+        for m in c.segmenters:
+            comparisons.setdefault("training", {})[m] = {
+                arm: {k: arms[m][k] for k in ("best_epoch", "epochs", "best_val_dice")}
+                for arm, arms in (("real-only", arms_real), ("augmented", arms_aug))}
+        return Evaluation(
+            metrics=metrics, higher_is_better={"dice": True, "iou": True}, per_model=per_model,
+            comparisons=comparisons, per_sample=rows,
+            counts={"real_train": len(real[0]), "generated": len(syn[0]), "val": len(val[0]), "test": len(test[0])},
+            artifacts=artifacts)
+
+
+def _verifier() -> Any:
+    """The dataset verification hook of bench.data, when available (decodes every image once)."""
+    try:
+        from bench.data.validate import verify_samples
+    except ImportError:
+        return None
+    return verify_samples

@@ -1,0 +1,74 @@
+"""``bench table``: render a paper table with reported and reproduced values side by side.
+
+Mounted by ``bench/cli.py`` as ``app.command("table")(table_command)``. Only light
+modules are imported at start-up; records are read when the command runs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+EXIT_USAGE = 2
+
+EPILOG = """Examples:\n
+  bench table --list\n
+  bench table thesis-4.5 --profile mini\n
+  bench table meddiff-ft-1 --profile paper --format latex --output table.tex\n
+  bench table thesis-5.3 --records bench-runs/records --format csv
+"""
+
+
+def table_command(
+    table_id: Optional[str] = typer.Argument(None, help="Table id, e.g. thesis-4.5 (see --list)."),
+    list_: bool = typer.Option(False, "--list", help="List the paper tables and exit."),
+    profile: str = typer.Option("mini", help="Profile of the reproduced runs: mini | paper | smoke."),
+    fmt: str = typer.Option("md", "--format", "-f", help="md | csv | latex | html."),
+    records: list[Path] = typer.Option([], "--records", "-r",
+                                       help="Folder of result records (repeatable). Default: bench-runs/records and results/leaderboard."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    paper_dir: Optional[Path] = typer.Option(None, "--paper-dir", help="Folder of the paper table files (default: results/paper)."),
+) -> None:
+    """Render a paper table: reported | reproduced ± std (n seeds) | Δ, with the derived claims under it."""
+    from bench.tables.paper import PROFILES, TableError, load_all, load_table
+    from bench.tables.render import FORMATS, render
+    from bench.tables.reproduce import default_record_dirs, load_records, reproduce_table
+
+    if list_:
+        try:
+            tables = load_all(paper_dir)
+        except TableError as exc:
+            _fail(str(exc))
+        for t in tables:
+            n = sum(len(v) for v in t.cells.values())
+            typer.echo(f"{t.id:<14} {t.title:<34} {n:>4} cells  {t.caption}")
+        return
+    if not table_id:
+        _fail("give a table id (bench table --list shows them)")
+    if profile not in PROFILES:
+        _fail(f"--profile '{profile}' is not valid; use one of {', '.join(PROFILES)}")
+    if fmt not in FORMATS:
+        _fail(f"--format '{fmt}' is not valid; use one of {', '.join(FORMATS)}")
+    try:
+        table = load_table(table_id, paper_dir)
+    except TableError as exc:
+        _fail(str(exc))
+    folders = list(records) or default_record_dirs()
+    result = reproduce_table(table, profile, load_records(folders))
+    text = render(result, fmt)
+    if output:
+        from bench.store import atomic_write_text
+
+        atomic_write_text(output, text)
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        typer.echo(text, nl=False)
+
+
+table_command.__doc__ = (table_command.__doc__ or "") + "\n\n" + EPILOG
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(EXIT_USAGE)

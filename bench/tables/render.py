@@ -1,0 +1,226 @@
+"""Renderers of a reproduced paper table: Markdown, CSV, LaTeX and HTML.
+
+Every format shows, per cell, the reported value (as printed), the reproduced value
+(mean ± std over seeds, with the number of seeds) and the difference
+``reproduced - reported``; cells with no matching run read ``no run`` and cells that
+do not apply to the profile read ``n/a``. Markdown, LaTeX and HTML add the derived
+claims and the notes under the table; CSV is one line per cell (long format).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Callable
+
+from bench.tables.claims import ClaimResult, evaluate_claims
+from bench.tables.reproduce import CellResult, TableResult
+
+FORMATS = ("md", "csv", "latex", "html")
+DEFAULT_DECIMALS = 3
+LEGEND = ("Reproduced: mean ± sample std over seeds (n = seeds); Δ = reproduced − reported; "
+          "'no run': no matching record; 'n/a': the cell has no query for this profile; "
+          "†: records of other protocols exist and were not averaged in.")
+
+
+def _decimals(cell: CellResult) -> int:
+    return cell.reported.decimals if cell.reported is not None else DEFAULT_DECIMALS
+
+
+def fmt_reported(cell: CellResult) -> str:
+    if cell.reported is None:
+        return "—"
+    rep = cell.reported
+    return f"{rep.printed} ± {rep.std_printed}" if rep.std_printed else rep.printed
+
+
+def fmt_reproduced(cell: CellResult, pm: str = "±") -> str:
+    if cell.status == "n/a":
+        return "n/a"
+    if cell.status == "no-run" or cell.mean is None:
+        return "no run"
+    d = _decimals(cell)
+    text = f"{cell.mean:.{d}f}"
+    if cell.std is not None:
+        text += f" {pm} {cell.std:.{d}f}"
+    text += f" (n={cell.n_seeds})"
+    return text + (" †" if cell.note else "")
+
+
+def fmt_delta(cell: CellResult) -> str:
+    if cell.delta is None:
+        return ""
+    return f"{cell.delta:+.{_decimals(cell)}f}"
+
+
+def fmt_claim_value(value: float | None, claim: ClaimResult) -> str:
+    if value is None:
+        return "—"
+    if claim.kind == "paired_ttest_p":
+        return f"{value:.2e}"
+    return f"{value * 100:+.2f}%" if claim.percent else f"{value:+.2f}"
+
+
+def header_line(result: TableResult) -> str:
+    t = result.table
+    total = len(result.cells)
+    return (f"Source: {t.title} · profile: {result.profile} · {result.n_reproduced} of {total} cells reproduced "
+            f"from {result.n_records} record(s) of this profile")
+
+
+def _grid(result: TableResult, pm: str = "±") -> tuple[list[str], list[list[str]]]:
+    t = result.table
+    head = ["" if not t.rows else "Row"]
+    for c in t.columns:
+        head += [f"{c.label} reported", f"{c.label} reproduced", f"{c.label} Δ"]
+    body = []
+    for r in t.rows:
+        line = [r.label]
+        for c in t.columns:
+            cell = result.cell(r.key, c.key)
+            line += [fmt_reported(cell), fmt_reproduced(cell, pm), fmt_delta(cell)]
+        body.append(line)
+    return head, body
+
+
+def _claim_rows(result: TableResult) -> list[tuple[ClaimResult, list[str]]]:
+    rows = []
+    for claim in evaluate_claims(result):
+        stated = claim.stated_printed or "—"
+        detail = "; ".join(x for x in (claim.detail, claim.note) if x)
+        rows.append((claim, [claim.text, stated, fmt_claim_value(claim.from_reported, claim),
+                             fmt_claim_value(claim.from_reproduced, claim), detail]))
+    return rows
+
+
+CLAIM_HEAD = ["Claim", "Stated", "From reported cells", "From reproduced cells", "Detail"]
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(result: TableResult) -> str:
+    t = result.table
+    out = [f"### {t.id}: {t.caption}", "", header_line(result), ""]
+    head, body = _grid(result)
+    out.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
+    out.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+    out += ["| " + " | ".join(_md_escape(x) for x in line) + " |" for line in body]
+    out += ["", LEGEND]
+    claims = _claim_rows(result)
+    if claims:
+        out += ["", "Derived claims:", "", "| " + " | ".join(CLAIM_HEAD) + " |", "|---|---:|---:|---:|---|"]
+        out += ["| " + " | ".join(_md_escape(x) for x in line) + " |" for _, line in claims]
+    if t.notes:
+        out += ["", "Notes:", ""] + [f"- {n}" for n in t.notes]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(result: TableResult) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["table", "profile", "row", "row_label", "column", "column_label", "reported_printed", "reported",
+                     "reported_std", "reproduced_mean", "reproduced_std", "n_seeds", "seeds", "delta", "status",
+                     "protocol_hash", "run_ids", "query", "note"])
+    t = result.table
+    for r in t.rows:
+        for c in t.columns:
+            cell = result.cell(r.key, c.key)
+            rep = cell.reported
+            writer.writerow([
+                t.id, result.profile, r.key, r.label, c.key, c.label,
+                rep.printed if rep else "", rep.value if rep else "", rep.std if rep and rep.std is not None else "",
+                "" if cell.mean is None else repr(cell.mean), "" if cell.std is None else repr(cell.std),
+                cell.n_seeds, " ".join(map(str, cell.seeds)), "" if cell.delta is None else repr(cell.delta),
+                cell.status, cell.protocol or "", " ".join(cell.run_ids),
+                cell.query.describe() if cell.query else "", cell.note,
+            ])
+    return buf.getvalue()
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "±": r"$\pm$", "Δ": r"$\Delta$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "†": r"$^\dagger$",
+                  "·": r"$\cdot$", "—": "--", "−": "-", "ω": r"$\omega$", "²": r"$^2$", "√": r"$\surd$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def to_latex(result: TableResult) -> str:
+    t = result.table
+    n = len(t.columns)
+    out = ["% " + header_line(result), r"\begin{table}[t]", r"\centering", r"\small",
+           rf"\caption{{{latex_escape(t.caption)} ({latex_escape(t.title)}; profile {result.profile})}}",
+           rf"\label{{tab:{t.id}}}", r"\begin{tabular}{l" + "rrr" * n + "}", r"\toprule"]
+    out.append(" & " + " & ".join(rf"\multicolumn{{3}}{{c}}{{{latex_escape(c.label)}}}" for c in t.columns) + r" \\")
+    out.append(" ".join(rf"\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(n)))
+    out.append(" & " + " & ".join(["Rep.", "Repr.", r"$\Delta$"] * n) + r" \\")
+    out.append(r"\midrule")
+    _, body = _grid(result)
+    out += [" & ".join(latex_escape(x) for x in line) + r" \\" for line in body]
+    out += [r"\bottomrule", r"\end{tabular}"]
+    claims = _claim_rows(result)
+    if claims:
+        out += [r"\par\medskip", r"\begin{tabular}{lrrr}", r"\toprule",
+                " & ".join(CLAIM_HEAD[:4]) + r" \\", r"\midrule"]
+        out += [" & ".join(latex_escape(x) for x in line[:4]) + r" \\" for _, line in claims]
+        out += [r"\bottomrule", r"\end{tabular}"]
+    out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def html_fragment(result: TableResult, record_href: Callable[[str], str] | None = None) -> str:
+    """The table as an HTML ``<section>``; ``record_href(run_id)`` links reproduced cells to records."""
+    t = result.table
+    esc = html.escape
+    out = [f'<section class="paper-table" id="{esc(t.id)}">', f"<h2>{esc(t.id)}: {esc(t.caption)}</h2>",
+           f'<p class="meta">{esc(header_line(result))}</p>', '<table class="sortable">', "<thead><tr><th>Row</th>"]
+    out += [f'<th colspan="3">{esc(c.label)}</th>' for c in t.columns]
+    out.append("</tr><tr><th></th>" + "".join("<th>reported</th><th>reproduced</th><th>Δ</th>" for _ in t.columns))
+    out.append("</tr></thead><tbody>")
+    for r in t.rows:
+        out.append(f"<tr><th scope=\"row\">{esc(r.label)}</th>")
+        for c in t.columns:
+            cell = result.cell(r.key, c.key)
+            title = esc(cell.query.describe() if cell.query else cell.note)
+            repro = esc(fmt_reproduced(cell))
+            if record_href and cell.run_ids:
+                repro = f'<a href="{esc(record_href(cell.run_ids[0]))}">{repro}</a>'
+            mark = f' class="{cell.reported.mark}"' if cell.reported is not None and cell.reported.mark else ""
+            out.append(f"<td{mark}>{esc(fmt_reported(cell))}</td>"
+                       f'<td class="{esc(cell.status)}" title="{title}">{repro}</td><td>{esc(fmt_delta(cell))}</td>')
+        out.append("</tr>")
+    out += ["</tbody></table>", f'<p class="legend">{esc(LEGEND)}</p>']
+    claims = _claim_rows(result)
+    if claims:
+        out.append('<table class="claims"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in CLAIM_HEAD) + "</tr></thead><tbody>")
+        out += ["<tr>" + "".join(f"<td>{esc(x)}</td>" for x in line) + "</tr>" for _, line in claims]
+        out.append("</tbody></table>")
+    if t.notes:
+        out.append("<ul class=\"notes\">" + "".join(f"<li>{esc(n)}</li>" for n in t.notes) + "</ul>")
+    out.append("</section>")
+    return "\n".join(out) + "\n"
+
+
+def to_html(result: TableResult) -> str:
+    """A standalone HTML page holding the table."""
+    t = result.table
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(t.id)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th[scope=row]{text-align:left}"
+            "td.no-run,td.n\\/a{color:#999}td.underline{text-decoration:underline}td.bold{font-weight:bold}</style>"
+            "</head><body>\n" + html_fragment(result) + "</body></html>\n")
+
+
+RENDERERS: dict[str, Callable[[TableResult], str]] = {"md": to_markdown, "csv": to_csv, "latex": to_latex, "html": to_html}
+
+
+def render(result: TableResult, fmt: str) -> str:
+    """Render in ``fmt`` (one of md, csv, latex, html)."""
+    if fmt not in RENDERERS:
+        raise ValueError(f"unknown format '{fmt}'; valid: {', '.join(FORMATS)}")
+    return RENDERERS[fmt](result)

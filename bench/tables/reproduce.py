@@ -1,0 +1,217 @@
+"""Fill a paper table's cells from result records: matching, seed aggregation, deltas.
+
+A record matches a cell query when its task, dataset, method and profile equal the
+query's and every ``setting`` key holds in the record (resolved task config, then
+method config, then the counts ``n``). The value is ``per_model[model][metric]``
+for a downstream-model query, else ``metrics[metric]``; a metric without brackets
+also matches a record's single bracketed variant of the same family.
+
+Records with different protocol hashes are never averaged together: the protocol
+with the most seeds wins (ties: the most recent record), and the others are
+counted in the cell's note. A seed run twice keeps its newest record.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.tables.paper import CellQuery, PaperTable, Reported
+
+logger = logging.getLogger(__name__)
+
+# query setting key -> key in the record's ``n`` counts, used when no config holds the key
+SETTING_COUNT_ALIASES = {"n_real": "real_train", "n_generated": "generated", "n_test": "test"}
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """Reported and reproduced value of one cell.
+
+    Attributes:
+        status: ``"ok"`` (reproduced), ``"no-run"`` (no matching record) or ``"n/a"``
+            (the cell does not apply to this profile).
+        mean, std: reproduced value over seeds in the paper's units (std None for one seed).
+        seeds: seeds that contributed.
+        delta: ``mean - reported.value`` (None if either is missing).
+        protocol: protocol hash of the contributing records.
+        run_ids: contributing records.
+        note: e.g. how many records of other protocols were ignored.
+    """
+
+    row: str
+    col: str
+    reported: Reported | None
+    query: CellQuery | None
+    status: str
+    mean: float | None = None
+    std: float | None = None
+    seeds: tuple[int, ...] = ()
+    delta: float | None = None
+    protocol: str | None = None
+    run_ids: tuple[str, ...] = ()
+    note: str = ""
+    records: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.seeds)
+
+
+def default_record_dirs() -> list[Path]:
+    """The run work dir's records (``bench-runs/records``) and the accepted ``results/leaderboard``."""
+    root = Path(__file__).resolve().parents[2]
+    return [Path("bench-runs") / "records", root / "results" / "leaderboard"]
+
+
+def load_records(folders: Iterable[Path]) -> list[dict[str, Any]]:
+    """Every valid record under the folders (invalid ones are skipped with a warning).
+
+    Each record gets a private ``_path`` key (its file), used for links and artefacts.
+    The same run id found twice (e.g. in the work dir and the leaderboard) is kept once.
+    """
+    from bench.store import iter_records
+
+    seen: dict[str, dict[str, Any]] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            logger.debug("records folder %s does not exist", folder)
+            continue
+        for path, record in iter_records(folder):
+            if record["run_id"] in seen:
+                continue
+            seen[record["run_id"]] = {**record, "_path": str(path)}
+    return list(seen.values())
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def setting_value(record: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """Find a setting in the record.
+
+    Count settings (``n_real``, ``n_generated``, ``n_test``) are read from the counts the
+    run actually used (``n.real_train`` ...), since a config may say ``n_real: null``
+    for "all"; any other key from the resolved task config, then the method config.
+    """
+    counts = record.get("n") or {}
+    if key in SETTING_COUNT_ALIASES and SETTING_COUNT_ALIASES[key] in counts:
+        return True, counts[SETTING_COUNT_ALIASES[key]]
+    config = record.get("config", {})
+    for part in ("task", "method"):
+        section = config.get(part) or {}
+        if key in section:
+            return True, section[key]
+    if key in counts:
+        return True, counts[key]
+    return False, None
+
+
+def resolve_metric(values: dict[str, Any], metric: str) -> str | None:
+    """The key of ``values`` that ``metric`` names (exact, or the single key of its bracket family)."""
+    if metric in values:
+        return metric
+    if "[" in metric:
+        return None
+    family = [k for k in values if k.split("[", 1)[0] == metric]
+    return family[0] if len(family) == 1 else None
+
+
+def record_value(record: dict[str, Any], query: CellQuery) -> float | None:
+    """The record's value for the query (raw units), or None if it does not report it."""
+    if query.model:
+        values = (record.get("per_model") or {}).get(query.model) or {}
+    else:
+        values = record.get("metrics") or {}
+    key = resolve_metric(values, query.metric)
+    value = values.get(key) if key else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def matches(record: dict[str, Any], query: CellQuery) -> bool:
+    """Whether the record is a run of the cell's task, dataset, method, profile and settings."""
+    if (record["task"]["id"], record["dataset"]["id"], record["method"]["id"], record["profile"]) != (
+            query.task, query.dataset, query.method, query.profile):
+        return False
+    for key, expected in query.setting:
+        found, value = setting_value(record, key)
+        if not found or not _same(value, expected):
+            return False
+    return True
+
+
+def select_runs(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """Keep one protocol (most seeds, then newest) and one record per seed (newest)."""
+    by_protocol: dict[str, dict[int, dict[str, Any]]] = {}
+    for rec in records:
+        seeds = by_protocol.setdefault(rec["protocol_hash"], {})
+        old = seeds.get(rec["seed"])
+        if old is None or rec.get("created", "") > old.get("created", ""):
+            seeds[rec["seed"]] = rec
+    ranked = sorted(by_protocol.items(),
+                    key=lambda kv: (len(kv[1]), max(r.get("created", "") for r in kv[1].values())), reverse=True)
+    chosen = sorted(ranked[0][1].values(), key=lambda r: r["seed"])
+    note = ""
+    if len(ranked) > 1:
+        others = sum(len(v) for _, v in ranked[1:])
+        note = f"{others} record(s) of {len(ranked) - 1} other protocol(s) not averaged in"
+    return chosen, note
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof=1; None for a single value)."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def reproduce_cell(table: PaperTable, row: str, col: str, profile: str,
+                   records: Sequence[dict[str, Any]]) -> CellResult:
+    reported = table.reported(row, col)
+    query = table.cell_query(row, col, profile)
+    if query is None:
+        return CellResult(row, col, reported, None, "n/a", note=f"no query for profile '{profile}'")
+    candidates = [r for r in records if matches(r, query) and record_value(r, query) is not None]
+    if not candidates:
+        return CellResult(row, col, reported, query, "no-run")
+    runs, note = select_runs(candidates)
+    values = [record_value(r, query) * query.reported_scale for r in runs]
+    mean, std = mean_std(values)
+    delta = mean - reported.value if reported is not None else None
+    return CellResult(row, col, reported, query, "ok", mean=mean, std=std, seeds=tuple(r["seed"] for r in runs),
+                      delta=delta, protocol=runs[0]["protocol_hash"], run_ids=tuple(r["run_id"] for r in runs),
+                      note=note, records=tuple(runs))
+
+
+@dataclass(frozen=True)
+class TableResult:
+    """A table with every cell filled for one profile."""
+
+    table: PaperTable
+    profile: str
+    cells: dict[tuple[str, str], CellResult]
+    n_records: int
+
+    def cell(self, row: str, col: str) -> CellResult:
+        return self.cells[(row, col)]
+
+    @property
+    def n_reproduced(self) -> int:
+        return sum(1 for c in self.cells.values() if c.status == "ok")
+
+
+def reproduce_table(table: PaperTable, profile: str, records: Sequence[dict[str, Any]]) -> TableResult:
+    """Fill every cell of the layout (reported or not) from ``records``."""
+    relevant = [r for r in records if r["profile"] == profile]
+    cells = {(r.key, c.key): reproduce_cell(table, r.key, c.key, profile, relevant)
+             for r in table.rows for c in table.columns}
+    return TableResult(table=table, profile=profile, cells=cells, n_records=len(relevant))

@@ -62,19 +62,19 @@ class Record:
 
 
 class FileSamples(LazySamples):
-    """`LazySamples` that also knows the files behind each sample (for `verify_samples`)."""
+    """`LazySamples` that can also decode a sample's files without building it (for `verify_samples`)."""
 
-    def __init__(self, ids: Sequence[str], load: Any, files: Any) -> None:
+    def __init__(self, ids: Sequence[str], load: Any, verify: Any) -> None:
         super().__init__(ids, load)
-        self._files = files
+        self._verify = verify
 
-    def files(self, i: int) -> tuple[list[Path], list[Path]]:
-        """(image files, mask files) of sample ``i``."""
-        return self._files(self.ids[i])
+    def verify(self, i: int) -> None:
+        """Decode the files behind sample ``i``; raises DataError naming the file that fails."""
+        self._verify(self.ids[i])
 
     def subset(self, indices: Sequence[int]) -> FileSamples:
         base = super().subset(indices)
-        return FileSamples(base.ids, base._load, self._files)
+        return FileSamples(base.ids, base._load, self._verify)
 
 
 class RealDataset(DatasetSource):
@@ -154,8 +154,9 @@ class RealDataset(DatasetSource):
             seen.add(rec.id)
         return records, problems
 
-    @property
+    @cached_property
     def records(self) -> dict[str, Record]:
+        """id -> Record of every sample found."""
         return {rec.id: rec for rec in self._scanned[0]}
 
     # ---- splits -------------------------------------------------------------------------------
@@ -232,14 +233,18 @@ class RealDataset(DatasetSource):
         return Sample(image=image_t, mask=mask_t, label=rec.label, labels=labels, report=rec.report,
                       prompt=rec.prompt, meta=meta)
 
-    def files_of(self, sample_id: str) -> tuple[list[Path], list[Path]]:
-        rec = self.records[sample_id]
-        return ([rec.image] if rec.image is not None else []), list(rec.masks)
+    def verify_record(self, rec: Record) -> None:
+        """Decode the files of one record (image and masks); raises DataError naming a bad file."""
+        if rec.image is not None:
+            dio.read_image(rec.image, self.channels)
+        for path in rec.masks:
+            dio.read_mask_array(path)
 
     def load(self, split: str) -> FileSamples:
         ids = self.split_ids(split)
         records = self.records
-        return FileSamples(ids, lambda _, sid: self.make_sample(records[sid], split), self.files_of)
+        return FileSamples(ids, lambda _, sid: self.make_sample(records[sid], split),
+                           lambda sid: self.verify_record(records[sid]))
 
     # ---- check --------------------------------------------------------------------------------
     def check(self, decode: bool = True) -> list[Problem]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from bench.data import io as dio
 from bench.data.base import DataError
 from bench.interface import Sample
 
@@ -29,18 +28,14 @@ def verify_samples(samples: Sequence[Sample], max_listed: int = 3) -> None:
         DataError: one line ``<file>: <what is wrong>``, naming the first unreadable file,
             then (when several fail) the total count and the next few files.
     """
-    files = getattr(samples, "files", None)
+    verify = getattr(samples, "verify", None)
     failures: list[str] = []
     for i in range(len(samples)):
         try:
-            if files is None:
+            if verify is None:
                 samples[i]
-                continue
-            images, masks = files(i)
-            for path in images:
-                dio.read_image(path)
-            for path in masks:
-                dio.read_mask_array(path)
+            else:
+                verify(i)
         except DataError as exc:
             failures.append(str(exc))
         except Exception as exc:  # a loader bug or an unexpected decoder error: still name the sample

@@ -52,6 +52,8 @@ class ClaimResult:
     percent: bool
     detail: str = ""
     note: str = ""
+    stated_matches_table: bool = True
+    """False where the source's stated value is known not to follow from its own table."""
 
 
 def gain(kind: str, a: list[float], b: list[float]) -> float:
@@ -125,5 +127,6 @@ def evaluate_claims(result: TableResult) -> list[ClaimResult]:
             continue
         reported, reproduced, detail = _gain_claim(claim, result)
         out.append(ClaimResult(claim["id"], claim["text"], kind, stated.get("value"), stated.get("printed"),
-                               reported, reproduced, bool(claim.get("percent", True)), detail, claim.get("note", "")))
+                               reported, reproduced, bool(claim.get("percent", True)), detail, claim.get("note", ""),
+                               bool(claim.get("stated_matches_table", True))))
     return out

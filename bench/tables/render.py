@@ -86,7 +86,7 @@ def _grid(result: TableResult, pm: str = "±") -> tuple[list[str], list[list[str
 def _claim_rows(result: TableResult) -> list[tuple[ClaimResult, list[str]]]:
     rows = []
     for claim in evaluate_claims(result):
-        stated = claim.stated_printed or "—"
+        stated = (claim.stated_printed or "—") + ("" if claim.stated_matches_table else " (≠ table)")
         detail = "; ".join(x for x in (claim.detail, claim.note) if x)
         rows.append((claim, [claim.text, stated, fmt_claim_value(claim.from_reported, claim),
                              fmt_claim_value(claim.from_reproduced, claim), detail]))

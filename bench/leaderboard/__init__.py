@@ -1,0 +1,1 @@
+"""The leaderboard: accepting submitted records (`bench.leaderboard.submit`) and the static site (`bench.leaderboard.site`)."""

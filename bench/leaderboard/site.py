@@ -1,0 +1,362 @@
+"""``bench leaderboard build``: a static site (plain HTML, CSS, a little JavaScript) from result records.
+
+Pages:
+
+- ``index.html``: the task list (records, methods, profiles, newest record date) and
+  every record with its date.
+- ``task-<id>.html``: one section per (profile, dataset, protocol hash) — records of
+  different protocols are never ranked together — with a table sortable by any column:
+  method, seeds, mean ± std over seeds of every metric (↑/↓ from the record), links to
+  each seed's record. Sample grids the runs kept (PNG artefacts) and, for chapter 5
+  runs whose per-sample scores carry ITA differences, the bias plots (matplotlib).
+- ``tables.html``: the paper tables with the reproduced values of these records.
+- ``records/<run_id>.json``: the records themselves, which every row links to.
+
+Artefacts are only read from inside the record's own folder and only when they are
+PNG files, so a record cannot make the builder copy files from elsewhere.
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import shutil
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.leaderboard.assets import SORT_JS, STYLE_CSS
+
+logger = logging.getLogger(__name__)
+
+SITE_MARKER = ".bench-site"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+PROFILE_ORDER = {"paper": 0, "mini": 1, "smoke": 2}
+esc = html.escape
+
+
+class SiteError(ValueError):
+    """The site cannot be built (one line)."""
+
+
+@dataclass(frozen=True)
+class SiteSummary:
+    out: Path
+    pages: tuple[str, ...]
+    n_records: int
+    n_images: int
+
+
+def task_page_name(task: str) -> str:
+    """File name of a task's page; characters outside [A-Za-z0-9._-] become '_'."""
+    return "task-" + re.sub(r"[^A-Za-z0-9._-]", "_", task) + ".html"
+
+
+def default_site_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "results" / "site"
+
+
+def page(title: str, body: str, generated: str, n_records: int) -> str:
+    """A complete HTML page with the shared header, stylesheet and sort script."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)} · medsynth-bench</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="style.css">
+<script src="sort.js" defer></script>
+</head>
+<body>
+<header><a href="index.html"><strong>medsynth-bench</strong></a><a href="index.html">Tasks</a><a href="tables.html">Paper tables</a></header>
+<main>
+{body}
+<p class="meta">Built {esc(generated)} from {n_records} record(s).</p>
+</main>
+</body>
+</html>
+"""
+
+
+def _fmt(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "—"
+    digits = 4 if abs(value) < 10 else 2
+    text = f"{value:.{digits}f}"
+    return text + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def _arrow(info: dict[str, Any] | None) -> str:
+    if not info or info.get("higher_is_better") is None:
+        return ""
+    return " ↑" if info["higher_is_better"] else " ↓"
+
+
+def safe_artifact(record: dict[str, Any], rel: str | None) -> Path | None:
+    """The artefact file if it is a PNG inside the record's folder, else None."""
+    if not rel or "_path" not in record:
+        return None
+    folder = Path(record["_path"]).resolve().parent
+    candidate = (folder / rel).resolve()
+    try:
+        candidate.relative_to(folder)
+    except ValueError:
+        logger.warning("record %s: artefact %s is outside its folder; not shown", record["run_id"], rel)
+        return None
+    if candidate.suffix.lower() != ".png" or not candidate.is_file():
+        return None
+    with candidate.open("rb") as fh:
+        if fh.read(8) != PNG_MAGIC:
+            logger.warning("record %s: artefact %s is not a PNG; not shown", record["run_id"], rel)
+            return None
+    return candidate
+
+
+def per_sample_csv(record: dict[str, Any]) -> Path | None:
+    """The record's per-sample score file if it is a CSV inside the record's folder."""
+    rel = record.get("per_sample_file")
+    if not rel or "_path" not in record:
+        return None
+    folder = Path(record["_path"]).resolve().parent
+    candidate = (folder / rel).resolve()
+    try:
+        candidate.relative_to(folder)
+    except ValueError:
+        return None
+    return candidate if candidate.suffix.lower() == ".csv" and candidate.is_file() else None
+
+
+def bias_plot(csv_path: Path, out_png: Path, thresholds: Sequence[float] = (0.8, 0.6)) -> bool:
+    """Chapter 5 bias plot: ITA difference of all test images vs the poorly segmented subsets S_x.
+
+    Reads per-image rows with an ``ita_difference`` column (degrees) and an ``iou``
+    column (per-image IoU in [0, 1]); with a ``model`` column there is one panel per
+    model. Draws the density of ITA difference for all images and for S_x = {IoU < x}
+    (thesis Figs. 5.4/5.8), with the low-contrast threshold 30 marked.
+
+    Returns:
+        False (and writes nothing) if the file lacks the two columns.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df = pd.read_csv(csv_path)
+    if not {"ita_difference", "iou"} <= set(df.columns):
+        return False
+    if "arm" in df.columns and df["arm"].nunique() > 1:  # the bias is a property of the pretrained (real-only) models
+        arms = set(df["arm"])
+        df = df[df["arm"] == ("real-only" if "real-only" in arms else sorted(arms)[0])]
+    groups = list(df.groupby("model")) if "model" in df.columns else [("all models", df)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.2), squeeze=False)
+    for ax, (name, part) in zip(axes[0], groups):
+        bins = 30
+        ax.hist(part["ita_difference"].dropna(), bins=bins, density=True, alpha=0.45, label=f"all (n={len(part)})")
+        for x in thresholds:
+            sub = part[part["iou"] < x]["ita_difference"].dropna()
+            if len(sub):
+                ax.hist(sub, bins=bins, density=True, histtype="step", linewidth=1.6, label=f"S_{x} (n={len(sub)})")
+        ax.axvline(30, color="k", linestyle=":", linewidth=1)
+        ax.set_title(str(name))
+        ax.set_xlabel("ITA difference (deg)")
+        ax.set_ylabel("density")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists():
+        if not (out / SITE_MARKER).exists() and any(out.iterdir()):
+            raise SiteError(f"{out} exists, is not empty and was not built by bench leaderboard build; choose another --out")
+        shutil.rmtree(out)
+    (out / "records").mkdir(parents=True)
+    (out / "img").mkdir()
+    (out / SITE_MARKER).write_text("built by bench leaderboard build; the folder is replaced on every build\n")
+    (out / "style.css").write_text(STYLE_CSS, encoding="utf-8")
+    (out / "sort.js").write_text(SORT_JS, encoding="utf-8")
+
+
+def _sections(records: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, str, str], list[dict[str, Any]]]]:
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        groups[(rec["profile"], rec["dataset"]["id"], rec["protocol_hash"])].append(rec)
+    return sorted(groups.items(), key=lambda kv: (PROFILE_ORDER.get(kv[0][0], 9), kv[0][1], -len(kv[1]), kv[0][2]))
+
+
+def _leader_table(recs: list[dict[str, Any]]) -> str:
+    """Methods x metrics (mean ± std over seeds) of one protocol group."""
+    from bench.tables.reproduce import mean_std
+
+    metrics: list[str] = []
+    info: dict[str, Any] = {}
+    for rec in recs:
+        for key in rec["metrics"]:
+            if key not in metrics:
+                metrics.append(key)
+        info.update(rec.get("metric_info", {}))
+    by_method: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for rec in recs:
+        old = by_method[rec["method"]["id"]].get(rec["seed"])
+        if old is None or rec["created"] > old["created"]:
+            by_method[rec["method"]["id"]][rec["seed"]] = rec
+    head = ['<th class="text">Method</th>', "<th>Seeds</th>"]
+    head += [f"<th>{esc(m)}{esc(_arrow(info.get(m)))}</th>" for m in metrics]
+    head += ['<th class="text">Records</th>', '<th class="text">Newest</th>']
+    rows = []
+    for method, seeds in sorted(by_method.items()):
+        runs = [seeds[s] for s in sorted(seeds)]
+        cells = [f'<td class="text"><a href="records/{esc(runs[0]["run_id"])}.json">{esc(method)}</a></td>',
+                 f'<td data-value="{len(runs)}">{len(runs)}</td>']
+        for m in metrics:
+            values = [r["metrics"][m] for r in runs if isinstance(r["metrics"].get(m), (int, float))]
+            if values:
+                mean, std = mean_std(values)
+                cells.append(f'<td data-value="{mean!r}">{esc(_fmt(mean, std))}</td>')
+            else:
+                cells.append('<td data-value="">—</td>')
+        links = " ".join(f'<a href="records/{esc(r["run_id"])}.json">s{r["seed"]}</a>' for r in runs)
+        newest = max(r["created"] for r in runs)
+        cells += [f'<td class="text">{links}</td>', f'<td class="text" data-value="">{esc(newest)}</td>']
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return ('<table class="sortable leaderboard"><thead><tr>' + "".join(head) + "</tr></thead><tbody>\n"
+            + "\n".join(rows) + "\n</tbody></table>")
+
+
+def _gallery(recs: list[dict[str, Any]], out: Path) -> tuple[str, int]:
+    figures = []
+    for rec in sorted(recs, key=lambda r: (r["method"]["id"], r["seed"])):
+        for name, rel in sorted((rec.get("artifacts") or {}).items()):
+            src = safe_artifact(rec, rel)
+            if src is None:
+                continue
+            target = out / "img" / f"{rec['run_id']}.{name}.png"
+            shutil.copyfile(src, target)
+            figures.append(f'<figure><img src="img/{esc(target.name)}" alt="{esc(name)} of {esc(rec["run_id"])}">'
+                           f'<figcaption>{esc(rec["method"]["id"])} · seed {rec["seed"]} · {esc(name)}</figcaption></figure>')
+        csv_path = per_sample_csv(rec)
+        if csv_path is not None and rec["task"]["id"] == "lowcontrast":
+            target = out / "img" / f"{rec['run_id']}.bias.png"
+            try:
+                made = bias_plot(csv_path, target)
+            except (ValueError, KeyError, OSError) as exc:
+                logger.warning("record %s: bias plot failed: %s", rec["run_id"], exc)
+                made = False
+            if made:
+                figures.append(f'<figure><img src="img/{esc(target.name)}" alt="bias plot of {esc(rec["run_id"])}">'
+                               f'<figcaption>{esc(rec["method"]["id"])} · seed {rec["seed"]} · ITA difference: all vs S_0.8, S_0.6'
+                               "</figcaption></figure>")
+    if not figures:
+        return "", 0
+    return '<div class="gallery">' + "\n".join(figures) + "</div>", len(figures)
+
+
+def _task_page(task: str, recs: list[dict[str, Any]], out: Path) -> tuple[str, int]:
+    parts = [f"<h1>Task <code>{esc(task)}</code></h1>",
+             '<p class="meta">Each section holds records of one profile, dataset and protocol hash; records of different '
+             "protocols are never ranked together. Values are mean ± sample std over seeds; click a column header to sort.</p>"]
+    n_images = 0
+    for (profile, dataset, proto), group in _sections(recs):
+        parts.append(f'<h2 id="{esc(profile)}-{esc(dataset)}-{esc(proto[:12])}">Profile <code>{esc(profile)}</code> · dataset '
+                     f"<code>{esc(dataset)}</code> · protocol <code title=\"{esc(proto)}\">{esc(proto[:12])}</code></h2>")
+        parts.append(_leader_table(group))
+        gallery, n = _gallery(group, out)
+        if gallery:
+            parts += ["<h3>Samples and plots kept by the runs</h3>", gallery]
+            n_images += n
+    return "\n".join(parts), n_images
+
+
+def _index_page(by_task: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]]) -> str:
+    rows = []
+    for task, recs in sorted(by_task.items()):
+        methods = sorted({r["method"]["id"] for r in recs})
+        profiles = sorted({r["profile"] for r in recs}, key=lambda p: PROFILE_ORDER.get(p, 9))
+        newest = max(r["created"] for r in recs)
+        rows.append(f'<tr><td class="text"><a href="{esc(task_page_name(task))}">{esc(task)}</a></td>'
+                    f'<td data-value="{len(recs)}">{len(recs)}</td><td class="text">{esc(", ".join(methods))}</td>'
+                    f'<td class="text">{esc(", ".join(profiles))}</td><td class="text">{esc(newest)}</td></tr>')
+    tasks = ('<table class="sortable" id="tasks"><thead><tr><th class="text">Task</th><th>Records</th><th class="text">Methods</th>'
+             '<th class="text">Profiles</th><th class="text">Newest record</th></tr></thead><tbody>\n' + "\n".join(rows) + "\n</tbody></table>")
+    rec_rows = []
+    for rec in sorted(records, key=lambda r: r["created"], reverse=True):
+        rec_rows.append(f'<tr><td class="text">{esc(rec["created"])}</td><td class="text"><a href="{esc(task_page_name(rec["task"]["id"]))}">'
+                        f'{esc(rec["task"]["id"])}</a></td><td class="text">{esc(rec["method"]["id"])}</td>'
+                        f'<td class="text">{esc(rec["dataset"]["id"])}</td><td class="text">{esc(rec["profile"])}</td>'
+                        f'<td data-value="{rec["seed"]}">{rec["seed"]}</td><td class="text"><code>{esc(rec["protocol_hash"][:12])}</code></td>'
+                        f'<td class="text"><a href="records/{esc(rec["run_id"])}.json">{esc(rec["run_id"])}</a></td></tr>')
+    listing = ('<table class="sortable" id="records"><thead><tr><th class="text">Date (UTC)</th><th class="text">Task</th>'
+               '<th class="text">Method</th><th class="text">Dataset</th><th class="text">Profile</th><th>Seed</th>'
+               '<th class="text">Protocol</th><th class="text">Record</th></tr></thead><tbody>\n' + "\n".join(rec_rows) + "\n</tbody></table>")
+    empty = "" if records else "<p>No records yet: run <code>bench run</code>, then <code>bench submit</code> the record.</p>"
+    return ("<h1>medsynth-bench leaderboard</h1>\n<p>Controllable diffusion synthesis in medical imaging: every task, every "
+            "accepted run. Profiles: <code>paper</code> (real data and weights), <code>mini</code> (the embedded CPU track).</p>\n"
+            + empty + "<h2>Tasks</h2>\n" + tasks + "\n<h2>Records</h2>\n" + listing)
+
+
+def _tables_page(records: list[dict[str, Any]], paper_dir: Path | None) -> str:
+    from bench.tables.paper import load_all
+    from bench.tables.render import html_fragment
+    from bench.tables.reproduce import reproduce_table
+
+    parts = ["<h1>Paper tables</h1>", '<p class="meta">Reported values next to the values reproduced by the records on this '
+             "site, per profile. Tables without any reproduced cell are listed at the end.</p>"]
+    empty = []
+    for table in load_all(paper_dir):
+        shown = False
+        for profile in ("paper", "mini"):
+            result = reproduce_table(table, profile, records)
+            if result.n_reproduced:
+                parts.append(html_fragment(result, record_href=lambda run_id: f"records/{run_id}.json"))
+                shown = True
+        if not shown:
+            empty.append(f"<li><code>{esc(table.id)}</code>: {esc(table.caption)} ({esc(table.title)})</li>")
+    if empty:
+        parts += ["<h2>No reproduced cells yet</h2>", "<ul>" + "".join(empty) + "</ul>"]
+    return "\n".join(parts)
+
+
+def build_site(record_dirs: Sequence[Path], out: Path | None = None, paper_dir: Path | None = None,
+               generated: str | None = None) -> SiteSummary:
+    """Write the static site for every valid record under ``record_dirs`` into ``out``.
+
+    Args:
+        record_dirs: folders of records (default of the CLI: ``results/leaderboard``).
+        out: output folder (``results/site``); replaced if it holds a previous build,
+            refused if it holds anything else.
+        paper_dir: folder of the paper tables (default ``results/paper``).
+        generated: build time shown on the pages (default: now, UTC).
+    """
+    from bench.store import utc_now
+    from bench.tables.reproduce import load_records
+
+    out = Path(out) if out else default_site_dir()
+    generated = generated or utc_now()
+    records = load_records(record_dirs)
+    _prepare_out(out)
+    for rec in records:
+        clean = {k: v for k, v in rec.items() if not k.startswith("_")}
+        (out / "records" / f"{rec['run_id']}.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        by_task[rec["task"]["id"]].append(rec)
+    pages = {"index.html": ("Leaderboard", _index_page(by_task, records))}
+    n_images = 0
+    for task, recs in by_task.items():
+        body, n = _task_page(task, recs, out)
+        n_images += n
+        pages[task_page_name(task)] = (f"Task {task}", body)
+    pages["tables.html"] = ("Paper tables", _tables_page(records, paper_dir))
+    for name, (title, body) in pages.items():
+        (out / name).write_text(page(title, body, generated, len(records)), encoding="utf-8")
+    logger.info("site: %d page(s), %d record(s), %d image(s) in %s", len(pages), len(records), n_images, out)
+    return SiteSummary(out=out, pages=tuple(sorted(pages)), n_records=len(records), n_images=n_images)

@@ -1,0 +1,69 @@
+"""bench/tables/claims.py: derived claims recomputed from reported and reproduced cells."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.metrics.stats import relative_gain
+from bench.tables.claims import evaluate_claims
+from bench.tables.paper import load_all, load_table
+from bench.tables.reproduce import reproduce_table
+
+ALL_CLAIMS = [(t.id, c["id"]) for t in load_all() for c in t.claims]
+
+
+def _tolerance(printed: str, percent: bool) -> float:
+    """Rounding slack of a stated value: one unit of its last printed digit for percentages, 0.6 otherwise."""
+    digits = printed.strip("+%").partition(".")[2]
+    unit = 10.0 ** -len(digits) / (100 if percent else 1)
+    return unit if percent else 0.6 * unit
+
+
+@pytest.mark.parametrize("table_id,claim_id", ALL_CLAIMS)
+def test_stated_claims_follow_from_the_reported_cells(table_id: str, claim_id: str) -> None:
+    """Recomputing each claim from the reported cells gives the stated value, except where the source is known
+    to be inconsistent (``stated_matches_table: false``), which must then really differ."""
+    table = load_table(table_id)
+    claim = next(c for c in evaluate_claims(reproduce_table(table, "paper", [])) if c.id == claim_id)
+    if claim.kind == "paired_ttest_p":
+        assert claim.from_reported is None and claim.stated is not None
+        return
+    assert claim.from_reported is not None
+    if claim.stated is None:
+        return
+    close = abs(claim.from_reported - claim.stated) <= _tolerance(claim.stated_printed, claim.percent)
+    assert close == claim.stated_matches_table, (
+        f"{table_id}/{claim_id}: stated {claim.stated_printed}, recomputed {claim.from_reported:.5f}")
+
+
+def test_claims_recompute_from_reproduced_cells_the_same_way(record_factory) -> None:
+    table = load_table("thesis-4.5")
+    models = ["unet", "attention-unet", "dcsau-net", "xbound-former"]
+    orig = {"unet": 0.60, "attention-unet": 0.62, "dcsau-net": 0.65, "xbound-former": 0.70}
+    aug = {"unet": 0.63, "attention-unet": 0.62, "dcsau-net": 0.68, "xbound-former": 0.71}
+    records = []
+    for method, values in (("real-only", orig), ("didgen", aug)):
+        records.append(record_factory(method=method, per_model={m: {"iou": values[m], "dice": values[m] + 0.1} for m in models},
+                                      comparisons={"paired_ttest": {"iou": {"t": 3.0, "p": 0.004, "n": 1200, "mean_diff": 0.01}}}
+                                      if method == "didgen" else None))
+    claims = {c.id: c for c in evaluate_claims(reproduce_table(table, "mini", records))}
+    assert math.isclose(claims["gain-iou-s1k"].from_reproduced, relative_gain(aug, orig))
+    assert math.isclose(claims["gain-dice-s1k"].from_reproduced,
+                        relative_gain({m: v + 0.1 for m, v in aug.items()}, {m: v + 0.1 for m, v in orig.items()}))
+    # the same function gives the reported side from the table's own numbers
+    assert math.isclose(claims["gain-iou-s1k"].from_reported,
+                        relative_gain([0.737, 0.745, 0.756, 0.788], [0.716, 0.719, 0.723, 0.773]))
+    # S_2.5k cells have no runs: the claim says how much is missing instead of guessing
+    assert claims["gain-iou-s2.5k"].from_reproduced is None and claims["gain-iou-s2.5k"].detail == "0/8 cells reproduced"
+    # p-values come from the runs' paired t-tests (the ttest claim reads the S_2.5k DiDGen cell: not run here)
+    assert claims["ttest"].from_reproduced is None
+
+
+def test_pvalue_claim_reads_the_records_ttest(record_factory) -> None:
+    table = load_table("thesis-4.5")
+    recs = [record_factory(method="didgen", seed=s, n={"real_train": 1000}, per_model={"unet": {"iou": 0.7}},
+                           comparisons={"paired_ttest": {"iou": {"t": 2.0, "p": p, "n": 10, "mean_diff": 0.1}}})
+            for s, p in ((0, 0.01), (1, 0.03), (2, 0.02))]
+    claim = next(c for c in evaluate_claims(reproduce_table(table, "mini", recs)) if c.id == "ttest")
+    assert claim.from_reproduced == 0.02 and "median over 3 seed(s)" in claim.detail

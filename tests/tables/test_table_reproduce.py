@@ -1,0 +1,110 @@
+"""bench/tables/reproduce.py and bench/tables/paper.py: cell queries, matching, seed aggregation, protocols."""
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from bench.tables.paper import TableError, for_profile, load_table, merge_queries, parse_table
+from bench.tables.reproduce import load_records, reproduce_table, resolve_metric
+
+
+def seg_record(make, method, seed, iou_by_model, n_real=200, protocol="a" * 64, created="2026-11-23T10:00:00Z"):
+    per_model = {m: {"iou": v, "dice": v + 0.1} for m, v in iou_by_model.items()}
+    return make(method=method, seed=seed, per_model=per_model, protocol=protocol, created=created,
+                n={"real_train": n_real, "generated": 400, "test": 300},
+                metrics={"iou": statistics.fmean(iou_by_model.values()), "dice": statistics.fmean(iou_by_model.values()) + 0.1})
+
+
+def test_cell_query_merges_table_row_column_and_resolves_profile() -> None:
+    table = load_table("thesis-4.5")
+    q = table.cell_query("iou-s1k-unet", "original", "mini")
+    assert (q.task, q.dataset, q.method, q.model, q.metric) == ("seg-aug", "derm-mini", "real-only", "unet", "iou")
+    assert dict(q.setting) == {"n_real": 200}
+    paper = table.cell_query("iou-s1k-unet", "didgen", "paper")
+    assert (paper.dataset, paper.method, dict(paper.setting)) == ("isic2018-task1", "didgen", {"n_real": 1000})
+    # smoke falls back to the mini entry; a profile without an entry is not applicable
+    assert table.cell_query("iou-s1k-unet", "original", "smoke").dataset == "derm-mini"
+    assert load_table("diffboost-2").cell_query("prostate-baseline", "dice", "mini") is None
+    assert for_profile({"paper": 1}, "mini") is None and for_profile(5, "mini") == 5
+    assert merge_queries({"setting": {"a": 1}, "metric": "x"}, {"setting": {"b": 2}, "metric": "y"}) == \
+        {"setting": {"a": 1, "b": 2}, "metric": "y"}
+
+
+def test_seed_mean_std_and_delta(record_factory) -> None:
+    table = load_table("thesis-4.5")
+    records = [seg_record(record_factory, "real-only", 0, {"unet": 0.70, "attention-unet": 0.60}),
+               seg_record(record_factory, "real-only", 1, {"unet": 0.72, "attention-unet": 0.62})]
+    result = reproduce_table(table, "mini", records)
+    cell = result.cell("iou-s1k-unet", "original")
+    assert cell.status == "ok" and cell.seeds == (0, 1)
+    assert math.isclose(cell.mean, 0.71) and math.isclose(cell.std, statistics.stdev([0.70, 0.72]))
+    assert math.isclose(cell.delta, 0.71 - 0.716)
+    # the S_2.5k row asks for n_real 1000: the 200-pair runs do not fill it
+    assert result.cell("iou-s2.5k-unet", "original").status == "no-run"
+    # no DCSAU-Net in these records, no DiDGen run at all
+    assert result.cell("iou-s1k-dcsau-net", "original").status == "no-run"
+    assert result.cell("iou-s1k-unet", "didgen").status == "no-run"
+    assert result.n_reproduced == 4  # iou and dice x unet and attention-unet at S_1k
+
+
+def test_protocols_are_never_averaged_together(record_factory) -> None:
+    table = load_table("thesis-4.5")
+    records = [seg_record(record_factory, "real-only", s, {"unet": 0.70 + s / 100}) for s in (0, 1)]
+    records.append(seg_record(record_factory, "real-only", 7, {"unet": 0.10}, protocol="f" * 64))
+    cell = reproduce_table(table, "mini", records).cell("iou-s1k-unet", "original")
+    assert cell.seeds == (0, 1) and cell.protocol == "a" * 64
+    assert "1 record(s) of 1 other protocol" in cell.note
+    assert math.isclose(cell.mean, 0.705)
+
+
+def test_rerun_of_a_seed_keeps_the_newest_record(record_factory) -> None:
+    table = load_table("thesis-4.5")
+    old = seg_record(record_factory, "real-only", 0, {"unet": 0.50}, created="2026-01-01T00:00:00Z")
+    new = seg_record(record_factory, "real-only", 0, {"unet": 0.60}, created="2026-06-01T00:00:00Z")
+    new["run_id"] += "x"
+    cell = reproduce_table(table, "mini", [old, new]).cell("iou-s1k-unet", "original")
+    assert cell.seeds == (0,) and math.isclose(cell.mean, 0.60) and cell.std is None
+
+
+def test_setting_keys_read_config_and_percent_scale(record_factory) -> None:
+    table = load_table("thesis-4.7")
+    rec = record_factory(method="didgen", n={"real_train": 1000}, method_config={"ca_guidance": False},
+                         per_model={"unet": {"iou": 0.7}}, metrics={"lpips_diversity[masks]": 0.2})
+    result = reproduce_table(table, "mini", [rec])
+    assert result.cell("iou-unet", "without").status == "ok"
+    assert result.cell("iou-unet", "with").status == "no-run"
+    assert math.isclose(result.cell("mask-lpips", "without").mean, 0.2)
+    md = load_table("meddiff-ft-1")
+    rec = record_factory(method="real-only", n={"real_train": 50, "generated": 0}, per_model={"upernet": {"dice": 0.9}})
+    cell = reproduce_table(md, "mini", [rec]).cell("upernet-original", "isic2018")
+    assert cell.status == "ok" and math.isclose(cell.mean, 90.0)  # Dice printed in percent
+
+
+def test_metric_family_resolution() -> None:
+    assert resolve_metric({"fd[mini-clip]": 3.0}, "fd") == "fd[mini-clip]"
+    assert resolve_metric({"ssim[range=1]": 0.1, "ssim[range=255]": 0.9}, "ssim") is None  # ambiguous
+    assert resolve_metric({"iou": 1.0, "iou[S_0.6]": 0.5}, "iou") == "iou"
+    assert resolve_metric({"iou": 1.0}, "iou[S_0.6]") is None
+
+
+def test_load_records_skips_invalid_and_duplicates(tmp_path, record_factory, write_record_dir) -> None:
+    rec = record_factory()
+    write_record_dir(tmp_path / "a", [rec])
+    write_record_dir(tmp_path / "b", [rec])
+    (tmp_path / "a" / "broken.json").write_text("{not json")
+    records = load_records([tmp_path / "a", tmp_path / "b", tmp_path / "missing"])
+    assert [r["run_id"] for r in records] == [rec["run_id"]]
+    assert records[0]["_path"].endswith(f"{rec['run_id']}.json")
+
+
+def test_unknown_table_suggests_and_malformed_tables_are_refused() -> None:
+    with pytest.raises(TableError, match="Did you mean: thesis-4.5"):
+        load_table("thesis-4.55")
+    with pytest.raises(TableError, match="not a row of the layout"):
+        parse_table({"id": "x", "caption": "c", "source": {}, "rows": [{"key": "r", "label": "R"}],
+                     "columns": [{"key": "c", "label": "C"}], "cells": {"zz": {"c": {"printed": "1", "value": 1.0, "decimals": 0}}}})
+    with pytest.raises(TableError, match="does not match printed"):
+        parse_table({"id": "x", "caption": "c", "source": {}, "rows": [{"key": "r", "label": "R"}],
+                     "columns": [{"key": "c", "label": "C"}], "cells": {"r": {"c": {"printed": "0.5", "value": 0.6, "decimals": 1}}}})

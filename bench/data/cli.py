@@ -1,4 +1,4 @@
-"""``bench data``: list the datasets, show a data card, check a dataset folder.
+"""``bench data``: list the datasets, show a data card, check a dataset folder, export a split.
 
 Mounted by ``bench/cli.py`` as ``bench data``; importing it imports no torch.
 
@@ -6,6 +6,7 @@ Examples:
     bench data list
     bench data info ph2
     bench data check ph2 --root ~/data/dermoscopy
+    bench data split busi --root ~/data --out busi-split.csv
 """
 from __future__ import annotations
 
@@ -111,6 +112,37 @@ def check(name: str = typer.Argument(..., help="dataset id, e.g. ph2"),
     counts = ", ".join(f"{s} {len(dataset.split_ids(s))}" for s in dataset.splits)
     typer.echo(f"{name}: OK ({counts}) under {getattr(dataset, 'folder', root)}")
     typer.echo("0 problems")
+
+
+@app.command()
+def split(name: str = typer.Argument(..., help="dataset id, e.g. busi"),
+          root: Optional[Path] = typer.Option(None, "--root", help="data root (--data-root of bench run)"),
+          out: Optional[Path] = typer.Option(None, "--out", help="write the CSV here instead of printing it")) -> None:
+    """Print the split of a dataset as the standard ``id,split`` CSV, with each split's checksum on stderr.
+
+    For derived splits this is the file a run's split checksums refer to; for committed ones it
+    reproduces the committed file from the folder.
+
+    Example: bench data split busi --root ~/data --out busi-split.csv
+    """
+    from bench.data.base import DataError
+    from bench.data.splits import split_csv_text
+
+    try:
+        dataset = _dataset_class(name)(root=root)
+        named = [s for s in dataset.splits if s != "all"]
+        assignment = {sid: s for s in named for sid in dataset.split_ids(s)}
+        checksums = {s: dataset.split_checksum(s) for s in named}
+    except DataError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    text = split_csv_text(assignment, named)
+    if out is not None:
+        out.write_text(text, encoding="utf-8")
+    else:
+        typer.echo(text, nl=False)
+    for s, checksum in checksums.items():
+        typer.echo(f"{s}: {sum(1 for v in assignment.values() if v == s)} ids, checksum {checksum}", err=True)
 
 
 def _accepts_decode(dataset: object) -> bool:

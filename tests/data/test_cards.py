@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.data.base import DataError
+from bench.data.base import DataError, checksum_ids
 from bench.data.cards import REQUIRED_KEYS, card_ids, cards_dir, file_sha256, load_card, split_file
 from bench.data.real import RealDataset
+from bench.data.splits import read_split_csv
 from bench.registry import DATASETS
 
 REAL = [name for name in DATASETS.names() if issubclass(DATASETS.get(name), RealDataset)]
@@ -26,6 +27,8 @@ def test_card_complete_and_consistent(name):
     assert list(card["splits"]) == list(cls.splits)
     if cls.split_mode == "committed":
         assert file_sha256(split_file(name)) == card["split_file"]["sha256"]
+        for split, ids in read_split_csv(split_file(name)).items():
+            assert checksum_ids(sorted(ids)) == card["splits"][split]["ids_sha256"]
     assert dataset.card is card
 
 

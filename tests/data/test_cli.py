@@ -118,3 +118,15 @@ def test_wrong_counts_against_card_pass_when_counts_match(tmp_path, monkeypatch)
     assert code == 0, lines
     assert lines[-1] == "0 problems" and re.match(r"isic2018-task1: OK \(train 3, val 2, test 2\)", lines[0])
     assert str(folder) in lines[0]
+
+
+def test_split_export_matches_loader(tmp_path):
+    L.isic2018_task1(tmp_path)
+    out = tmp_path / "split.csv"
+    result = runner.invoke(app, ["split", "isic2018-task1", "--root", str(tmp_path), "--out", str(out)])
+    assert result.exit_code == 0
+    from bench.data.isic import Isic2018Task1
+
+    data = Isic2018Task1(root=tmp_path)
+    assert out.read_text().splitlines()[1:] == [f"{sid},{s}" for s in data.splits for sid in data.split_ids(s)]
+    assert f"test: 2 ids, checksum {data.split_checksum('test')}" in result.output

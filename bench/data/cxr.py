@@ -291,8 +291,11 @@ class IuXray(RealDataset):
         return None
 
     def split_ids(self, split: str) -> list[str]:
-        ids = super().split_ids(split) if self.root is None else self._present(split)
-        return ids
+        return super().split_ids(split) if self.root is None else self._present(split)
+
+    def _count_problems(self, records: list[Record], assignment: dict[str, str]) -> list[Problem]:
+        # With images, the counts depend on which studies have a frontal image file: only reports are counted.
+        return super()._count_problems(records, assignment) if self.root is None else []
 
     def _present(self, split: str) -> list[str]:
         # With images, studies without a frontal image file are dropped, so the split is the committed one minus those.

@@ -53,6 +53,7 @@ def run(
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N]."),
     precision: str = typer.Option("fp32", help="fp32 | fp16 | bf16."),
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: min(2, cores))."),
+    shard_size: int = typer.Option(64, "--shard-size", help="Samples per generation shard (the unit of resume)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -61,13 +62,15 @@ def run(
     _setup_logging(verbose, quiet)
     if precision not in ("fp32", "fp16", "bf16"):
         _fail(f"--precision '{precision}' is not one of fp32, fp16, bf16")
+    if shard_size < 1:
+        _fail(f"--shard-size must be >= 1, got {shard_size}")
     if data_root is not None and not data_root.is_dir():
         _fail(f"--data-root {data_root}: no such folder")
     from bench.runner import BenchError, RunConfig, run_one
 
     rc = RunConfig(task=task, method=method, profile=profile, seed=seed, dataset=dataset, sets=list(set_),
                    config_file=config, work_dir=work_dir, data_root=data_root, device=device, precision=precision,
-                   threads=threads, progress=not no_progress and sys.stderr.isatty())
+                   threads=threads, shard_size=shard_size, progress=not no_progress and sys.stderr.isatty())
     try:
         record, path = run_one(rc)
     except BenchError as exc:

@@ -1,10 +1,13 @@
-"""Test-only generators, importable as ``helpers:<Class>`` when tests/ is on sys.path."""
+"""Test-only generators, importable as ``helpers:<Class>`` when tests/ is on sys.path.
+
+Behaviour switches come from environment variables, not the config, so that an
+interrupted run and its resumption share one cache key.
+"""
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -12,33 +15,30 @@ import torch
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample
 
 
-@dataclass(frozen=True)
-class NoiseConfig:
-    delay: float = 0.0
-    """Seconds to sleep per sample (to kill a run mid-generation)."""
-    fail_after: int = -1
-    """Raise after this many samples in one process (-1: never)."""
-
-
 class NoisePairs(GeneratorBase):
-    """Random images with their masks copied from the condition; draws from the global torch RNG."""
+    """Random images (global torch RNG) with masks copied from the condition.
+
+    BENCH_TEST_DELAY: seconds to sleep per sample; BENCH_TEST_FAIL_AFTER: raise
+    KeyboardInterrupt after that many samples in this process; BENCH_TEST_PROGRESS_FILE:
+    append each finished condition index there.
+    """
 
     capabilities: ClassVar[Capabilities] = Capabilities(accepts={"mask"}, returns={"image", "mask"}, requires={"mask"})
-    Config = NoiseConfig
     made = 0
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        fail_after = int(os.environ.get("BENCH_TEST_FAIL_AFTER", "-1"))
+        delay = float(os.environ.get("BENCH_TEST_DELAY", "0"))
         for cond in conditions:
-            if self.config.fail_after >= 0 and NoisePairs.made >= self.config.fail_after:
+            if 0 <= fail_after <= NoisePairs.made:
                 raise KeyboardInterrupt("simulated kill")
-            if self.config.delay:
-                time.sleep(self.config.delay)
-                if os.environ.get("BENCH_TEST_PROGRESS_FILE"):
-                    with open(os.environ["BENCH_TEST_PROGRESS_FILE"], "a") as fh:
-                        fh.write(f"{cond.meta['index']}\n")
+            time.sleep(delay)
             NoisePairs.made += 1
             h, w = cond.mask.shape
             yield Sample(image=torch.rand(3, h, w), mask=cond.mask.clone(), meta={"index": cond.meta["index"]})
+            if os.environ.get("BENCH_TEST_PROGRESS_FILE"):
+                with open(os.environ["BENCH_TEST_PROGRESS_FILE"], "a") as fh:
+                    fh.write(f"{cond.meta['index']}\n")
 
 
 class ImageOnly(GeneratorBase):

@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from bench.data.base import DataError
+from bench.data.derm_mini import CLASS_NAMES, DermMini, render
+
+
+def test_deterministic_and_prefix_stable():
+    a = DermMini(sizes={"train": 20}).load("train")
+    b = DermMini(sizes={"train": 40}).load("train")
+    assert torch.equal(a[7].image, b[7].image) and torch.equal(a[7].mask, b[7].mask)
+    assert a[7].meta == b[7].meta
+    c = DermMini(sizes={"train": 20}, world_seed=1).load("train")
+    assert not torch.equal(a[7].image, c[7].image)
+
+
+def test_sample_layout():
+    s = DermMini(image_size=48).load("test")[3]
+    assert s.image.shape == (3, 48, 48) and s.image.dtype == torch.float32
+    assert 0 <= s.image.min() and s.image.max() <= 1
+    assert s.mask.dtype == torch.bool and s.mask.shape == (48, 48) and s.mask.any()
+    assert CLASS_NAMES[s.label] == s.meta["class_name"]
+    assert s.prompt.startswith("An image of lesion on skin.")
+    assert s.meta["id"] == "dm-2018-test-00003"
+
+
+def test_splits_are_disjoint_and_checksummed():
+    ds = DermMini(sizes={"train": 10, "val": 5, "test": 5})
+    ids = [set(ds.split_ids(s)) for s in ("train", "val", "test")]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert ds.split_checksum("train") != DermMini(sizes={"train": 11}).split_checksum("train")
+    assert ds.split_checksum("train") != DermMini(sizes={"train": 10}, image_size=32).split_checksum("train")
+    assert DermMini(sizes={"train": 0}).split_ids("train") == []
+
+
+def test_class_imbalance_and_low_contrast_rate_follow_the_design():
+    metas = [render(2018, 0, i, 32)[2] for i in range(600)]
+    labels = np.array([m["label"] for m in metas])
+    nv = (labels == CLASS_NAMES.index("NV")).mean()
+    assert 0.6 < nv < 0.74  # HAM10000: 66.9 %
+    assert len(set(labels.tolist())) == 7
+    low = np.mean([m["low_contrast"] for m in metas])
+    assert 0.16 < low < 0.29  # ISIC 2018 Task 1: 569 / 2594 = 21.9 %
+    assert all(m["low_contrast"] == (m["ita_diff"] < 30) for m in metas)
+
+
+def test_lesion_region_mean_colour_realises_the_designed_ita():
+    """The lesion's mean L*, b* over the mask give the designed ITA (before artefacts and soft edges)."""
+    from skimage.color import rgb2lab
+
+    errors = []
+    for i in range(60):
+        image, mask, meta = render(2018, 0, i, 64)
+        if meta["hair"] or meta["vignette"] or meta["ruler"]:
+            continue
+        lab = rgb2lab(image.astype(np.float64))
+        inner = mask & np.roll(mask, 2, 0) & np.roll(mask, -2, 0) & np.roll(mask, 2, 1) & np.roll(mask, -2, 1)
+        if inner.sum() < 20:
+            continue
+        L, b = lab[..., 0][inner].mean(), lab[..., 2][inner].mean()
+        errors.append(abs(np.degrees(np.arctan((L - 50) / b)) - meta["ita_lesion"]))
+    assert len(errors) > 15 and np.median(errors) < 5.0
+
+
+def test_bad_options():
+    with pytest.raises(DataError, match="unknown option"):
+        DermMini(colour="red")
+    with pytest.raises(DataError, match="unknown split 'dev'"):
+        DermMini(sizes={"dev": 3})
+    with pytest.raises(DataError, match="image_size must be an integer >= 16"):
+        DermMini(image_size=8)
+    with pytest.raises(DataError, match="has no split 'dev'"):
+        DermMini().split_ids("dev")

@@ -1,0 +1,81 @@
+"""The `bench` CLI end to end on the smoke profile, and every bad input of the spine issue."""
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+
+FAST = ["--set", "task.segmenters=[unet]", "--set", "task.max_epochs=1", "--set", "task.n_generate=8"]
+
+
+@pytest.fixture
+def cli():
+    return CliRunner()
+
+
+def run(cli, *args):
+    return cli.invoke(app, list(args))
+
+
+def error_line(result):
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_run_smoke_prints_table_and_results_aggregates(cli, tmp_path):
+    args = ["run", "--task", "seg-aug", "--method", "classic-aug", "--profile", "smoke", "--work-dir", str(tmp_path),
+            "--no-progress", "--quiet", "--threads", "1", *FAST]
+    first = run(cli, *args)
+    assert first.exit_code == 0, first.output
+    assert "unet" in first.output and "real-only" in first.output and "classic-aug" in first.output
+    assert "paired t-test p" in first.output and "record:" in first.output
+    second = run(cli, *args)
+    assert "stages: fit cached, generate cached, evaluate cached" in second.output
+    table = run(cli, "results", "--work-dir", str(tmp_path))
+    assert table.exit_code == 0 and "classic-aug" in table.output and "dice_std" in table.output
+
+
+def test_list_shows_ids_and_matrix(cli):
+    out = run(cli, "list")
+    assert out.exit_code == 0, out.output
+    assert "seg-aug" in out.output and "derm-mini" in out.output and "classic-aug" in out.output
+    assert "compatibility" in out.output and "smoke, mini, paper" in out.output
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--task", "nope", "--method", "real-only"], "Unknown task 'nope'. Valid tasks: seg-aug"),
+    (["--task", "seg-aug", "--method", "nope"], "Unknown method 'nope'."),
+    (["--task", "seg-aug", "--method", "real-only", "--dataset", "nope"], "Unknown dataset 'nope'."),
+    (["--task", "seg-aug", "--method", "helpers:ImageOnly"], "needs a method returning ['image', 'mask']; it returns ['image']"),
+    (["--task", "seg-aug", "--method", "real-only", "--set", "bogus=1"], "unknown --set key 'bogus'"),
+    (["--task", "seg-aug", "--method", "real-only", "--set", "task.n_real=zero"], "task.n_real: expected an integer"),
+    (["--task", "seg-aug", "--method", "real-only", "--profile", "huge"], "unknown profile 'huge'"),
+    (["--task", "seg-aug", "--method", "real-only", "--precision", "fp8"], "--precision 'fp8'"),
+    (["--task", "seg-aug", "--method", "real-only", "--device", "cuda:0"] if not __import__("torch").cuda.is_available()
+     else ["--task", "seg-aug", "--method", "real-only", "--device", "bogus"], "--device"),
+    (["--task", "seg-aug", "--method", "real-only", "--dataset", "derm-mini", "--data-root", "/no/such/dir"], "no such folder"),
+])
+def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, expected):
+    result = run(cli, "run", *args, "--profile" if "--profile" not in args else "--seed", "smoke" if "--profile" not in args else "0",
+                 "--work-dir", str(tmp_path / "w"), "--no-progress", "--quiet")
+    line = error_line(result)
+    assert line.startswith("error: ") and expected in line
+    assert not (tmp_path / "w" / "records").exists()
+
+
+def test_malformed_config_file(cli, tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("task: {n_generate: [\n")
+    line = error_line(run(cli, "run", "--task", "seg-aug", "--method", "real-only", "--config", str(bad),
+                          "--work-dir", str(tmp_path / "w")))
+    assert "malformed YAML" in line and "c.yaml" in line
+
+
+def test_help_is_light():
+    """`bench --help` must not import torch (start-up stays instant)."""
+    code = "import sys; from bench.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

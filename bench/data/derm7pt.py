@@ -79,8 +79,8 @@ class Derm7pt(RealDataset):
             meta = {"diagnosis": diagnosis, "class_name": ham, "row": index,
                     **{k: row[k] for k in (*SEVEN_POINT, "seven_point_score", "location", "sex", "elevation",
                                            "management", "level_of_diagnostic_difficulty", "derm", "clinic") if k in row}}
-            records.append(Record(f"case{int(row['case_num']):04d}" if row["case_num"].isdigit() else row["case_num"],
-                                  image, label=HAM_CLASSES.index(ham), split=split_of.get(index), meta=meta))
+            records.append(Record(row["case_num"].strip(), image, label=HAM_CLASSES.index(ham),
+                                  split=split_of.get(index), meta=meta))
         return records, problems
 
     def _official_splits(self, n_rows: int, problems: list[Problem]) -> dict[int, str]:

@@ -267,10 +267,6 @@ class Ham10000(RealDataset):
             problems.append(Problem(str(mask), "unpaired mask: no image with this id"))
         return records, problems
 
-    @property
-    def has_masks(self) -> bool:
-        return (self.folder / self.mask_dir).is_dir()
-
     def load(self, split: str):
         if self.options["require_masks"]:
             missing = [sid for sid in self.split_ids(split) if not self.records[sid].masks]

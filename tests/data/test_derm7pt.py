@@ -34,8 +34,8 @@ def test_fixture_drops_unmapped_and_keeps_official_split(tmp_path):
     L.write_csv(folder / "meta" / "valid_indexes.csv", ["indexes"], [[3]])
     L.write_csv(folder / "meta" / "test_indexes.csv", ["indexes"], [[4], [5]])
     data = Derm7pt(root=tmp_path, image_size=8)
-    assert data.split_ids("all") == ["case0001", "case0002", "case0004", "case0006"]
-    assert data.split_ids("train") == ["case0001", "case0002"] and data.split_ids("test") == ["case0006"]
+    assert data.split_ids("all") == ["1", "2", "4", "6"]  # meta.csv's case_num
+    assert data.split_ids("train") == ["1", "2"] and data.split_ids("test") == ["6"]
     samples = data.load("all")
     assert [HAM_CLASSES[s.label] for s in samples] == ["NV", "MEL", "BKL", "BCC"]
     assert samples[1].meta["diagnosis"] == "melanoma (in situ)" and samples[1].meta["path"].endswith("derm2.jpg")

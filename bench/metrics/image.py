@@ -247,6 +247,48 @@ def kernel_distance(
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
+class KernelDistance(BenchMetric):
+    """KID between real and generated images in any extractor's feature space (see `kernel_distance`).
+
+    ``update(images, real)`` as `FrechetDistance`; raw features are kept (KID needs
+    them). ``compute()`` returns ``{"kid[<extractor_name>]": mean over subsets}``.
+    """
+
+    higher_is_better: ClassVar[bool | None] = False
+    display_name: ClassVar[str] = "KID"
+    lower_bound: ClassVar[float | None] = None
+    upper_bound: ClassVar[float | None] = None
+
+    def __init__(self, extractor: nn.Module, extractor_name: str, num_subsets: int = 100, subset_size: int = 1000,
+                 seed: int = 0, batch_size: int = 64) -> None:
+        if not extractor_name:
+            raise ValueError("extractor_name is required: every KID is labelled by its extractor (kid[<name>])")
+        self.extractor, self.extractor_name = extractor, extractor_name
+        self.num_subsets, self.subset_size, self.seed, self.batch_size = num_subsets, subset_size, seed, batch_size
+        self.real = GaussianStats(keep_features=True)
+        super().__init__()
+
+    @property
+    def key(self) -> str:
+        return f"kid[{self.extractor_name}]"
+
+    def reset(self) -> None:
+        self.fake = GaussianStats(keep_features=True)
+
+    def set_reference(self, stats: GaussianStats) -> None:
+        """Use cached real statistics built with ``keep_features=True``."""
+        if not stats.keep_features:
+            raise ValueError("KID needs reference statistics cached with keep_features=True")
+        self.real = stats
+
+    def update(self, images: Tensor, real: bool) -> None:  # type: ignore[override]
+        (self.real if real else self.fake).update(extract_features(self.extractor, images, self.batch_size))
+
+    def compute(self) -> dict[str, float]:
+        res = kernel_distance(self.real.features, self.fake.features, self.num_subsets, self.subset_size, self.seed)
+        return {self.key: res["mean"]}
+
+
 # --------------------------------------------------------------------------- SSIM / MS-SSIM / PSNR
 def _check_pair(x: Tensor, y: Tensor) -> None:
     if x.shape != y.shape or x.ndim != 4:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from bench.metrics.base import BenchMetric
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -102,7 +104,7 @@ def subset_below(scores: Tensor | np.ndarray | Sequence[float], x: float) -> np.
     return np.flatnonzero(values < x).astype(np.int64)
 
 
-class DiceIoU:
+class DiceIoU(BenchMetric):
     """Accumulating per-image Dice and IoU (torchmetrics-style update/compute).
 
     ``update(pred, target)`` takes bool masks (N, H, W) or (H, W); ``compute()``
@@ -110,20 +112,17 @@ class DiceIoU:
     ``per_image()`` returns the per-image float64 arrays for paired tests.
     """
 
-    higher_is_better: ClassVar[bool] = True
+    higher_is_better: ClassVar[bool | None] = True
     display_name: ClassVar[str] = "Dice / IoU"
     lower_bound: ClassVar[float | None] = 0.0
     upper_bound: ClassVar[float | None] = 1.0
-
-    def __init__(self) -> None:
-        self.reset()
 
     def reset(self) -> None:
         """Forget all images."""
         self._dice: list[np.ndarray] = []
         self._iou: list[np.ndarray] = []
 
-    def update(self, pred: Tensor, target: Tensor) -> None:
+    def update(self, pred: Tensor, target: Tensor) -> None:  # type: ignore[override]
         """Score a batch of masks and keep the per-image values."""
         dice, iou = dice_iou(pred, target)
         self._dice.append(dice.cpu().numpy())

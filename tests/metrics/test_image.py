@@ -163,3 +163,19 @@ def test_lpips_pairs_and_diversity(random_lpips):
     rgb = masks_to_rgb(masks)
     assert rgb.shape == (4, 3, 32, 32) and torch.equal(rgb[:, 0], masks.float())
     assert lpips_diversity(random_lpips, rgb, n_pairs=6, seed=0) > 0
+
+
+def test_kid_metric_class():
+    from bench.metrics.image import KernelDistance
+
+    g = torch.Generator().manual_seed(8)
+    real, fake = torch.rand(30, 3, 16, 16, generator=g), torch.rand(30, 3, 16, 16, generator=g) ** 2
+    ext = TinyExtractor()
+    m = KernelDistance(ext, "tiny", num_subsets=3, subset_size=20, seed=1)
+    m.update(real, real=True)
+    m.update(fake, real=False)
+    with torch.no_grad():
+        expected = kernel_distance(ext(real).numpy(), ext(fake).numpy(), num_subsets=3, subset_size=20, seed=1)["mean"]
+    assert m.compute() == {"kid[tiny]": pytest.approx(expected, abs=1e-6)}
+    with pytest.raises(ValueError, match="keep_features"):
+        m.set_reference(GaussianStats())

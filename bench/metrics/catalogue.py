@@ -118,8 +118,8 @@ def _build() -> MetricCatalogue:
     # image quality
     _add(c, "fd[*]", False, 0.0, None, "FD", "Frechet distance of Gaussian fits to the bracketed extractor's features.")
     _add(c, "kid[*]", False, None, None, "KID", "Kernel (cubic polynomial) MMD^2, unbiased, in the bracketed extractor's features.")
-    _add(c, "ms_ssim", None, 0.0, 1.0, "MS-SSIM", "Mean MS-SSIM of index-aligned pairs, data_range=1 (Table 4.1).")
-    _add(c, "ms_ssim[*]", None, 0.0, 1.0, "MS-SSIM", "MS-SSIM under the bracketed protocol.")
+    _add(c, "ms_ssim", True, 0.0, 1.0, "MS-SSIM", "Mean MS-SSIM of index-aligned pairs, data_range=1 (Table 4.1).")
+    _add(c, "ms_ssim[*]", True, 0.0, 1.0, "MS-SSIM", "MS-SSIM under the bracketed protocol, e.g. ms_ssim[win=3] for small images.")
     _add(c, "ssim[range=1]", True, -1.0, 1.0, "SSIM (range 1)", "SSIM of [0,1] pairs at the correct data_range=1 (ch6 5.3).")
     _add(c, "ssim[range=255]", True, -1.0, 1.0, "SSIM (range 255)", "SSIM of [0,1] pairs at data_range=255, as the reference code (ch6 5.3).")
     _add(c, "ssim[*]", True, -1.0, 1.0, "SSIM", "SSIM under the bracketed data range.")

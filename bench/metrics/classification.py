@@ -123,6 +123,20 @@ def auroc(y_true: Any, scores: Any, average: str = "macro") -> float:
     return float(roc_auc_score(t, s, multi_class="ovr", average=average, labels=list(range(s.shape[1]))))
 
 
+def auroc_positive_vs_negative(positive_scores: Any, negative_scores: Any) -> float:
+    """Binary AUROC of one pathology's sub-test set (chapter 6 Table 6.2).
+
+    Args:
+        positive_scores: classifier score for the pathology on images generated with
+            it (y = 1), shape (P,).
+        negative_scores: the same output on the No-Finding images (y = 0), shape (Q,).
+    """
+    pos = np.asarray(positive_scores.detach().cpu() if hasattr(positive_scores, "detach") else positive_scores, np.float64).ravel()
+    neg = np.asarray(negative_scores.detach().cpu() if hasattr(negative_scores, "detach") else negative_scores, np.float64).ravel()
+    y = np.concatenate([np.ones(pos.size, np.int64), np.zeros(neg.size, np.int64)])
+    return auroc(y, np.concatenate([pos, neg]))
+
+
 class ClassificationMetrics(BenchMetric):
     """Accumulate predictions batch by batch; ``compute()`` = `classification_scores`.
 

@@ -193,7 +193,11 @@ def load_lpips(weights_dir: str | Path | None = None, path: str | Path | None = 
     file = Path(path) if path else resolve_weights_dir(weights_dir) / ALEXNET_FILE
     _require(file, "torchvision AlexNet weights for the LPIPS trunk (alexnet-owt-7be5be79.pth)")
     state = load_state_dict(file)
-    model = lpips.LPIPS(net="alex", pnet_rand=True, pretrained=True, verbose=False)
+    import warnings
+
+    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=` flag
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="alex", pnet_rand=True, pretrained=True, verbose=False)
     slices = {}
     for name, module in model.net.named_children():
         for idx in module._modules:

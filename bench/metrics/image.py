@@ -315,6 +315,9 @@ def ssim(x: Tensor, y: Tensor, data_range: float, win_size: int = 11, win_sigma:
 def ms_ssim(x: Tensor, y: Tensor, data_range: float, win_size: int = 11, win_sigma: float = 1.5) -> Tensor:
     """Per-pair 5-scale MS-SSIM via ``pytorch_msssim.ms_ssim`` (default betas); side > 160 px with win 11.
 
+    Smaller images need a smaller window (side > (win_size - 1) * 16); report them
+    under `ms_ssim_key` (``ms_ssim[win=3]``), never as plain ``ms_ssim``.
+
     Returns:
         (N,) float MS-SSIM per pair.
     """
@@ -339,6 +342,12 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     return peak_signal_noise_ratio(x.double(), y.double(), data_range=data_range, reduction="none", dim=(1, 2, 3))
 
 
+def ms_ssim_key(win_size: int = 11) -> str:
+    """``ms_ssim`` for the standard 11-px window (Table 4.1, images > 160 px); ``ms_ssim[win=K]`` otherwise
+    (small images, e.g. the 64-px mini worlds need ``win_size <= 3``)."""
+    return "ms_ssim" if win_size == 11 else f"ms_ssim[win={win_size}]"
+
+
 def ssim_key(data_range: float) -> str:
     """Metric key of SSIM at ``data_range``: ``ssim[range=1]``, ``ssim[range=255]``."""
     return f"ssim[range={data_range:g}]"
@@ -357,10 +366,12 @@ class PairedImageQuality(BenchMetric):
     lower_bound: ClassVar[float | None] = None
     upper_bound: ClassVar[float | None] = None
 
-    def __init__(self, ssim_ranges: tuple[float, ...] = (1.0, 255.0), with_psnr: bool = True, with_ms_ssim: bool = False) -> None:
+    def __init__(self, ssim_ranges: tuple[float, ...] = (1.0, 255.0), with_psnr: bool = True, with_ms_ssim: bool = False,
+                 ms_ssim_win: int = 11) -> None:
         self.ssim_ranges = ssim_ranges
         self.with_psnr = with_psnr
         self.with_ms_ssim = with_ms_ssim
+        self.ms_ssim_win = ms_ssim_win
         super().__init__()
 
     def reset(self) -> None:
@@ -371,7 +382,7 @@ class PairedImageQuality(BenchMetric):
         if self.with_psnr:
             batch["psnr"] = psnr(generated, real, data_range=1.0)
         if self.with_ms_ssim:
-            batch["ms_ssim"] = ms_ssim(generated, real, data_range=1.0)
+            batch[ms_ssim_key(self.ms_ssim_win)] = ms_ssim(generated, real, data_range=1.0, win_size=self.ms_ssim_win)
         for k, v in batch.items():
             self._values.setdefault(k, []).append(v.detach().double().cpu().numpy())
 

@@ -67,3 +67,14 @@ def test_table_4_2_weighted_f1_recomputes_from_table_4_3(key):
     assert abs(weighted - reported) <= 0.001 + 1e-9
     # and the macro mean is far off, which rules out 'macro'
     assert abs(np.mean(classwise) - reported) > 0.05
+
+
+def test_auroc_positive_vs_negative_protocol():
+    from bench.metrics.classification import auroc_positive_vs_negative
+
+    rng = np.random.default_rng(2)
+    pos, neg = rng.normal(1.0, 1.0, 50), rng.normal(0.0, 1.0, 40)
+    y = np.r_[np.ones(50), np.zeros(40)]
+    assert auroc_positive_vs_negative(pos, neg) == pytest.approx(metrics.roc_auc_score(y, np.r_[pos, neg]))
+    # hand case: 2 positives, 2 negatives, one inverted pair of four -> 3/4
+    assert auroc_positive_vs_negative([0.9, 0.4], [0.5, 0.1]) == pytest.approx(0.75)

@@ -179,3 +179,15 @@ def test_kid_metric_class():
     assert m.compute() == {"kid[tiny]": pytest.approx(expected, abs=1e-6)}
     with pytest.raises(ValueError, match="keep_features"):
         m.set_reference(GaussianStats())
+
+
+def test_ms_ssim_small_window_key_for_small_images():
+    from bench.metrics.image import ms_ssim_key
+
+    g = torch.Generator().manual_seed(9)
+    x, y = torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+    m = PairedImageQuality(ssim_ranges=(1.0,), with_psnr=False, with_ms_ssim=True, ms_ssim_win=3)
+    m.update(x, y)
+    out = m.compute()
+    assert set(out) == {"ssim[range=1]", "ms_ssim[win=3]"} and ms_ssim_key() == "ms_ssim"
+    assert out["ms_ssim[win=3]"] == pytest.approx(ref_ms_ssim(x, y, data_range=1.0, win_size=3).item(), abs=1e-6)

@@ -118,3 +118,13 @@ def test_xrv_densenet_state_dict(tmp_path):
 def test_register_extractor_rejects_duplicates():
     with pytest.raises(ValueError, match="already registered"):
         E.register_extractor("dinov2-base", lambda weights_dir=None: None)
+
+
+def test_registry_names_resolve_to_expected_folders(tiny_clip_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(tiny_clip_dir, tmp_path / E.CLIP_B32_DIR)
+    clip = E.load_extractor("clip-vit-b-32", weights_dir=tmp_path)
+    assert clip["image"](torch.rand(1, 3, 32, 32)).shape == (1, 16)
+    clip_l = E.load_extractor("clip-vit-l-14", weights_dir=tiny_clip_dir.parent)
+    assert clip_l["text"](["a"]).shape == (1, 8)

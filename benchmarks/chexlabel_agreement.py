@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{'observation':28s} {'prec':>6s} {'recall':>6s} {'F1':>6s} {'support':>8s} {'predicted':>9s}")
         for i, cat in enumerate(CATEGORIES):
             print(f"{cat:28s} {p[i]:6.3f} {r[i]:6.3f} {f[i]:6.3f} {int(s[i]):8d} {int(pred[:, i].sum()):9d}")
+        # MeSH "normal" is absent whenever any non-CheXpert finding (granuloma, scarring, spine...) was indexed,
+        # so also compare No Finding with "no mapped CheXpert finding" on the MeSH side.
+        no_mapped = (mesh[:, 1:13].sum(1) == 0).astype(int)
+        p0, r0, f0, _ = precision_recall_fscore_support(no_mapped, pred[:, 0], average="binary", zero_division=0)
+        print(f"{'No Finding (no mapped MeSH)':28s} {p0:6.3f} {r0:6.3f} {f0:6.3f} {int(no_mapped.sum()):8d} {int(pred[:, 0].sum()):9d}")
         mp, mr, mf, _ = precision_recall_fscore_support(mesh, pred, average="micro", zero_division=0)
         print(f"{'micro':28s} {mp:6.3f} {mr:6.3f} {mf:6.3f}")
         print(f"{'macro':28s} {p.mean():6.3f} {r.mean():6.3f} {f.mean():6.3f}")

@@ -25,7 +25,7 @@ td.no-run, td.n\\/a { color: #9aa3ad; }
 td.underline { text-decoration: underline; } td.bold { font-weight: bold; }
 .gallery { display: flex; flex-wrap: wrap; gap: 1em; }
 .gallery figure { margin: 0; background: #fff; border: 1px solid #d6dbe1; padding: 0.5em; }
-.gallery img { image-rendering: pixelated; max-width: 420px; display: block; }
+.gallery img { image-rendering: pixelated; min-width: 256px; max-width: 420px; display: block; }
 .gallery figcaption { font-size: 0.8em; color: #5a6472; max-width: 420px; overflow-wrap: anywhere; }
 """
 

@@ -17,6 +17,11 @@ leaderboard_app = typer.Typer(add_completion=False, no_args_is_help=True,
                               help="Build the static leaderboard site from accepted records.")
 
 
+@leaderboard_app.callback()
+def _leaderboard() -> None:
+    """Build the static leaderboard site from accepted records."""
+
+
 @leaderboard_app.command("build", epilog="""Examples:\n
   bench leaderboard build\n
   bench leaderboard build --records results/leaderboard --records bench-runs/records --out /tmp/site\n

@@ -1,0 +1,66 @@
+"""bench/leaderboard/site.py: pages, protocol separation, links, artefacts and bias plots."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bench.leaderboard.cli import leaderboard_app
+from bench.leaderboard.site import SiteError, bias_plot, build_site
+
+
+def test_site_pages_links_and_protocol_separation(tmp_path, site_records) -> None:
+    summary = build_site([site_records(tmp_path / "records")], tmp_path / "site", generated="2026-11-23T12:00:00Z")
+    site = tmp_path / "site"
+    assert summary.n_records == 5 and set(summary.pages) == {"index.html", "task-seg-aug.html", "task-lowcontrast.html", "tables.html"}
+    index = (site / "index.html").read_text()
+    assert 'href="task-seg-aug.html"' in index and "2026-11-24T08:00:00Z" in index  # newest date of the task
+    assert index.count('href="records/') == 5
+    page = (site / "task-seg-aug.html").read_text()
+    # two protocols: two ranked tables, never merged
+    assert page.count('<table class="sortable leaderboard">') == 2
+    first, second = page.split('<table class="sortable leaderboard">')[1:3]
+    assert "0.8200 ± 0.0283" in first and "r-c-0" not in first  # classic-aug: mean ± std over seeds 0, 1
+    assert "0.5000" in second and "r-a-0" not in second
+    assert "aaaaaaaaaaaa" in page and "bbbbbbbbbbbb" in page and "mini" in page
+    for link in re.findall(r'href="(records/[^"]+)"', page + index):
+        assert (site / link).is_file(), link
+    assert json.loads((site / "records" / "r-a-0.json").read_text())["run_id"] == "r-a-0"
+    # only the real PNG inside the record folder is shown
+    images = sorted(p.name for p in (site / "img").iterdir())
+    assert images == ["r-a-0.samples.png", "r-lc-0.bias.png"]
+    assert "dice ↑" in page
+
+
+def test_bias_plot_needs_ita_and_iou(tmp_path) -> None:
+    csv = tmp_path / "s.csv"
+    csv.write_text("model,ita_difference,iou\nunet,10,0.5\nunet,50,0.9\nunet,-5,0.3\n")
+    assert bias_plot(csv, tmp_path / "b.png")
+    assert Image.open(tmp_path / "b.png").size[0] > 100
+    csv.write_text("model,dice\nunet,0.5\n")
+    assert not bias_plot(csv, tmp_path / "c.png") and not (tmp_path / "c.png").exists()
+
+
+def test_refuses_to_overwrite_a_foreign_folder_and_rebuilds_its_own(tmp_path) -> None:
+    foreign = tmp_path / "docs"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    with pytest.raises(SiteError, match="not built by bench leaderboard build"):
+        build_site([], foreign)
+    assert (foreign / "keep.txt").exists()
+    out = tmp_path / "site"
+    build_site([], out)
+    (out / "stale.html").write_text("old")
+    build_site([], out)
+    assert not (out / "stale.html").exists() and "No records yet" in (out / "index.html").read_text()
+
+
+def test_cli_build(tmp_path, site_records) -> None:
+    records = site_records(tmp_path / "records")
+    result = CliRunner().invoke(leaderboard_app, ["build", "--records", str(records), "--out", str(tmp_path / "site")])
+    assert result.exit_code == 0, result.output
+    assert "built 4 page(s) from 5 record(s), 2 image(s)" in result.output

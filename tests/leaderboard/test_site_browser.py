@@ -1,0 +1,97 @@
+"""The built site in headless Chromium (Selenium): no console errors, header click sorts, screenshot saved.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` packages and the ``selenium`` Python
+package; skipped with the reason otherwise. Screenshots go to ``<repo>/test-artifacts/``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.leaderboard.site import build_site
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1280,900")
+
+try:
+    import selenium  # noqa: F401
+
+    HAVE_SELENIUM = True
+except ImportError:
+    HAVE_SELENIUM = False
+
+pytestmark = [
+    pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
+                       reason="headless browser test needs Debian packages 'chromium' and 'chromium-driver' (/usr/bin/chromium, /usr/bin/chromedriver)"),
+    pytest.mark.skipif(not HAVE_SELENIUM, reason="headless browser test needs the Python package 'selenium' (pip install selenium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def severe(driver) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+def column_texts(driver, table, index: int) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [row.find_elements(By.TAG_NAME, "td")[index].text for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
+
+def test_front_page_loads_and_task_table_sorts(browser, tmp_path, site_records) -> None:
+    from selenium.webdriver.common.by import By
+
+    out = tmp_path / "site"
+    build_site([site_records(tmp_path / "records")], out, generated="2026-11-23T12:00:00Z")
+    browser.get((out / "index.html").as_uri())
+    assert browser.title.startswith("Leaderboard")
+    tasks = browser.find_elements(By.CSS_SELECTOR, "#tasks tbody tr")
+    assert {row.find_element(By.TAG_NAME, "a").text for row in tasks} == {"seg-aug", "lowcontrast"}
+    assert severe(browser) == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "leaderboard-front-page.png"))
+
+    browser.find_element(By.LINK_TEXT, "seg-aug").click()
+    assert browser.title.startswith("Task seg-aug")
+    table = browser.find_element(By.CSS_SELECTOR, "table.leaderboard")
+    headers = table.find_elements(By.CSS_SELECTOR, "thead th")
+    dice = next(i for i, th in enumerate(headers) if th.text.startswith("dice"))
+    assert column_texts(browser, table, 0) == ["classic-aug", "real-only"]  # built in method order
+    headers[dice].click()
+    assert column_texts(browser, table, 0) == ["real-only", "classic-aug"]  # dice 0.78 < 0.82
+    assert headers[dice].get_attribute("aria-sort") == "ascending"
+    headers[dice].click()
+    assert column_texts(browser, table, 0) == ["classic-aug", "real-only"]
+    assert headers[dice].get_attribute("aria-sort") == "descending"
+    headers[0].click()
+    assert column_texts(browser, table, 0) == ["classic-aug", "real-only"]  # text sort, ascending
+    assert severe(browser) == []
+    browser.save_screenshot(str(ARTIFACTS / "leaderboard-task-page.png"))
+    assert (ARTIFACTS / "leaderboard-task-page.png").stat().st_size > 10_000
+
+    browser.find_element(By.LINK_TEXT, "Paper tables").click()
+    assert browser.title.startswith("Paper tables") and severe(browser) == []

@@ -107,10 +107,10 @@ def masked_images(images: Tensor, masks: Tensor, fill: float = 0.0, crop: bool =
     return crops
 
 
-def embedding_key(metric: str, encoder_name: str, masked: bool = False) -> str:
-    """``clip_i`` / ``clip_i[mini-clip]`` / ``clip_i[masked]`` / ``dino[dino-vitb16,masked]``..."""
+def embedding_key(metric: str, encoder_name: str, masked: bool = False, paired: bool = False) -> str:
+    """``clip_i`` / ``clip_i[mini-clip]`` / ``clip_i[masked]`` / ``dino[dino-vitb16,masked]`` / ``dino[paired]``..."""
     default = THESIS_DINO if metric == "dino" else THESIS_CLIP
-    tags = ([] if encoder_name == default else [encoder_name]) + (["masked"] if masked else [])
+    tags = ([] if encoder_name == default else [encoder_name]) + (["masked"] if masked else []) + (["paired"] if paired else [])
     return f"{metric}[{','.join(tags)}]" if tags else metric
 
 
@@ -150,15 +150,22 @@ class EmbeddingScorer:
         self.batch_size = batch_size
 
     def image_similarity(self, generated: Tensor, references: Tensor, generated_masks: Tensor | None = None,
-                         reference_masks: Tensor | None = None, fill: float = 0.0, crop: bool = False) -> dict[str, float]:
-        """CLIP-I (or DINO) of generated vs reference images; masked if masks are given (both or neither)."""
+                         reference_masks: Tensor | None = None, fill: float = 0.0, crop: bool = False,
+                         paired: bool = False) -> dict[str, float]:
+        """CLIP-I (or DINO) of generated vs reference images; masked if masks are given (both or neither).
+
+        ``paired=False`` (chapter 3): mean over all (generated, reference) pairs.
+        ``paired=True`` (chapter 5 Table 5.2, each generated image vs its own style
+        reference): mean of row-wise cosines, key tagged ``[paired]``.
+        """
         masked = generated_masks is not None or reference_masks is not None
         if masked and (generated_masks is None or reference_masks is None):
             raise ValueError("pass masks for both generated and reference images, or for neither")
         gen: Any = masked_images(generated, generated_masks, fill, crop) if masked else generated
         ref: Any = masked_images(references, reference_masks, fill, crop) if masked else references
-        value = mean_pairwise_cosine(_encode(self.image_encoder, gen, self.batch_size), _encode(self.image_encoder, ref, self.batch_size))
-        return {embedding_key(self.metric, self.encoder_name, masked): value}
+        gen_emb, ref_emb = _encode(self.image_encoder, gen, self.batch_size), _encode(self.image_encoder, ref, self.batch_size)
+        value = float(paired_cosine(gen_emb, ref_emb).mean()) if paired else mean_pairwise_cosine(gen_emb, ref_emb)
+        return {embedding_key(self.metric, self.encoder_name, masked, paired): value}
 
     def text_similarity(self, generated: Tensor, prompts: Sequence[str], identifiers: Sequence[str] = (),
                         replacements: Mapping[str, str] | None = None) -> dict[str, float]:

@@ -59,6 +59,10 @@ def test_scorer_with_tiny_clip(tiny_clip_dir):
     with torch.no_grad():
         expected = mean_pairwise_cosine(clip["image"](gen), clip["image"](ref))
     assert scorer.image_similarity(gen, ref) == {"clip_i": pytest.approx(expected, abs=1e-9)}
+    dino_like = EmbeddingScorer(clip["image"], "dinov2-base", metric="dino")
+    with torch.no_grad():
+        paired_expected = float(paired_cosine(clip["image"](gen[:2]), clip["image"](ref)).mean())
+    assert dino_like.image_similarity(gen[:2], ref, paired=True) == {"dino[paired]": pytest.approx(paired_expected, abs=1e-9)}
     masks = torch.ones(3, 32, 32, dtype=torch.bool)
     out = scorer.image_similarity(gen, ref, masks, torch.ones(2, 32, 32, dtype=torch.bool))
     assert out["clip_i[masked]"] == pytest.approx(expected, abs=1e-6)  # a full mask changes nothing

@@ -159,6 +159,22 @@ def results(
     typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
+def _mount_subcommands() -> None:
+    """Sub-command groups live beside the code they drive; their modules import nothing heavy."""
+    from bench.data.cli import app as data_app
+    from bench.leaderboard.cli import leaderboard_app, submit_command
+    from bench.tables.cli import EPILOG as TABLE_EPILOG
+    from bench.tables.cli import table_command
+
+    app.add_typer(data_app, name="data")
+    app.add_typer(leaderboard_app, name="leaderboard")
+    app.command("table", epilog=TABLE_EPILOG)(table_command)
+    app.command("submit")(submit_command)
+
+
+_mount_subcommands()
+
+
 def main() -> None:
     app()
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from bench.data.base import DataError
+from bench.data.validate import verify_samples
 from bench.interface import Condition, RunContext, Sample, derive_seed
 from bench.store import atomic_write_text, stable_hash
 from bench.tasks.base import Evaluation, Task, TaskData
@@ -116,10 +117,9 @@ class SegAugTask(Task):
         if c.n_real is not None and c.n_real > len(splits["train"]):
             raise DataError(f"task.n_real={c.n_real} exceeds the {len(splits['train'])} training pairs of '{c.dataset}'")
         checksums = {name: ds.split_checksum(name) for name in splits}
-        verify = _verifier()
-        if verify is not None and getattr(ds, "needs_root", True):
-            for name, samples in splits.items():
-                verify(samples)
+        if getattr(ds, "needs_root", True):  # files on disk: a corrupt one stops the run here, named
+            for samples in splits.values():
+                verify_samples(samples)
         return TaskData(c.dataset, splits, checksums)
 
     def real_indices(self, data: TaskData) -> list[int]:
@@ -248,12 +248,3 @@ class SegAugTask(Task):
             comparisons=comparisons, per_sample=rows,
             counts={"real_train": len(real[0]), "generated": len(syn[0]), "val": len(val[0]), "test": len(test[0])},
             artifacts=artifacts)
-
-
-def _verifier() -> Any:
-    """The dataset verification hook of bench.data, when available (decodes every image once)."""
-    try:
-        from bench.data.validate import verify_samples
-    except ImportError:
-        return None
-    return verify_samples

@@ -17,13 +17,20 @@ nothing is imported from it, executed or unpickled. A record is accepted when:
 8. its profile is ``mini`` or ``paper`` (``smoke`` only when explicitly allowed).
 
 Accepted records are re-serialised from the parsed object and written atomically
-without ever replacing an existing file (temporary file + hard link).
+without ever replacing an existing file (temporary file + hard link). The files a
+record points to come along only when they are plain data inside the record's own
+folder: PNG artefacts (checked by their signature, sample grids and plots for the
+site) and the per-sample CSV (UTF-8 text, used for the chapter 5 bias plots). They
+are stored as ``<run_id>.<name>.png`` and ``<run_id>.scores.csv`` and the record's
+paths are rewritten to those names; anything else is left behind and dropped from
+the record, with a note in the verdict.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +40,8 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 5_000_000
+MAX_ATTACHMENT_BYTES = 5_000_000
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RANKED_PROFILES = ("mini", "paper")
 
 
@@ -52,7 +61,8 @@ class Verdict:
 
     def line(self) -> str:
         if self.accepted:
-            return f"accepted {self.source} -> {self.destination}"
+            extra = self.reason[self.reason.index("("):] if "(" in self.reason else ""
+            return f"accepted {self.source} -> {self.destination} {extra}".rstrip()
         return f"refused {self.source}: {self.reason}"
 
 
@@ -184,17 +194,91 @@ def check_record(record: dict[str, Any], leaderboard: Path, allow_profiles: Sequ
     return dest
 
 
-def write_new(dest: Path, text: str) -> None:
-    """Write ``text`` to ``dest`` atomically, failing with FileExistsError if ``dest`` exists."""
+def write_new(dest: Path, content: str | bytes) -> None:
+    """Write ``content`` to ``dest`` atomically, failing with FileExistsError if ``dest`` exists."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.link(tmp, dest)  # atomic, and never replaces an existing file
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _inside(folder: Path, rel: Any) -> Path | None:
+    """``folder / rel`` if it is an existing regular file inside ``folder`` (no escape by .. or symlinks)."""
+    if not isinstance(rel, str) or not rel:
+        return None
+    root = folder.resolve()
+    candidate = (root / rel).resolve()
+    try:
+        candidate.relative_to(root)
+    except ValueError:
+        return None
+    return candidate if candidate.is_file() and candidate.stat().st_size <= MAX_ATTACHMENT_BYTES else None
+
+
+def attachments(record: dict[str, Any], source: Path) -> tuple[dict[str, Any], list[tuple[str, bytes]], list[str]]:
+    """Data files to store with the record, the record rewritten to their new names, and what was left out.
+
+    Returns:
+        ``(record, files, dropped)``: the record with ``artifacts``/``per_sample_file``
+        pointing at the stored names, ``[(file name, bytes)]`` to write, and the names of
+        the references that were not taken (outside the folder, missing, not PNG/CSV).
+    """
+    folder = Path(source).parent
+    run_id = record["run_id"]
+    files: list[tuple[str, bytes]] = []
+    dropped: list[str] = []
+    kept: dict[str, str] = {}
+    for name, rel in sorted((record.get("artifacts") or {}).items()):
+        path = _inside(folder, rel)
+        data = path.read_bytes() if path is not None and path.suffix.lower() == ".png" else b""
+        safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:60] or "artifact"
+        if not data.startswith(PNG_MAGIC):
+            dropped.append(f"artifacts.{name}")
+            continue
+        target = f"{run_id}.{safe}.png"
+        if target in {f for f, _ in files}:
+            dropped.append(f"artifacts.{name}")
+            continue
+        files.append((target, data))
+        kept[name] = target
+    out = dict(record)
+    if "artifacts" in record:
+        out["artifacts"] = kept
+    if record.get("per_sample_file"):
+        path = _inside(folder, record["per_sample_file"])
+        data = path.read_bytes() if path is not None and path.suffix.lower() == ".csv" else None
+        try:
+            ok = data is not None and b"\0" not in data and bool(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            ok = False
+        if ok:
+            files.append((f"{run_id}.scores.csv", data))
+            out["per_sample_file"] = f"{run_id}.scores.csv"
+        else:
+            dropped.append("per_sample_file")
+            out["per_sample_file"] = None
+    return out, files, dropped
+
+
+def _store(dest: Path, record: dict[str, Any], files: Sequence[tuple[str, bytes]]) -> None:
+    """Write the attachments, then the record (the commit point); undo the attachments on failure."""
+    written: list[Path] = []
+    try:
+        for name, data in files:
+            target = dest.parent / name
+            write_new(target, data)
+            written.append(target)
+        write_new(dest, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def submit(paths: Iterable[Path], leaderboard: Path | None = None, allow_profiles: Sequence[str] = RANKED_PROFILES,
@@ -228,13 +312,17 @@ def submit(paths: Iterable[Path], leaderboard: Path | None = None, allow_profile
             if key in seen:
                 raise SubmissionError(f"duplicate: the same task, dataset, method, profile, seed and protocol is "
                                       f"already accepted as '{seen[key]}'")
+            stored, files, dropped = attachments(record, path)
             if not dry_run:
                 try:
-                    write_new(dest, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+                    _store(dest, stored, files)
                 except FileExistsError:
-                    raise SubmissionError(f"duplicate: run id '{record['run_id']}' is already on the leaderboard") from None
+                    raise SubmissionError(f"duplicate: run id '{record['run_id']}' or one of its files is already on "
+                                          "the leaderboard") from None
             seen[key] = record["run_id"]
-            verdicts.append(Verdict(path, True, "dry run: would be accepted" if dry_run else "accepted", run_id, dest))
+            note = f" ({len(files)} file(s) stored" + (f"; not taken: {', '.join(dropped)}" if dropped else "") + ")"
+            reason = ("dry run: would be accepted" if dry_run else "accepted") + (note if files or dropped else "")
+            verdicts.append(Verdict(path, True, reason, run_id, dest))
             logger.info("accepted %s as %s", path, dest)
         except SubmissionError as exc:
             verdicts.append(Verdict(path, False, str(exc), run_id))

@@ -64,8 +64,12 @@ def fmt_claim_value(value: float | None, claim: ClaimResult) -> str:
 def header_line(result: TableResult) -> str:
     t = result.table
     total = len(result.cells)
-    return (f"Source: {t.title} · profile: {result.profile} · {result.n_reproduced} of {total} cells reproduced "
+    line = (f"Source: {t.title} · profile: {result.profile} · {result.n_reproduced} of {total} cells reproduced "
             f"from {result.n_records} record(s) of this profile")
+    if result.profile != "paper":
+        line += (f" · the {result.profile} profile runs on the embedded mini world with small models, so Δ measures "
+                 "the distance to the paper's setting, not a reproduction error")
+    return line
 
 
 def _grid(result: TableResult, pm: str = "±") -> tuple[list[str], list[list[str]]]:

@@ -43,6 +43,29 @@ def test_real_runner_record_is_accepted(tmp_path) -> None:
     assert not one(tmp_path, path).accepted  # smoke is not ranked by default
     verdict = one(tmp_path, path, allow_profiles=("mini", "paper", "smoke"))
     assert verdict.accepted, verdict.reason
+    stored = json.loads(verdict.destination.read_text())
+    assert stored["per_sample_file"] == f"{record['run_id']}.scores.csv"
+    assert sorted(leaderboard_files(tmp_path)) == sorted([f"{record['run_id']}.json", stored["per_sample_file"]]
+                                                        + list(stored["artifacts"].values()))
+
+
+def test_png_artefacts_and_scores_come_along_only_from_the_record_folder(tmp_path, valid_record, dump_record) -> None:
+    src = tmp_path / "run"
+    src.mkdir()
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+    (src / "grid.png").write_bytes(png)
+    (src / "fake.png").write_text("print('not a png')")
+    (tmp_path / "outside.png").write_bytes(png)
+    (src / "scores.csv").write_text("model,id,iou\nunet,a,0.5\n")
+    rec = dict(valid_record, artifacts={"samples": "grid.png", "fake": "fake.png", "escape": "../outside.png",
+                                        "abs": str(tmp_path / "outside.png")}, per_sample_file="scores.csv")
+    verdict = one(tmp_path, dump_record(src / "r.json", rec))
+    assert verdict.accepted and "not taken: artifacts.abs, artifacts.escape, artifacts.fake" in verdict.reason
+    run_id = rec["run_id"]
+    assert sorted(leaderboard_files(tmp_path)) == sorted([f"{run_id}.json", f"{run_id}.samples.png", f"{run_id}.scores.csv"])
+    stored = json.loads((tmp_path / "lb" / f"{run_id}.json").read_text())
+    assert stored["artifacts"] == {"samples": f"{run_id}.samples.png"} and stored["per_sample_file"] == f"{run_id}.scores.csv"
+    assert (tmp_path / "lb" / f"{run_id}.samples.png").read_bytes() == png
 
 
 @pytest.mark.parametrize("case,expected", [

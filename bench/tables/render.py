@@ -74,7 +74,7 @@ def header_line(result: TableResult) -> str:
 
 def _grid(result: TableResult, pm: str = "±") -> tuple[list[str], list[list[str]]]:
     t = result.table
-    head = ["" if not t.rows else "Row"]
+    head = ["Row"]
     for c in t.columns:
         head += [f"{c.label} reported", f"{c.label} reproduced", f"{c.label} Δ"]
     body = []

@@ -177,6 +177,16 @@ def pick_device(name: str) -> torch.device:
         raise BenchError(f"--device '{name}' is not a valid device; use auto, cpu or cuda[:N]") from None
 
 
+def launched_accelerator() -> Any:
+    """An ``accelerate.Accelerator`` when the run was started by ``accelerate launch`` (several processes), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and "ACCELERATE_USE_CPU" not in os.environ \
+            and not any(k.startswith("ACCELERATE_DYNAMO") for k in os.environ):
+        return None
+    from accelerate import Accelerator
+
+    return Accelerator()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -352,7 +362,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
 
     work_dir = Path(rc.work_dir)
     ctx = RunContext(device=device, seed=rc.seed, profile=rc.profile, work_dir=work_dir, data_root=rc.data_root,
-                     precision=rc.precision, cache_dir=work_dir / "cache")
+                     precision=rc.precision, cache_dir=work_dir / "cache", accelerator=launched_accelerator())
     task_cfg, method_cfg = to_dict(resolved.task_config), to_dict(resolved.method_config)
     method_version = str(getattr(method_cls, "version", "1"))
     target = f"{method_cls.__module__}:{method_cls.__qualname__}"

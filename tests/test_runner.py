@@ -153,3 +153,14 @@ def test_record_is_complete_and_valid(tmp_path):
     assert 0 <= back["metrics"]["dice"] <= 1
     assert back["comparisons"]["paired_ttest"]["iou"]["n"] == back["n"]["test"]
     assert json.loads(path.read_text())["dataset"]["splits"].keys() == {"train", "val", "test"}
+
+
+def test_accelerator_only_under_accelerate_launch(monkeypatch):
+    from bench.runner import launched_accelerator
+
+    for key in ("WORLD_SIZE", "ACCELERATE_USE_CPU"):
+        monkeypatch.delenv(key, raising=False)
+    assert launched_accelerator() is None
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    acc = launched_accelerator()
+    assert acc is not None and acc.is_main_process and acc.device.type == "cpu"

@@ -147,6 +147,8 @@ METHODS.register("classic-aug", "baselines.classic_aug:ClassicAug")
 
 # --- built-in datasets -------------------------------------------------------------------
 DATASETS.register("derm-mini", "bench.data.derm_mini:DermMini")
+DATASETS.register("concept-mini", "bench.data.concept_mini:ConceptMini")
+DATASETS.register("cxr-mini", "bench.data.cxr_mini:CxrMini")
 DATASETS.register("isic2018-task1", "bench.data.isic:Isic2018Task1")
 DATASETS.register("isic2018-task3", "bench.data.isic:Isic2018Task3")
 DATASETS.register("isic2017", "bench.data.isic:Isic2017")

@@ -1,0 +1,78 @@
+"""Resumable training runs: checkpoints, step logs and wall-clock budgets for the foundation recipes.
+
+A run folder holds ``checkpoint.safetensors`` (trainable weights, fp32), ``state.pt`` (optimizer, scheduler
+and step; our own file, loaded with ``weights_only=True``) and ``log.jsonl`` (one line per logged step).
+Checkpoints are written to a temporary name and renamed, so a killed run resumes from the last good one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def cosine_lr(step: int, total: int, warmup: int) -> float:
+    """Learning-rate multiplier: linear warm-up then cosine decay to 10 %."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def save_checkpoint(run_dir: Path, module: Any, optimizer: Any, step: int, extra: dict[str, Any] | None = None,
+                    name: str = "checkpoint") -> None:
+    """Atomically write the module's weights and the optimizer state at ``step``."""
+    import torch
+    from safetensors.torch import save_file
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().contiguous() for k, v in module.state_dict().items()}
+    tmp = run_dir / f".{name}.safetensors.tmp"
+    save_file(state, str(tmp))
+    tmp_state = run_dir / f".{name}.state.tmp"
+    torch.save({"optimizer": optimizer.state_dict(), "step": step, "extra": extra or {}}, tmp_state)
+    os.replace(tmp, run_dir / f"{name}.safetensors")
+    os.replace(tmp_state, run_dir / f"{name}.state.pt")
+
+
+def load_checkpoint(run_dir: Path, module: Any, optimizer: Any | None, name: str = "checkpoint") -> tuple[int, dict]:
+    """Load the last checkpoint into ``module`` (and ``optimizer``); returns (step, extra), (0, {}) if none."""
+    import torch
+    from safetensors.torch import load_file
+
+    weights, state_path = run_dir / f"{name}.safetensors", run_dir / f"{name}.state.pt"
+    if not (weights.is_file() and state_path.is_file()):
+        return 0, {}
+    module.load_state_dict(load_file(str(weights)))
+    state = torch.load(state_path, weights_only=True)
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    logger.info("resumed %s at step %d", run_dir, state["step"])
+    return int(state["step"]), dict(state.get("extra", {}))
+
+
+class StepLog:
+    """Appends one JSON line per logged step to ``log.jsonl`` and tracks wall-clock time across sittings."""
+
+    def __init__(self, run_dir: Path, elapsed_before: float = 0.0) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / "log.jsonl"
+        self.start = time.time()
+        self.elapsed_before = elapsed_before
+
+    @property
+    def elapsed(self) -> float:
+        """Training seconds over all sittings."""
+        return self.elapsed_before + time.time() - self.start
+
+    def write(self, step: int, **values: float) -> None:
+        record = {"step": step, "elapsed_s": round(self.elapsed, 1), **{k: round(float(v), 5) for k, v in values.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        logger.info("step %d %s", step, " ".join(f"{k}={v}" for k, v in record.items() if k != "step"))

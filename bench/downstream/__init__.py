@@ -9,3 +9,5 @@ from bench.registry import Registry
 SEGMENTERS: Registry = Registry("segmenter")
 SEGMENTERS.register("unet", "bench.downstream.unet:UNet")
 SEGMENTERS.register("attention-unet", "bench.downstream.unet:attention_unet")
+SEGMENTERS.register("dcsau-net", "bench.downstream.dcsau:dcsau_net")
+SEGMENTERS.register("xbound-former", "bench.downstream.xboundformer:xbound_former")

@@ -1,0 +1,107 @@
+"""Classifier training for the classification-augmentation task: SGD, cross-entropy, early stopping.
+
+Thesis chapter 4 section 4.4.3: batch 128, SGD lr 1e-3 momentum 0.9, early stopping with patience 10 on
+validation accuracy. Loss, epoch cap, weight decay and augmentation are unstated; they are options here
+(cross-entropy, 100 epochs, no weight decay, optional flips), and the best-validation-accuracy epoch is kept.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClsTrainConfig:
+    """Hyperparameters of classifier training."""
+
+    lr: float = 1e-3
+    """SGD learning rate (thesis)."""
+    momentum: float = 0.9
+    """SGD momentum (thesis)."""
+    weight_decay: float = 0.0
+    """SGD weight decay (not stated in the thesis)."""
+    batch_size: int = 128
+    """Batch size (thesis)."""
+    max_epochs: int = 100
+    """Epoch cap (not stated; 100 as the spec recommends)."""
+    patience: int = 10
+    """Epochs without a validation-accuracy improvement before stopping (thesis)."""
+    flips: bool = False
+    """Random horizontal and vertical flips while training (not stated)."""
+
+
+@dataclass
+class ClsTrainResult:
+    model: nn.Module
+    best_epoch: int
+    best_val_accuracy: float
+    epochs_run: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """Logits (N, K) for images (N, 3, H, W) in [0, 1], in eval mode."""
+    model.eval()
+    out = [model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor,
+                     val_labels: torch.Tensor, config: ClsTrainConfig, seed: int,
+                     advance: Callable[..., None] | None = None) -> ClsTrainResult:
+    """Train ``model`` and return it at its best validation-accuracy epoch (earliest on ties).
+
+    Args:
+        images: (N, 3, H, W) float in [0, 1]; labels: (N,) int64 class indices.
+        val_images, val_labels: the validation split, same layout.
+        seed: seeds shuffling and flips (initialisation is the caller's).
+        advance: progress callback, called once per epoch.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    labels = labels.long()
+    best_state, best_acc, best_epoch, stale = copy.deepcopy(model.state_dict()), -1.0, -1, 0
+    history: list[dict[str, float]] = []
+    epoch = 0
+    for epoch in range(config.max_epochs):
+        model.train()
+        order = torch.randperm(len(images), generator=gen)
+        total, batches = 0.0, 0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            if len(idx) < 2:  # BatchNorm needs two samples
+                continue
+            x = images[idx]
+            if config.flips:
+                flip = torch.rand(2, generator=gen)
+                x = x.flip(-1) if flip[0] < 0.5 else x
+                x = x.flip(-2) if flip[1] < 0.5 else x
+            loss = F.cross_entropy(model(x), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            batches += 1
+        val_acc = float((predict_logits(model, val_images).argmax(1) == val_labels).float().mean())
+        history.append({"epoch": epoch, "loss": total / max(batches, 1), "val_accuracy": val_acc})
+        if advance is not None:
+            advance()
+        if val_acc > best_acc:
+            best_acc, best_epoch, stale = val_acc, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if stale >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    logger.debug("trained %d epochs, best val accuracy %.4f at epoch %d", epoch + 1, best_acc, best_epoch)
+    return ClsTrainResult(model, best_epoch, best_acc, epoch + 1, history)

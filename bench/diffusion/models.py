@@ -153,8 +153,8 @@ def make_tiny_sd(folder: Path, seed: int = 0, inpainting: bool = False, cross_at
     ``unet/`` (two blocks, cross-attention at both), ``vae/`` (AutoencoderKL, 4 latent channels, factor 2),
     ``text_encoder/`` (CLIPTextModel, 2 layers), ``tokenizer/`` (a CLIPTokenizer whose ``vocab.json`` and
     ``merges.txt`` are written by `bench.foundation.tokenizer`), ``scheduler/`` (PNDM with SD's
-    scaled-linear betas) and ``model_index.json`` (a `StableDiffusionPipeline`). `load_sd` then loads it exactly
-    as it loads the real weights.
+    scaled-linear betas) and ``model_index.json`` (naming `StableDiffusionPipeline` and the component classes, as
+    ``save_pretrained`` of the pipeline writes it). `load_sd` then loads it exactly as it loads the real weights.
 
     Args:
         folder: output folder (created).
@@ -165,7 +165,7 @@ def make_tiny_sd(folder: Path, seed: int = 0, inpainting: bool = False, cross_at
         words: tokenizer vocabulary words (default: a few prompt words).
     """
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from bench.foundation.tokenizer import TEMPLATE_WORDS, build_clip_tokenizer
@@ -191,12 +191,12 @@ def make_tiny_sd(folder: Path, seed: int = 0, inpainting: bool = False, cross_at
                                                 pad_token_id=tokenizer.pad_token_id))
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    pipe.save_pretrained(str(folder))
+    parts = SDComponents(unet, text_encoder, tokenizer, scheduler, VaeCodec(vae), name=str(folder), vae=vae)
+    export_sd_folder(parts, folder)
     import shutil
 
+    for name in ("vocab.json", "merges.txt"):  # the files written by code, kept beside tokenizer.json
+        shutil.copyfile(folder / ".tokenizer-build" / name, folder / "tokenizer" / name)
     shutil.rmtree(folder / ".tokenizer-build", ignore_errors=True)
     return folder
 

@@ -29,12 +29,15 @@ Callback = Callable[[int, Any, Any], Any]
 
 def make_scheduler(name: str, config: dict[str, Any] | Any) -> Any:
     """A diffusers scheduler of kind ``name`` (``ddpm``, ``ddim``, ``pndm``, ``dpm-solver``) sharing the
-    model's training noise schedule (``config``: a scheduler or its config)."""
+    model's training noise schedule (``config``: a scheduler or its config). PNDM skips the Runge-Kutta warm-up
+    steps (``skip_prk_steps=True``), as Stable Diffusion's PNDM sampling does."""
     import diffusers
 
     if name not in SCHEDULERS:
         raise ValueError(f"unknown sampler '{name}'; valid: {', '.join(SCHEDULERS)}")
-    base = dict(getattr(config, "config", config))
+    base = {k: v for k, v in dict(getattr(config, "config", config)).items() if not k.startswith("_")}
+    if name == "pndm":
+        base["skip_prk_steps"] = True  # PLMS only, as Stable Diffusion samples with PNDM
     cls = getattr(diffusers, SCHEDULERS[name])
     return cls.from_config(base)
 

@@ -143,7 +143,7 @@ class MiniClipRecipe:
     weight_decay: float = 0.1
     warmup_steps: int = 50
     stage1_steps: int = 200
-    stage2_steps: int = 250
+    stage2_steps: int = 120
     stage1_mix: tuple[tuple[str, float], ...] = (("generic", 0.6), ("derm", 0.4))
     stage2_mix: tuple[tuple[str, float], ...] = (("generic", 0.45), ("derm", 0.25), ("cxr", 0.3))
     generic_world_seed: int = 7

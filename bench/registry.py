@@ -140,6 +140,8 @@ DATASETS: Registry[Any] = Registry("dataset")
 
 # --- built-in tasks -------------------------------------------------------------------
 TASKS.register("seg-aug", "bench.tasks.derm_seg:SegAugTask")
+TASKS.register("derm-cls", "bench.tasks.derm_cls:DermClsTask")
+TASKS.register("derm-quality", "bench.tasks.derm_quality:DermQualityTask")
 
 # --- built-in methods and baselines ----------------------------------------------------
 METHODS.register("real-only", "baselines.real_only:RealOnly")

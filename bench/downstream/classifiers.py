@@ -29,14 +29,14 @@ CLASSIFIERS: Registry = Registry("classifier")
 CLASSIFIERS.register("vgg16", "bench.downstream.classifiers:vgg16")
 CLASSIFIERS.register("resnet18", "bench.downstream.classifiers:resnet18")
 CLASSIFIERS.register("densenet121", "bench.downstream.classifiers:densenet121")
-CLASSIFIERS.register("vit-b-16", "bench.downstream.classifiers:vit_b_16")
+CLASSIFIERS.register("vit-b16", "bench.downstream.classifiers:vit_b_16")
 
 #: torchvision's ImageNet checkpoint file names (IMAGENET1K_V1), expected under the weights dir.
 IMAGENET_FILES = {
     "vgg16": "vgg16-397923af.pth",
     "resnet18": "resnet18-f37072fd.pth",
     "densenet121": "densenet121-a639ec97.pth",
-    "vit-b-16": "vit_b_16-c867db91.pth",
+    "vit-b16": "vit_b_16-c867db91.pth",
 }
 
 
@@ -98,7 +98,7 @@ def _paper_model(name: str, num_classes: int, pretrained: bool, weights_dir: str
 
     if pretrained:
         imagenet_file(name, weights_dir, weights_path)  # fail before building a large model
-    build = {"vgg16": tvm.vgg16, "resnet18": tvm.resnet18, "densenet121": tvm.densenet121, "vit-b-16": tvm.vit_b_16}[name]
+    build = {"vgg16": tvm.vgg16, "resnet18": tvm.resnet18, "densenet121": tvm.densenet121, "vit-b16": tvm.vit_b_16}[name]
     model = build(weights=None)
     if pretrained:
         load_imagenet(model, name, weights_dir, weights_path)
@@ -162,7 +162,7 @@ class _SmallResNet(nn.Module):
 def build_classifier(name: str, num_classes: int, variant: str = "paper", image_size: int = 224,
                      pretrained: bool = True, weights_dir: str | Path | None = None,
                      weights_path: str | Path | None = None) -> Normalized:
-    """A classifier by id (``vgg16``, ``resnet18``, ``densenet121``, ``vit-b-16``).
+    """A classifier by id (``vgg16``, ``resnet18``, ``densenet121``, ``vit-b16``).
 
     Args:
         variant: ``paper`` (torchvision architecture; ImageNet weights when ``pretrained``) or ``mini``.
@@ -173,7 +173,7 @@ def build_classifier(name: str, num_classes: int, variant: str = "paper", image_
     if name not in IMAGENET_FILES:
         raise KeyError(CLASSIFIERS.unknown_message(name))
     if variant == "paper":
-        if name == "vit-b-16" and image_size != 224:
+        if name == "vit-b16" and image_size != 224:
             raise ValueError(f"ViT-B/16 takes 224 px inputs, got image_size={image_size}")
         net = _paper_model(name, num_classes, pretrained, weights_dir, weights_path)
     elif variant == "mini":
@@ -196,4 +196,4 @@ def densenet121(**kwargs: Any) -> Normalized:
 
 
 def vit_b_16(**kwargs: Any) -> Normalized:
-    return build_classifier("vit-b-16", **kwargs)
+    return build_classifier("vit-b16", **kwargs)

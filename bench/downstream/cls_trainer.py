@@ -47,11 +47,16 @@ class ClsTrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (0..255) -> float in [0, 1]; float images pass through (tasks store large sets as uint8)."""
+    return images.float() / 255 if images.dtype == torch.uint8 else images
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    """Logits (N, K) for images (N, 3, H, W) in [0, 1], in eval mode."""
+    """Logits (N, K) for images (N, 3, H, W), float in [0, 1] or uint8, in eval mode."""
     model.eval()
-    out = [model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    out = [model(as_float(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.zeros((0, 0))
 
 
@@ -61,7 +66,7 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     """Train ``model`` and return it at its best validation-accuracy epoch (earliest on ties).
 
     Args:
-        images: (N, 3, H, W) float in [0, 1]; labels: (N,) int64 class indices.
+        images: (N, 3, H, W) float in [0, 1] or uint8; labels: (N,) int64 class indices.
         val_images, val_labels: the validation split, same layout.
         seed: seeds shuffling and flips (initialisation is the caller's).
         advance: progress callback, called once per epoch.
@@ -80,7 +85,7 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
             idx = order[i:i + config.batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
-            x = images[idx]
+            x = as_float(images[idx])
             if config.flips:
                 flip = torch.rand(2, generator=gen)
                 x = x.flip(-1) if flip[0] < 0.5 else x

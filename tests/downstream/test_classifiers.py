@@ -6,7 +6,7 @@ from bench.downstream.cls_trainer import ClsTrainConfig, predict_logits, train_c
 from bench.metrics.extractors import MissingWeightsError
 
 
-@pytest.mark.parametrize("name", ["vgg16", "resnet18", "densenet121", "vit-b-16"])
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "densenet121", "vit-b16"])
 def test_mini_variants(name):
     model = CLASSIFIERS.get(name)(num_classes=7, variant="mini", image_size=32)
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 7)
@@ -37,7 +37,7 @@ def test_missing_weights_is_one_clear_line(tmp_path):
     with pytest.raises(MissingWeightsError, match="vgg16-397923af.pth"):
         build_classifier("vgg16", 7, "paper", pretrained=True, weights_dir=tmp_path)
     with pytest.raises(ValueError, match="224"):
-        build_classifier("vit-b-16", 7, "paper", image_size=64, pretrained=False)
+        build_classifier("vit-b16", 7, "paper", image_size=64, pretrained=False)
 
 
 def test_trainer_learns_colour_classes_and_keeps_the_best_epoch():

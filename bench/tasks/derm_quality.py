@@ -1,0 +1,187 @@
+"""derm-quality: general generation quality of dermoscopic images (thesis ch. 4 section 4.4.2, Table 4.1).
+
+The generator is fitted on the training split (ISIC 2018 Task 1 train, text conditioning only) and asked for
+``n_generate`` images with the DermPrompt prefix as the given prompt. Scores, all at ``image_size`` (thesis:
+256 px, real test images squashed to the same size):
+
+* ``fd[<extractor>]``: Frechet distance to the test images (``fd[inception-v3]`` is FID; the mini profile uses
+  mini-clip's image tower, ``fd[mini-clip]``, never called FID);
+* MS-SSIM over index-aligned (generated_i, real_i) pairs (a random pairing [I]; ``ms_ssim[win=K]`` below 161 px);
+* LPIPS diversity: mean LPIPS over seeded random distinct pairs of generated images (AlexNet trunk from its
+  ImageNet file; ``lpips_diversity[alex-random]`` when the trunk is random, a plumbing-only proxy).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from bench.data.base import DataError
+from bench.interface import Condition, RunContext, Sample
+from bench.tasks.base import Evaluation, Task, TaskData
+from bench.tasks.common import open_dataset, resize_image, save_pair_grid
+
+logger = logging.getLogger(__name__)
+
+PREFIX_PROMPT = "An image of <lesion> on <skin>."
+
+
+@dataclass(frozen=True)
+class DermQualityConfig:
+    """Protocol of derm-quality (thesis section 4.4.2; [I] marks choices the thesis leaves open)."""
+
+    dataset: str = "isic2018-task1"
+    """Dataset id: generators fit on its train split, real references are its test split (thesis)."""
+    dataset_options: dict = field(default_factory=dict)
+    """Options passed to the dataset."""
+    image_size: int = 256
+    """Side at which every image is scored (thesis: 256)."""
+    n_generate: int = 1000
+    """Images generated (thesis: 1000)."""
+    prompt: str = PREFIX_PROMPT
+    """Prompt given with every condition (thesis: the DermPrompt prefix; methods may replace it, e.g. DiDGen's
+    DermPrompt setting)."""
+    extractor: str = "inception-v3"
+    """Feature extractor of the Frechet distance (``inception-v3`` = FID; ``mini-clip`` in the mini profile)."""
+    weights_dir: str | None = None
+    """Folder with the extractor / LPIPS files (else ``$BENCH_WEIGHTS``)."""
+    ms_ssim_window: int = 11
+    """MS-SSIM Gaussian window (11 standard; 3 for 64 px images)."""
+    lpips_trunk: Literal["imagenet", "random"] = "imagenet"
+    """LPIPS AlexNet trunk: ImageNet weights from a local file (thesis) or a seeded random trunk (proxy)."""
+    lpips_pairs: int = 1000
+    """Random distinct pairs for LPIPS diversity [I: 1000, fixed seed]."""
+    pair_seed: int = 0
+    """Seed of the LPIPS pairs (part of the protocol)."""
+    grid_size: int = 16
+    """Generated images kept as a PNG grid beside the record (0: none)."""
+
+    def validate(self) -> None:
+        from bench.config import ConfigError
+
+        if self.n_generate < 2:
+            raise ConfigError(f"task.n_generate must be >= 2 (FD and LPIPS need pairs), got {self.n_generate}")
+        if self.image_size <= (self.ms_ssim_window - 1) * 16:
+            raise ConfigError(f"task.ms_ssim_window={self.ms_ssim_window} needs task.image_size > "
+                              f"{(self.ms_ssim_window - 1) * 16}, got {self.image_size}")
+
+
+class DermQualityTask(Task):
+    """General generation quality (thesis Table 4.1)."""
+
+    id: ClassVar[str] = "derm-quality"
+    version: ClassVar[int] = 1
+    description: ClassVar[str] = "FD and MS-SSIM against the test images, LPIPS diversity of the generated images"
+    needs: ClassVar[frozenset[str]] = frozenset({"image"})
+    main_metric: ClassVar[str] = "fd"
+    Config = DermQualityConfig
+
+    def given(self) -> frozenset[str]:
+        return frozenset({"prompt"})
+
+    def load(self, ctx: RunContext) -> TaskData:
+        c = self.config
+        ds = open_dataset(c.dataset, c.dataset_options, c.image_size, ctx)
+        splits = {name: ds.load(name) for name in ("train", "test")}
+        for name, samples in splits.items():
+            if len(samples) < 2:
+                raise DataError(f"dataset '{c.dataset}' split '{name}' has {len(samples)} samples; need at least 2")
+        return TaskData(c.dataset, splits, {name: ds.split_checksum(name) for name in splits})
+
+    def fit_identity(self) -> dict[str, Any]:
+        c = self.config
+        return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size}
+
+    def conditions(self, data: TaskData, ctx: RunContext) -> list[Condition]:
+        return [Condition(prompt=self.config.prompt, meta={"index": i}) for i in range(self.config.n_generate)]
+
+    def _stack(self, samples: Sequence[Sample]) -> torch.Tensor:
+        size = self.config.image_size
+        return torch.stack([resize_image(s.image if s.image.shape[0] == 3 else s.image.expand(3, -1, -1), size)
+                            for s in samples])
+
+    def _extractor(self) -> Any:
+        from bench.metrics.extractors import available_extractors, load_extractor, register_extractor
+
+        if self.config.extractor == "mini-clip" and "mini-clip" not in available_extractors():
+            register_extractor("mini-clip", mini_clip_image_tower)
+        return load_extractor(self.config.extractor, weights_dir=self.config.weights_dir)
+
+    def _lpips(self) -> tuple[Any, str]:
+        if self.config.lpips_trunk == "imagenet":
+            from bench.metrics.extractors import load_lpips
+
+            return load_lpips(weights_dir=self.config.weights_dir), "lpips_diversity"
+        import warnings
+
+        import lpips
+
+        torch.manual_seed(self.config.pair_seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            model = lpips.LPIPS(net="alex", pnet_rand=True, pretrained=True, verbose=False)
+        return model.eval(), "lpips_diversity[alex-random]"
+
+    def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
+        from bench.metrics.image import FrechetDistance, lpips_diversity, ms_ssim, ms_ssim_key
+
+        c = self.config
+        comparisons: dict[str, Any] = {}
+        if len(synthetic) == 0:
+            # real-only: the real-data reference row, scoring real training images as if generated.
+            train = data.splits["train"]
+            synthetic = [train[i] for i in range(min(c.n_generate, len(train)))]
+            comparisons["scored_set"] = f"{len(synthetic)} real training images (real-data reference; nothing generated)"
+        if len(synthetic) < 2:
+            raise ValueError(f"derm-quality needs at least 2 generated images, got {len(synthetic)}")
+        real = self._stack(data.splits["test"])
+        fake = self._stack(synthetic)
+        fd = FrechetDistance(self._extractor(), c.extractor)
+        fd.update(real, real=True)
+        fd.update(fake, real=False)
+        metrics = dict(fd.compute())
+        n_pairs = min(len(real), len(fake))
+        ms = ms_ssim(fake[:n_pairs], real[:n_pairs], data_range=1.0, win_size=c.ms_ssim_window)
+        metrics[ms_ssim_key(c.ms_ssim_window)] = float(ms.double().mean())
+        model, key = self._lpips()
+        metrics[key] = lpips_diversity(model, fake, n_pairs=c.lpips_pairs, seed=c.pair_seed)
+        higher = {k: not k.startswith("fd[") for k in metrics}
+        artifacts = {}
+        if c.grid_size:
+            grid = _image_grid(fake[:c.grid_size], Path(ctx.work_dir) / "samples.png")
+            artifacts["samples"] = str(grid)
+        return Evaluation(metrics=metrics, higher_is_better=higher, comparisons=comparisons,
+                          counts={"generated": 0 if comparisons else len(fake), "scored": len(fake), "real_reference": len(real), "ms_ssim_pairs": n_pairs},
+                          artifacts=artifacts)
+
+
+def _image_grid(images: torch.Tensor, path: Path) -> Path:
+    """A PNG grid of images (the pair-grid helper with an all-zero mask row)."""
+    masks = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool)
+    out = save_pair_grid(images, masks, path, len(images))
+    assert out is not None
+    return out
+
+
+class _MiniClipImages(torch.nn.Module):
+    """mini-clip's image tower as an extractor: images (N, 3, H, W) in [0, 1] -> unnormalised embeddings (N, d)."""
+
+    def __init__(self, clip: Any) -> None:
+        super().__init__()
+        self.clip = clip
+        self.model = clip.model  # registers the parameters (device discovery)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.clip.image_embeddings(images, normalize=False).float()
+
+
+def mini_clip_image_tower(weights_dir: str | Path | None = None, **_: Any) -> torch.nn.Module:
+    """Extractor loader for ``mini-clip`` (the package's shipped weights; ``weights_dir`` is the BENCH weights dir
+    of the other extractors and is not where mini-clip lives)."""
+    from bench.diffusion.models import load_mini_clip
+
+    return _MiniClipImages(load_mini_clip()).eval()

@@ -1,0 +1,38 @@
+"""derm-quality end to end on derm-mini (smoke profile)."""
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+import pytest
+import torch
+
+from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample
+from bench.runner import RunConfig, run_one
+
+
+class ConstantImages(GeneratorBase):
+    """The same grey image for every condition: no diversity at all."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts={"prompt"}, returns={"image"})
+    prompts: ClassVar[list[str]] = []
+
+    def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        for cond in conditions:
+            ConstantImages.prompts.append(cond.prompt)
+            yield Sample(image=torch.full((3, 64, 64), 0.5))
+
+
+def _run(tmp_path, method):
+    return run_one(RunConfig(task="derm-quality", method=method, profile="smoke", work_dir=tmp_path, progress=False))[0]
+
+
+def test_real_reference_beats_a_constant_generator(tmp_path):
+    real = _run(tmp_path, "real-only")
+    assert real["n"]["generated"] == 0 and real["n"]["scored"] == 16
+    ConstantImages.prompts.clear()
+    const = _run(tmp_path, f"{__name__}:ConstantImages")
+    assert set(ConstantImages.prompts) == {"An image of <lesion> on <skin>."}
+    key = "lpips_diversity[alex-random]"
+    assert const["metrics"][key] == pytest.approx(0.0, abs=1e-6)
+    assert real["metrics"][key] > 0
+    assert const["metrics"]["fd[mini-clip]"] > real["metrics"]["fd[mini-clip]"]
+    assert 0 < real["metrics"]["ms_ssim[win=3]"] <= 1

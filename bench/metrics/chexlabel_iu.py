@@ -36,8 +36,6 @@ spine and bone degeneration, emphysema, hyperinflation, hernia, surgical clips
 from __future__ import annotations
 
 import logging
-import tarfile
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,33 +109,15 @@ class IUReport:
         return " ".join(t for t in (self.findings, self.impression) if t)
 
 
-def default_archive() -> Path:
-    """Path of ``NLMCXR_reports.tgz`` inside the installed torchxrayvision package."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("torchxrayvision")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("torchxrayvision is not installed: pip install torchxrayvision (it ships NLMCXR_reports.tgz)")
-    path = Path(spec.origin).parent / "data" / "NLMCXR_reports.tgz"
-    if not path.exists():
-        raise FileNotFoundError(f"missing {path}: reinstall torchxrayvision (its package data holds the IU X-ray reports)")
-    return path
-
-
 def load_iu_reports(archive: str | Path | None = None) -> list[IUReport]:
-    """Parse every report XML in the archive (3,955 in torchxrayvision 1.5), sorted by id."""
-    reports = []
-    with tarfile.open(archive or default_archive(), "r:gz") as tar:
-        for member in tar.getmembers():
-            if not member.name.endswith(".xml"):
-                continue
-            fh = tar.extractfile(member)
-            if fh is None:
-                continue
-            root = ET.fromstring(fh.read())
-            sections = {a.get("Label"): (a.text or "").strip() for a in root.iter("AbstractText")}
-            uid_el = root.find("uId")
-            uid = uid_el.get("id", member.name) if uid_el is not None else member.name
-            majors = [(m.text or "").strip() for m in root.iter("major") if m.text]
-            reports.append(IUReport(uid, sections.get("FINDINGS", ""), sections.get("IMPRESSION", ""), majors))
+    """Every IU X-ray report (3,955 in torchxrayvision 1.5) with its major MeSH tags, sorted by id.
+
+    Parsing is `bench.data.cxr.read_iu_reports` (one parser for the archive); ``archive`` defaults
+    to the copy inside the installed torchxrayvision package.
+    """
+    from bench.data.cxr import iu_reports_archive, read_iu_reports
+
+    parsed = read_iu_reports(Path(archive) if archive is not None else iu_reports_archive())
+    reports = [IUReport(r["uid"], r["sections"].get("FINDINGS") or "", r["sections"].get("IMPRESSION") or "",
+                        [m for m in r["mesh_major"] if m]) for r in parsed]
     return sorted(reports, key=lambda r: r.uid)

@@ -3,7 +3,9 @@
 mini-clip:
     zero-shot retrieval on held-out generic-world scenes (every test scene holds a colour-shape pairing never
     seen in training): for each image, rank the distinct captions of the test scenes; top-1 / top-5 accuracy
-    against chance = 1 / number of candidates. Also cxr-mini report retrieval on test scenes (stage 2).
+    against chance = 1 / number of candidates. Also cxr-mini report retrieval on test scenes (stage 2): exact
+    report top-1, and label match (the retrieved report has the image's set of positive findings) against the
+    rate of a uniformly random candidate.
 mini-sd:
     * noun-word localisation: on held-out two-object scenes, noise the real image to timestep ``t``, run the
       UNet with the caption, average the 16x16 cross-attention maps, min-max normalise the map of a word,
@@ -61,7 +63,13 @@ def eval_mini_clip(clip: Any, n: int = 500, n_cxr: int = 200, batch: int = 100) 
             txt = torch.cat([clip.text_embeddings(unique[i:i + batch]) for i in range(0, len(unique), batch)])
         truth = torch.tensor([unique.index(r) for r in reports])
         top1 = (img @ txt.T).argmax(1)
-        out.update(cxr_report_top1=float((top1 == truth).float().mean()), cxr_report_chance=1.0 / len(unique))
+        # Label agreement: does the retrieved report carry the same positive CheXpert findings as the image?
+        findings = {r: frozenset(s.meta["positive"]) for r, s in zip(reports, items)}
+        same = [float(findings[unique[int(k)]] == frozenset(s.meta["positive"])) for k, s in zip(top1, items)]
+        chance_same = float(np.mean([[float(findings[u] == frozenset(s.meta["positive"])) for u in unique]
+                                     for s in items]))
+        out.update(cxr_report_top1=float((top1 == truth).float().mean()), cxr_report_chance=1.0 / len(unique),
+                   cxr_label_match_top1=float(np.mean(same)), cxr_label_match_chance=chance_same)
     return out
 
 

@@ -38,6 +38,9 @@ def write_word_bpe(words: Iterable[str], folder: Path) -> tuple[Path, Path]:
 
     Returns:
         paths of the vocabulary and merges files (CLIP's format, ``#version: 0.2`` header).
+
+    Note: `tokenizers` breaks ties between equally frequent pairs in an order that varies between processes,
+    so token ids are not reproducible run to run; the mini models ship their tokenizer files.
     """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 

@@ -87,6 +87,13 @@ def train_mini_clip(run_dir: Path, recipe: MiniClipRecipe | None = None, stage: 
     torch.set_num_threads(threads)
     torch.manual_seed(recipe.seed + stage)
     tok_dir = run_dir / "tokenizer"
+    shipped = Path(__file__).resolve().parent / "weights" / "tokenizer"
+    if not (tok_dir / "vocab.json").is_file() and (shipped / "vocab.json").is_file():
+        # BPE tie-breaking in `tokenizers` is not reproducible across processes, so a remake reuses the
+        # shipped vocabulary (the one the shipped weights were trained with) when it exists.
+        import shutil
+
+        shutil.copytree(shipped, tok_dir, dirs_exist_ok=True)
     if (tok_dir / "vocab.json").is_file():
         from transformers import CLIPTokenizer
 

@@ -76,3 +76,17 @@ class StepLog:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         logger.info("step %d %s", step, " ".join(f"{k}={v}" for k, v in record.items() if k != "step"))
+
+
+def training_summary(log_path: Path) -> dict[str, Any]:
+    """Last logged step and elapsed minutes of a run's ``log.jsonl`` (several stages: one entry per restart of
+    the step counter)."""
+    stages: list[dict[str, Any]] = []
+    for line in log_path.read_text().splitlines():
+        rec = json.loads(line)
+        if stages and rec["step"] >= stages[-1]["step"]:
+            stages[-1] = rec
+        else:
+            stages.append(rec)
+    return {"stages": [{"steps": s["step"], "minutes": round(s["elapsed_s"] / 60, 1),
+                        **{k: v for k, v in s.items() if k not in ("step", "elapsed_s")}} for s in stages]}

@@ -142,10 +142,14 @@ DATASETS: Registry[Any] = Registry("dataset")
 TASKS.register("seg-aug", "bench.tasks.derm_seg:SegAugTask")
 TASKS.register("derm-cls", "bench.tasks.derm_cls:DermClsTask")
 TASKS.register("derm-quality", "bench.tasks.derm_quality:DermQualityTask")
+TASKS.register("lowcontrast", "bench.tasks.lowcontrast:LowContrastTask")
 
 # --- built-in methods and baselines ----------------------------------------------------
 METHODS.register("real-only", "baselines.real_only:RealOnly")
 METHODS.register("classic-aug", "baselines.classic_aug:ClassicAug")
+METHODS.register("real-random", "baselines.real_random:RealRandom")
+METHODS.register("real-lowcontrast", "baselines.real_lowcontrast:RealLowContrast")
+METHODS.register("didgen", "methods.didgen:DiDGen")
 
 # --- built-in datasets -------------------------------------------------------------------
 DATASETS.register("derm-mini", "bench.data.derm_mini:DermMini")

@@ -1,0 +1,3 @@
+from .method import RealLowContrast
+
+__all__ = ["RealLowContrast"]

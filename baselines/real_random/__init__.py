@@ -1,0 +1,3 @@
+from .method import RealRandom
+
+__all__ = ["RealRandom"]

@@ -161,12 +161,16 @@ def results(
 
 def _mount_subcommands() -> None:
     """Sub-command groups live beside the code they drive; their modules import nothing heavy."""
+    from bench.analysis.cli import analyze_app
     from bench.data.cli import app as data_app
+    from bench.foundation.cli import app as foundation_app
     from bench.leaderboard.cli import leaderboard_app, submit_command
     from bench.tables.cli import EPILOG as TABLE_EPILOG
     from bench.tables.cli import table_command
 
     app.add_typer(data_app, name="data")
+    app.add_typer(foundation_app, name="foundation")
+    app.add_typer(analyze_app, name="analyze")
     app.add_typer(leaderboard_app, name="leaderboard")
     app.command("table", epilog=TABLE_EPILOG)(table_command)
     app.command("submit")(submit_command)

@@ -75,7 +75,7 @@ def dataset_attributes(samples: Sequence[Any], aggregation: str = "region_mean")
     """A pandas DataFrame of `image_attributes` for every sample (column ``id`` from ``meta["id"]``).
 
     Samples whose mask is empty or full (ITA of one region undefined) get NaN ITA values and a
-    ``skin_tone`` of None, with one warning naming how many.
+    ``skin_tone`` of None (NaN in the DataFrame), with one warning naming how many.
     """
     import pandas as pd
 

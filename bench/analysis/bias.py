@@ -86,7 +86,7 @@ def plot_model(table: Any, iou: Any, path: Path, title: str, thresholds: Sequenc
             values = np.array(table[name].tolist(), dtype=object)
             for k, (label, sel) in enumerate(groups):
                 vals = values[sel]
-                n = max(sum(v is not None for v in vals), 1)
+                n = max(sum(v in SKIN_TONE_GROUPS for v in vals), 1)
                 props = [sum(v == c for v in vals) / n for c in SKIN_TONE_GROUPS]
                 ax.bar(np.arange(len(SKIN_TONE_GROUPS)) + k * width, props, width, color=colours[k % len(colours)],
                        label=f"{label} (n={int(sel.sum())})")

@@ -9,6 +9,11 @@ import typer
 analyze_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Analyses of finished runs.")
 
 
+@analyze_app.callback()
+def main() -> None:
+    """Analyses of finished runs (thesis chapter 5 bias analysis)."""
+
+
 @analyze_app.command(epilog="""Examples:\n
   bench analyze bias --run lowcontrast__real-only__derm-mini__mini__s0__1a2b3c4d\n
   bench analyze bias --run seg-aug__real-only__derm-mini__mini__s0__5e6f7a8b --work-dir runs\n

@@ -57,7 +57,7 @@ def categorical_tests(subset: Sequence[Any], other: Sequence[Any], full: Sequenc
     """Chi-square tests of a categorical attribute: subset vs complement and subset vs full-set proportions.
 
     Args:
-        subset, other, full: category labels (None entries are dropped).
+        subset, other, full: category labels (entries outside ``categories``, such as None or NaN, are dropped).
         categories: the category order (e.g. the three skin-tone groups).
 
     Returns:
@@ -69,7 +69,7 @@ def categorical_tests(subset: Sequence[Any], other: Sequence[Any], full: Sequenc
     from scipy.stats.contingency import association
 
     def count(values: Sequence[Any]) -> np.ndarray:
-        vals = [v for v in values if v is not None]
+        vals = [v for v in values if v in categories]  # None / NaN (undefined ITA) dropped
         return np.array([sum(v == c for v in vals) for c in categories], dtype=np.int64)
 
     cs, co, cf = count(subset), count(other), count(full)

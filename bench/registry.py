@@ -149,6 +149,7 @@ METHODS.register("real-only", "baselines.real_only:RealOnly")
 METHODS.register("classic-aug", "baselines.classic_aug:ClassicAug")
 METHODS.register("real-random", "baselines.real_random:RealRandom")
 METHODS.register("real-lowcontrast", "baselines.real_lowcontrast:RealLowContrast")
+METHODS.register("didgen", "methods.didgen:DiDGen")
 
 # --- built-in datasets -------------------------------------------------------------------
 DATASETS.register("derm-mini", "bench.data.derm_mini:DermMini")

@@ -1,0 +1,3 @@
+from .method import DiDGen, DiDGenConfig
+
+__all__ = ["DiDGen", "DiDGenConfig"]

@@ -1,0 +1,73 @@
+"""DermPrompt (thesis ch. 4 section 4.3.2): attribute captions turned into training prompts with placeholder tokens.
+
+A caption comes from a per-image caption file (any vision-language model can write it; `read_caption_file`) or,
+for derm-mini, from the ground-truth attributes (``Sample.prompt``). Each time an example is drawn (reference code,
+``Skindataset.__getitem__``): ``lesion`` -> ``<lesion>`` and ``skin`` -> ``<skin>`` by plain substring replacement
+(so ``lesions`` -> ``<lesion>s``), then with probability ``prefix_only_rate`` (0.2) the prompt is the prefix alone,
+otherwise the prefix, a space and the caption. The placeholders sit at token positions 4 and 6 of the prefix.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import random
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LESION, SKIN = "<lesion>", "<skin>"
+PREFIX = f"An image of {LESION} on {SKIN}."
+PLAIN_PREFIX = "An image of lesion on skin."
+
+
+def strip_prefix(caption: str) -> str:
+    """The caption without a leading DermPrompt prefix (derm-mini captions start with the plain prefix)."""
+    text = caption.strip()
+    for prefix in (PREFIX, PLAIN_PREFIX):
+        if text.startswith(prefix):
+            return text[len(prefix):].strip()
+    return text
+
+
+def with_placeholders(caption: str) -> str:
+    """Plain substring replacement, as the reference code: ``lesion`` -> ``<lesion>``, ``skin`` -> ``<skin>``."""
+    return caption.replace("lesion", LESION).replace("skin", SKIN)
+
+
+def training_prompt(caption: str | None, rng: random.Random, prefix_only_rate: float = 0.2,
+                    use_placeholders: bool = True) -> str:
+    """The prompt of one training draw: the prefix alone with probability ``prefix_only_rate``, else prefix + caption.
+
+    Args:
+        caption: the DermPrompt caption (without prefix); None or empty gives the prefix.
+        rng: the draw's random generator (seeded by the caller for reproducibility).
+        use_placeholders: False gives the plain-word prompt of the SD-Finetune / DreamBooth baselines.
+    """
+    prefix = PREFIX if use_placeholders else PLAIN_PREFIX
+    if not caption or rng.random() < prefix_only_rate:
+        return prefix
+    body = with_placeholders(caption) if use_placeholders else caption
+    return f"{prefix} {body}"
+
+
+def read_caption_file(path: str | Path) -> dict[str, str]:
+    """Captions by image id from a CSV with columns ``id`` (the dataset's sample id, e.g. ``ISIC_0000000``) and
+    ``caption`` (one attribute sentence, under 77 tokens, without the prefix). Other columns are ignored."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"caption file not found: {path} (CSV with columns id, caption)")
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"id", "caption"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"caption file {path} lacks column(s) {sorted(missing)}; has {reader.fieldnames}")
+        return {row["id"]: row["caption"] for row in reader}
+
+
+def placeholder_positions(token_ids: list[int], placeholder_ids: list[int]) -> list[int]:
+    """Positions of the first two occurrences of any placeholder id (the prefix's ``<lesion>`` and ``<skin>``),
+    as the reference code finds them; occurrences inside the caption are ignored."""
+    found = [i for i, t in enumerate(token_ids) if t in placeholder_ids][:2]
+    if len(found) < 2:
+        raise ValueError(f"prompt holds {len(found)} placeholder token(s); the prefix must hold <lesion> and <skin>")
+    return found

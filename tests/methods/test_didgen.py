@@ -1,0 +1,144 @@
+"""DiDGen: DermPrompt, placeholder tokens, region-aware fine-tuning, layout-guided pair generation.
+
+The paper profile's loading code (`load_sd` of a diffusers folder) is exercised on a tiny random Stable Diffusion
+folder (`make_tiny_sd`); everything runs a few steps on CPU.
+"""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from bench.data.derm_mini import DermMini
+from bench.interface import Condition, RunContext
+from bench.tasks.common import resize_image, resize_mask
+from methods.didgen import DiDGen, DiDGenConfig
+from methods.didgen.prompts import PREFIX, placeholder_positions, training_prompt, with_placeholders
+from methods.didgen.train import finetune, minmax_maps
+
+WORDS = ["an", "image", "of", "lesion", "on", "skin", "a", "small", "large", "dark", "brown", "pink", "round",
+         "irregular", "with", "hair", "light", "in", "the", "center"]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    from bench.diffusion.models import make_tiny_sd
+
+    return make_tiny_sd(tmp_path_factory.mktemp("tiny-sd"), seed=0, sample_size=16, words=WORDS)
+
+
+@pytest.fixture(scope="module")
+def derm_train():
+    return list(DermMini(image_size=64, sizes={"train": 48, "val": 1, "test": 16}).load("train"))
+
+
+def _config(folder, **kw):
+    base = dict(backbone=str(folder), resolution=32, steps=2, batch_size=4, lr=1e-3, warmup_steps=0, ca_res=16,
+                sa_res=16, sample_steps=4, guidance_scale=3.0, closing_kernel=3, generate_batch=4, eta=20.0)
+    return DiDGenConfig(**{**base, **kw})
+
+
+def test_dermprompt_rules():
+    assert with_placeholders("dark lesions on light skin-colored area") == \
+        "dark <lesion>s on light <skin>-colored area"
+    rng = random.Random(0)
+    draws = [training_prompt("a round dark lesion", rng) for _ in range(4000)]
+    rate = np.mean([d == PREFIX for d in draws])
+    assert abs(rate - 0.2) < 0.02
+    assert training_prompt(None, rng) == PREFIX
+    assert "An image of <lesion> on <skin>. a round dark <lesion>" in draws
+
+
+def test_placeholders_frozen_copies_at_positions_4_and_6(tiny_folder, derm_train):
+    model = DiDGen(_config(tiny_folder, steps=3))
+    model._ensure_model()
+    parts = model.parts
+    table = parts.text_encoder.get_input_embeddings().weight
+    word_ids = [parts.tokenizer(w, add_special_tokens=False).input_ids for w in ("lesion", "skin")]
+    before = table[model.placeholder_ids].clone()
+    for row, pieces in zip(before, word_ids):
+        assert torch.equal(row, table[pieces].mean(0))
+    ids = parts.token_ids([PREFIX + " a dark brown <lesion>"])[0].tolist()
+    assert placeholder_positions(ids, model.placeholder_ids) == [4, 6]
+    model.fit(derm_train, RunContext())
+    assert torch.equal(parts.text_encoder.get_input_embeddings().weight[model.placeholder_ids], before)
+    assert not any(p.requires_grad for p in parts.text_encoder.parameters())
+
+
+def _heldout_iou(model, samples, ca_res):
+    """Mean IoU between Otsu(minmax(CA of <lesion>)) and the mask, on held-out images at a mid timestep."""
+    from skimage.filters import threshold_otsu
+
+    from bench.diffusion.attention import AttentionStore, storing_processors
+
+    parts = model.parts
+    store = AttentionStore(cross=True, resolutions={ca_res}, mode="last")
+    parts.unet.set_attn_processor(storing_processors(parts.unet, store, fused=False))
+    images = torch.stack([resize_image(s.image, 32) for s in samples])
+    masks = torch.stack([resize_mask(s.mask, ca_res) for s in samples])
+    gen = torch.Generator().manual_seed(5)
+    ious = []
+    with torch.no_grad():
+        x0 = parts.codec.encode(images)
+        t = torch.full((len(samples),), 300)
+        xt = parts.scheduler.add_noise(x0, torch.randn(x0.shape, generator=gen), t)
+        cond = parts.encode_prompt([PREFIX] * len(samples))
+        store.begin_step(300)
+        parts.unet(xt, t, encoder_hidden_states=cond)
+        maps = minmax_maps(store.maps(ca_res, "cross")[..., 4])
+    for m, target in zip(maps.numpy(), masks.numpy()):
+        pred = m > threshold_otsu(m)
+        ious.append((pred & target).sum() / max((pred | target).sum(), 1))
+    return float(np.mean(ious))
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_folder, derm_train):
+    """25 fine-tuning steps with the attention loss. alpha = 1 (the reference code's first commit): at this scale
+    25 steps of alpha = 0.1 barely move the maps; the paper trains 20 000 steps."""
+    model = DiDGen(_config(tiny_folder, steps=25, lr=3e-3, attn_weight=1.0, prefix_only_rate=1.0))
+    model.fit(derm_train, RunContext(seed=0))
+    return model
+
+
+def test_attention_loss_raises_lesion_attention_iou(tiny_folder, derm_train, tuned):
+    held = list(DermMini(image_size=64, sizes={"train": 1, "val": 1, "test": 16}).load("test"))
+    control = DiDGen(_config(tiny_folder, steps=25, lr=3e-3, attn_weight=0.0, prefix_only_rate=1.0))
+    control.fit(derm_train, RunContext(seed=0))
+    with_loss, without = _heldout_iou(tuned, held, 16), _heldout_iou(control, held, 16)
+    first, last = np.mean([r["attn"] for r in tuned.log[:5]]), np.mean([r["attn"] for r in tuned.log[-5:]])
+    assert last < first
+    assert with_loss > without + 0.15, (with_loss, without)
+
+
+def test_layout_guidance_pairs_follow_their_masks(tiny_folder, derm_train, tuned):
+    """Masks read out under guidance overlap their conditions more than without guidance (same seeds).
+
+    The step size is model-scale dependent: on this tiny random-VAE model eta = 20 moves the latent by ~1e-3 per
+    step, so the test uses eta = 2000 (SD's 20 is for its own latent scale)."""
+    conds = [Condition(mask=s.mask, meta={"index": i}) for i, s in enumerate(derm_train[:8])]
+    guide = DiDGen(_config(tiny_folder, sample_steps=8, eta=2000.0))
+    guide.parts, guide.placeholder_ids = tuned.parts, tuned.placeholder_ids
+    guided = list(guide.generate(conds, RunContext(seed=1)))
+    iou_guided = float(np.mean([s.meta["condition_iou"] for s in guided]))
+    plain = DiDGen(_config(tiny_folder, sample_steps=8, ca_guidance=False, sa_guidance=False))
+    plain.parts, plain.placeholder_ids = tuned.parts, tuned.placeholder_ids
+    iou_plain = float(np.mean([s.meta["condition_iou"] for s in plain.generate(conds, RunContext(seed=1))]))
+    print(f"mean IoU with the conditioning mask: guided {iou_guided:.3f}, unguided {iou_plain:.3f}")
+    assert iou_guided > iou_plain + 0.03
+    for s in guided:
+        assert s.image.shape == (3, 32, 32) and s.mask.dtype == torch.bool and s.mask.shape == (32, 32)
+    again = list(guide.generate(conds[:2], RunContext(seed=1)))
+    assert torch.allclose(again[0].image, guided[0].image, atol=1e-5)  # per-index seeding: batch-independent
+
+
+def test_save_load_roundtrip(tiny_folder, derm_train, tmp_path):
+    model = DiDGen(_config(tiny_folder, steps=2, prompt="dermprompt"))
+    model.fit(derm_train[:8], RunContext())
+    model.save(tmp_path)
+    other = DiDGen(_config(tiny_folder, prompt="dermprompt"))
+    other.load(tmp_path)
+    conds = [Condition(meta={"index": 3})]
+    a, b = next(model.generate(conds, RunContext())), next(other.generate(conds, RunContext()))
+    assert a.prompt == b.prompt and a.prompt.startswith(PREFIX + " ")
+    assert torch.allclose(a.image, b.image, atol=1e-5) and torch.equal(a.mask, b.mask)

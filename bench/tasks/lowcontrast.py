@@ -374,9 +374,16 @@ class LowContrastTask(Task):
             from bench.metrics.stats import paired_ttest
 
             test_rows = [r for r in rows if r["split"] == "test"]
-            comparisons["paired_ttest"] = {
-                m: paired_ttest([r[m] for r in test_rows if r["arm"] == "finetuned"],
-                                [r[m] for r in test_rows if r["arm"] == REFERENCE_ARM]) for m in ("dice", "iou")}
+            comparisons["paired_ttest"] = {}
+            for x in (None, *c.thresholds):  # all images, then each S_x (pretrained IoU < x)
+                part = [r for r in test_rows if x is None or r["pretrained_iou"] < x]
+                after = [r for r in part if r["arm"] == "finetuned"]
+                before = [r for r in part if r["arm"] == REFERENCE_ARM]
+                if len(after) < 2:
+                    continue
+                for m in ("dice", "iou"):
+                    key = m if x is None else f"{m}[S_{x:g}]"
+                    comparisons["paired_ttest"][key] = paired_ttest([r[m] for r in after], [r[m] for r in before])
         artifacts = {}
         if c.grid_size and len(syn[0]):
             grid = save_pair_grid(syn[0], syn[1], Path(ctx.work_dir) / "samples.png", c.grid_size)

@@ -49,8 +49,12 @@ class SegAugConfig:
     """Generator fitted on the whole training split or only on the S_n subset [I: whole split]."""
     n_generate: int = 2500
     """Synthetic pairs generated (thesis: 2500)."""
-    conditioning: Literal["real-masks", "none"] = "real-masks"
-    """Condition generation on real training masks (one per mask, thesis) or on nothing."""
+    conditioning: Literal["real-masks", "none", "generated-masks"] = "real-masks"
+    """Condition generation on real training masks (one per mask, thesis), on nothing, or on the masks another
+    method generated (``mask_source``; the thesis conditions its baselines on DiDGen's generated masks)."""
+    mask_source: str | None = None
+    """With ``conditioning: generated-masks``: the generate-stage folder (``shard-*.json``) of another method's run
+    whose masks condition this method, in order (cycled if fewer)."""
     segmenters: tuple[str, ...] = ("unet", "attention-unet")
     """Downstream segmenters (thesis: U-Net, Attention U-Net, DCSAU-Net, XBound-Former)."""
     seg_base: int = 64
@@ -83,11 +87,26 @@ class SegAugConfig:
             raise ConfigError(f"task.n_generate must be >= 0, got {self.n_generate}")
         if not self.segmenters:
             raise ConfigError("task.segmenters must name at least one segmenter")
+        if self.conditioning == "generated-masks" and not self.mask_source:
+            raise ConfigError("task.conditioning=generated-masks needs task.mask_source (a generate-stage folder)")
         from bench.downstream import SEGMENTERS
 
         for name in self.segmenters:
             if name not in SEGMENTERS:
                 raise ConfigError(f"task.segmenters: {SEGMENTERS.unknown_message(name)}")
+
+
+def _generated_masks(folder: str | None) -> list[torch.Tensor]:
+    """Masks of the shards in another run's generate-stage folder, in shard order."""
+    from bench.runner import load_shard
+
+    if not folder:
+        raise DataError("task.conditioning=generated-masks needs task.mask_source (a generate-stage folder)")
+    shards = sorted(Path(folder).glob("shard-*.json"))
+    masks = [s.mask for shard in shards for s in load_shard(shard.with_suffix("")) if s.mask is not None]
+    if not masks:
+        raise DataError(f"task.mask_source={folder}: no generated masks found (expected shard-*.json/.safetensors)")
+    return masks
 
 
 class SegAugTask(Task):
@@ -101,10 +120,12 @@ class SegAugTask(Task):
     Config = SegAugConfig
 
     def given(self) -> frozenset[str]:
+        if self.config.conditioning == "generated-masks":
+            return frozenset({"mask"})
         return frozenset({"mask", "reference"}) if self.config.conditioning == "real-masks" else frozenset()
 
     def must_follow(self) -> frozenset[str]:
-        return frozenset({"mask"}) if self.config.conditioning == "real-masks" else frozenset()
+        return frozenset({"mask"}) if self.config.conditioning in ("real-masks", "generated-masks") else frozenset()
 
     # -- data -----------------------------------------------------------------------------------
     def load(self, ctx: RunContext) -> TaskData:
@@ -145,6 +166,10 @@ class SegAugTask(Task):
         c = self.config
         if c.conditioning == "none":
             return [Condition(meta={"index": i}) for i in range(c.n_generate)]
+        if c.conditioning == "generated-masks":
+            masks = _generated_masks(c.mask_source)
+            return [Condition(mask=masks[i % len(masks)], meta={"index": i, "source_id": f"generated-{i % len(masks)}"})
+                    for i in range(c.n_generate)]
         pool = self.fit_set(data)
         # One condition per real mask in a seeded order, cycling when more pairs than masks are asked for.
         order = np.random.default_rng(derive_seed(c.subset_seed, 1)).permutation(len(pool))

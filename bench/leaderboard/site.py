@@ -133,9 +133,10 @@ def per_sample_csv(record: dict[str, Any]) -> Path | None:
 def bias_plot(csv_path: Path, out_png: Path, thresholds: Sequence[float] = (0.8, 0.6)) -> bool:
     """Chapter 5 bias plot: ITA difference of all test images vs the poorly segmented subsets S_x.
 
-    Reads per-image rows with an ``ita_difference`` column (degrees) and an ``iou``
-    column (per-image IoU in [0, 1]); with a ``model`` column there is one panel per
-    model. Draws the density of ITA difference for all images and for S_x = {IoU < x}
+    Reads per-image rows with an ``ita_difference`` column (degrees) and the IoU that
+    defines S_x: ``pretrained_iou`` (the lowcontrast task's rows) or else ``iou``; with
+    ``split``/``model`` columns there is one panel per split and model, and of several
+    ``arm``s only the pretrained one is used. Draws the density of ITA difference for all images and for S_x = {IoU < x}
     (thesis Figs. 5.4/5.8), with the low-contrast threshold 30 marked.
 
     Returns:
@@ -148,18 +149,24 @@ def bias_plot(csv_path: Path, out_png: Path, thresholds: Sequence[float] = (0.8,
     import pandas as pd
 
     df = pd.read_csv(csv_path)
-    if not {"ita_difference", "iou"} <= set(df.columns):
+    iou_col = "pretrained_iou" if "pretrained_iou" in df.columns else "iou"
+    if not {"ita_difference", iou_col} <= set(df.columns):
         return False
-    if "arm" in df.columns and df["arm"].nunique() > 1:  # the bias is a property of the pretrained (real-only) models
+    df = df.rename(columns={iou_col: "_subset_iou"})
+    if "arm" in df.columns and df["arm"].nunique() > 1:
+        # the bias is a property of the pretrained models: take their arm (every arm carries the same pretrained IoU)
         arms = set(df["arm"])
-        df = df[df["arm"] == ("real-only" if "real-only" in arms else sorted(arms)[0])]
-    groups = list(df.groupby("model")) if "model" in df.columns else [("all models", df)]
+        preferred = next((a for a in ("pretrained", "real-only") if a in arms), sorted(arms)[0])
+        df = df[df["arm"] == preferred]
+    keys = [k for k in ("split", "model") if k in df.columns]
+    groups = [(" · ".join(map(str, k if isinstance(k, tuple) else (k,))), g) for k, g in df.groupby(keys)] if keys \
+        else [("all models", df)]
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.2), squeeze=False)
     for ax, (name, part) in zip(axes[0], groups):
         bins = 30
         ax.hist(part["ita_difference"].dropna(), bins=bins, density=True, alpha=0.45, label=f"all (n={len(part)})")
         for x in thresholds:
-            sub = part[part["iou"] < x]["ita_difference"].dropna()
+            sub = part[part["_subset_iou"] < x]["ita_difference"].dropna()
             if len(sub):
                 ax.hist(sub, bins=bins, density=True, histtype="step", linewidth=1.6, label=f"S_{x} (n={len(sub)})")
         ax.axvline(30, color="k", linestyle=":", linewidth=1)

@@ -41,6 +41,12 @@ def test_bias_plot_needs_ita_and_iou(tmp_path) -> None:
     csv.write_text("model,ita_difference,iou\nunet,10,0.5\nunet,50,0.9\nunet,-5,0.3\n")
     assert bias_plot(csv, tmp_path / "b.png")
     assert Image.open(tmp_path / "b.png").size[0] > 100
+    rows = ["model,arm,split,id,dice,iou,pretrained_iou,ita_difference"]
+    rows += [f"{m},{arm},{split},{i},0.5,{0.9 if arm == 'finetuned' else 0.1},{0.2 + i / 10},{i * 10 - 5}"
+             for m in ("unet", "fat-net") for arm in ("pretrained", "finetuned") for split in ("test", "ham10000") for i in range(8)]
+    csv.write_text("\n".join(rows) + "\n")
+    assert bias_plot(csv, tmp_path / "lc.png")
+    assert Image.open(tmp_path / "lc.png").size[0] > 4 * Image.open(tmp_path / "b.png").size[0] * 0.9  # 4 panels
     csv.write_text("model,dice\nunet,0.5\n")
     assert not bias_plot(csv, tmp_path / "c.png") and not (tmp_path / "c.png").exists()
 

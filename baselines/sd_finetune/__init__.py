@@ -1,0 +1,3 @@
+from .method import SDFinetune, SDFinetuneConfig
+
+__all__ = ["SDFinetune", "SDFinetuneConfig"]

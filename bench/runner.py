@@ -148,6 +148,11 @@ def recompute_protocol_hash(record: dict[str, Any]) -> str:
     except cfg.ConfigError as exc:
         raise BenchError(f"record's task config is not valid for task '{task_cls.id}': {exc}") from None
     checksums = expected_split_checksums(task_config, record["dataset"]["splits"].keys())
+    stated = record["dataset"]["splits"]
+    for name, value in checksums.items():
+        if stated.get(name) != value:
+            raise BenchError(f"split '{name}' checksum in the record ({str(stated.get(name))[:12]}...) differs from "
+                             f"the current dataset definition ({value[:12]}...)")
     return protocol_hash(task_cls.id, task_cls.version, protocol_of(task_config), checksums)
 
 

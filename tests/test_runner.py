@@ -164,3 +164,13 @@ def test_accelerator_only_under_accelerate_launch(monkeypatch):
     monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
     acc = launched_accelerator()
     assert acc is not None and acc.is_main_process and acc.device.type == "cpu"
+
+
+def test_recompute_refuses_stated_split_checksums_that_differ(tmp_path):
+    from bench.runner import recompute_protocol_hash
+
+    rec, _ = run_one(rc(tmp_path))
+    assert recompute_protocol_hash(rec) == rec["protocol_hash"]
+    rec["dataset"]["splits"]["test"] = "0" * 64
+    with pytest.raises(BenchError, match="split 'test' checksum in the record"):
+        recompute_protocol_hash(rec)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample
+from bench.registry import METHODS
 from bench.runner import BenchError, RunConfig, run_one
 from bench.tasks.derm_cls import DermClsConfig, DermClsTask
 
@@ -55,8 +56,15 @@ def test_real_only_and_label_following_generator(tmp_path):
 def test_classic_aug_needs_reference_conditioning(tmp_path):
     with pytest.raises(BenchError, match="cannot run method 'classic-aug'"):
         _run(tmp_path, "classic-aug")
-    record, _ = _run(tmp_path, "classic-aug", "task.conditioning=reference")
-    assert record["n"]["generated"] == 24
+    task = DermClsTask(DermClsConfig(dataset="derm-mini", dataset_options={"sizes": {"train": 80, "val": 5, "test": 5}},
+                                     image_size=32, transfer_dataset=None, n_per_class=2, conditioning="reference",
+                                     classifiers=("resnet18",), variant="mini"))
+    assert task.incompatibility(METHODS.get("classic-aug").capabilities) is None
+    data = task.load(RunContext())
+    conds = task.conditions(data, RunContext())
+    by_id = {s.meta["id"]: s for s in data.splits["train"]}
+    for cond in conds:  # each reference is a real training image of the class asked for
+        assert by_id[cond.meta["source_id"]].label == cond.label and cond.reference is not None
 
 
 def test_fit_set_holds_only_the_generated_classes():

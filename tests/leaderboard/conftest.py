@@ -43,11 +43,12 @@ def base_record(**over: Any) -> dict[str, Any]:
 def seg_mini_record() -> dict[str, Any]:
     """A hand-made mini seg-aug record whose protocol hash the runner recomputes to the same value."""
     from bench import config as cfg
-    from bench.runner import RunConfig, recompute_protocol_hash, resolve
+    from bench.runner import RunConfig, expected_split_checksums, recompute_protocol_hash, resolve
 
     resolved = resolve(RunConfig(task="seg-aug", method="classic-aug", profile="mini"))
     task_config = json.loads(json.dumps(cfg.to_dict(resolved.task_config)))
     record = base_record(config={"task": task_config, "method": json.loads(json.dumps(cfg.to_dict(resolved.method_config)))})
+    record["dataset"]["splits"] = expected_split_checksums(resolved.task_config, ("train", "val", "test"))
     record["protocol_hash"] = recompute_protocol_hash(record)
     validate_record(record)
     return record

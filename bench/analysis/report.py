@@ -3,8 +3,9 @@
 Reads the record and its per-sample CSV (columns ``model``, ``arm``, ``id``, ``iou``; a ``split`` column,
 when present, selects the ``test`` rows), reloads the record's test split with the record's own task
 config, computes the attributes of every test image, and for each segmenter compares S_x = {IoU < x}
-with the full set. Writes ``<run_id>.bias-<model>.png`` (one per segmenter), ``<run_id>.bias.json``
-(every test statistic) and ``<run_id>.attributes.csv``, lists them in the record's ``artifacts`` and a
+with the full set. Writes ``<run_id>.bias-<model>.png`` (one per segmenter) and ``<run_id>.attributes.csv``
+beside the record, ``../analysis/<run_id>.bias.json`` (every test statistic; outside the records folder,
+whose JSON files are all read as records), lists them in the record's ``artifacts`` and a
 summary under ``comparisons["bias"]``, and rewrites the record atomically (schema-validated).
 
 The analysed arm defaults to the reference arm of the run (``real-only``: the pretrained segmenters of
@@ -146,13 +147,14 @@ def analyze_bias(record_path: Path, data_root: Path | None = None, arm: str | No
         stats["models"][str(model)] = compare_subsets(sub, iou, thresholds)
         plots[str(model)] = plot_model(sub, iou, folder / f"{run_id}.bias-{_safe(str(model))}.png",
                                        f"{run_id}: {model} ({chosen})", thresholds)
-    stats_path = folder / f"{run_id}.bias.json"
+    # Not beside the record: every *.json under a records folder is read as a record.
+    stats_path = folder.parent / "analysis" / f"{run_id}.bias.json"
     atomic_write_text(stats_path, json.dumps(stats, indent=1))
 
     summary = summarize(stats)
     artifacts = dict(record.get("artifacts") or {})
     artifacts.update({f"bias-{_safe(m)}": p.name for m, p in plots.items()})
-    artifacts["bias-stats"] = stats_path.name
+    artifacts["bias-stats"] = f"../analysis/{stats_path.name}"
     artifacts["attributes"] = attributes_name
     record["artifacts"] = artifacts
     record.setdefault("comparisons", {})["bias"] = summary
@@ -162,7 +164,7 @@ def analyze_bias(record_path: Path, data_root: Path | None = None, arm: str | No
 
 def summarize(stats: dict[str, Any]) -> dict[str, Any]:
     """The part of the statistics kept in the record: per model and S_x, size and the ITA-difference shift."""
-    out: dict[str, Any] = {"arm": stats["arm"], "stats_file": f"{stats['run_id']}.bias.json", "models": {}}
+    out: dict[str, Any] = {"arm": stats["arm"], "stats_file": f"../analysis/{stats['run_id']}.bias.json", "models": {}}
     for model, m in stats["models"].items():
         row = {}
         for name, s in m["subsets"].items():

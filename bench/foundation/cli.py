@@ -90,3 +90,7 @@ def evaluate(name: str = typer.Argument(..., help="mini-clip or mini-sd"),
     width = max(len(k) for k in figures)
     for key, value in figures.items():
         typer.echo(f"{key:<{width}}  {value:.4f}")
+
+
+if __name__ == "__main__":  # python -m bench.foundation.cli
+    app()

@@ -47,7 +47,7 @@ def test_list_shows_ids_and_matrix(cli):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--task", "nope", "--method", "real-only"], "Unknown task 'nope'. Valid tasks: seg-aug"),
+    (["--task", "nope", "--method", "real-only"], "Unknown task 'nope'. Valid tasks: derm-cls"),
     (["--task", "seg-aug", "--method", "nope"], "Unknown method 'nope'."),
     (["--task", "seg-aug", "--method", "real-only", "--dataset", "nope"], "Unknown dataset 'nope'."),
     (["--task", "seg-aug", "--method", "helpers:ImageOnly"], "needs a method returning ['image', 'mask']; it returns ['image']"),

@@ -56,7 +56,9 @@ def task_page_name(task: str) -> str:
 
 
 def default_site_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "results" / "site"
+    from bench.paths import project_dir
+
+    return project_dir() / "results" / "site"
 
 
 def page(title: str, body: str, generated: str, n_records: int) -> str:

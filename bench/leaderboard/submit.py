@@ -68,7 +68,9 @@ class Verdict:
 
 def default_leaderboard_dir() -> Path:
     """``results/leaderboard`` of the source tree."""
-    return Path(__file__).resolve().parents[2] / "results" / "leaderboard"
+    from bench.paths import project_dir
+
+    return project_dir() / "results" / "leaderboard"
 
 
 def expected_protocol_hash(record: dict[str, Any]) -> str:

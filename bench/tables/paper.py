@@ -35,7 +35,9 @@ def default_paper_dir() -> Path:
     """``results/paper`` of the source tree (overridable with the ``BENCH_PAPER_TABLES`` variable)."""
     if os.environ.get(PAPER_DIR_ENV):
         return Path(os.environ[PAPER_DIR_ENV])
-    return Path(__file__).resolve().parents[2] / "results" / "paper"
+    from bench.paths import read_only_dir
+
+    return read_only_dir("results", "paper")
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,9 @@ class CellResult:
 
 def default_record_dirs() -> list[Path]:
     """The run work dir's records (``bench-runs/records``) and the accepted ``results/leaderboard``."""
-    root = Path(__file__).resolve().parents[2]
-    return [Path("bench-runs") / "records", root / "results" / "leaderboard"]
+    from bench.paths import project_dir
+
+    return [Path("bench-runs") / "records", project_dir() / "results" / "leaderboard"]
 
 
 def load_records(folders: Iterable[Path]) -> list[dict[str, Any]]:

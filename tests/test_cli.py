@@ -79,3 +79,18 @@ def test_help_is_light():
     """`bench --help` must not import torch (start-up stays instant)."""
     code = "import sys; from bench.cli import app; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_render_run_omits_missing_tests():
+    from bench.cli import render_run
+
+    record = {"task": {"id": "t"}, "dataset": {"id": "d"}, "profile": "mini", "seed": 0, "protocol_hash": "a" * 64,
+              "method": {"id": "m"}, "metrics": {"dice": 0.5, "dice[ext]": 0.4},
+              "per_model": {"unet": {"dice": 0.5, "dice[ext]": 0.4}},
+              "comparisons": {"reference": "real-only", "reference_per_model": {"unet": {"dice": 0.4, "dice[ext]": 0.4}},
+                              "relative_gain": {"dice": 0.25, "dice[ext]": 0.0},
+                              "paired_ttest": {"dice": {"p": 0.01, "n": 10}}},
+              "timings": {"fit": 1.0}, "cached": {"fit": False}}
+    text = render_run(record)
+    assert "dice: relative gain +25.00% vs real-only, paired t-test p = 0.01 (n = 10)" in text
+    assert "dice[ext]: relative gain +0.00% vs real-only\n" in text and "nan" not in text

@@ -6,7 +6,6 @@ validation accuracy. Loss, epoch cap, weight decay and augmentation are unstated
 """
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from bench.downstream.loop import random_flips, train_with_early_stopping
 
 logger = logging.getLogger(__name__)
 
@@ -74,39 +75,18 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     labels = labels.long()
-    best_state, best_acc, best_epoch, stale = copy.deepcopy(model.state_dict()), -1.0, -1, 0
-    history: list[dict[str, float]] = []
-    epoch = 0
-    for epoch in range(config.max_epochs):
-        model.train()
-        order = torch.randperm(len(images), generator=gen)
-        total, batches = 0.0, 0
-        for i in range(0, len(order), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            x = as_float(images[idx])
-            if config.flips:
-                flip = torch.rand(2, generator=gen)
-                x = x.flip(-1) if flip[0] < 0.5 else x
-                x = x.flip(-2) if flip[1] < 0.5 else x
-            loss = F.cross_entropy(model(x), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            batches += 1
-        val_acc = float((predict_logits(model, val_images).argmax(1) == val_labels).float().mean())
-        history.append({"epoch": epoch, "loss": total / max(batches, 1), "val_accuracy": val_acc})
-        if advance is not None:
-            advance()
-        if val_acc > best_acc:
-            best_acc, best_epoch, stale = val_acc, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    model.load_state_dict(best_state)
-    logger.debug("trained %d epochs, best val accuracy %.4f at epoch %d", epoch + 1, best_acc, best_epoch)
-    return ClsTrainResult(model, best_epoch, best_acc, epoch + 1, history)
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        x = as_float(images[idx])
+        if config.flips:
+            (x,) = random_flips(x, generator=gen)
+        return F.cross_entropy(model(x), labels[idx])
+
+    def val_accuracy() -> float:
+        return float((predict_logits(model, val_images).argmax(1) == val_labels).float().mean())
+
+    run = train_with_early_stopping(model, len(images), config.batch_size, config.max_epochs, config.patience,
+                                    gen, step, opt, val_accuracy, advance)
+    history = [{"epoch": h["epoch"], "loss": h["loss"], "val_accuracy": h["score"]} for h in run.history]
+    logger.debug("trained %d epochs, best val accuracy %.4f at epoch %d", run.epochs_run, run.best_score, run.best_epoch)
+    return ClsTrainResult(model, run.best_epoch, run.best_score, run.epochs_run, history)

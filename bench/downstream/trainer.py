@@ -7,7 +7,6 @@ validation Dice as the stopping criterion, documented defaults).
 """
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bench.downstream.loop import random_flips, train_with_early_stopping
 from bench.metrics.segmentation import dice_iou
 
 logger = logging.getLogger(__name__)
@@ -87,41 +87,18 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     target = masks.float().unsqueeze(1)
-    best_state, best_dice, best_epoch, stale = copy.deepcopy(model.state_dict()), -1.0, -1, 0
-    history: list[dict[str, float]] = []
-    epoch = 0
-    for epoch in range(config.max_epochs):
-        model.train()
-        order = torch.randperm(len(images), generator=gen)
-        total, batches = 0.0, 0
-        for i in range(0, len(order), config.batch_size):
-            idx = order[i:i + config.batch_size]
-            if len(idx) < 2:  # BatchNorm needs two samples
-                continue
-            x, y = images[idx], target[idx]
-            if config.hflip:
-                flip = torch.rand(2, generator=gen)
-                if flip[0] < 0.5:
-                    x, y = x.flip(-1), y.flip(-1)
-                if flip[1] < 0.5:
-                    x, y = x.flip(-2), y.flip(-2)
-            loss = seg_loss(model(x), y, config.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            batches += 1
-        val_dice = float(dice_iou(predict(model, val_images, threshold=config.threshold), val_masks)[0].mean())
-        history.append({"epoch": epoch, "loss": total / max(batches, 1), "val_dice": val_dice})
-        if advance is not None:
-            advance()
-        if val_dice > best_dice:
-            best_dice, best_epoch, stale = val_dice, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            stale += 1
-            if stale >= config.patience:
-                break
-    model.load_state_dict(best_state)
-    logger.debug("trained %d epochs, best val dice %.4f at epoch %d", epoch + 1, best_dice, best_epoch)
-    return TrainResult(model, best_epoch, best_dice, epoch + 1, history)
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        x, y = images[idx], target[idx]
+        if config.hflip:
+            x, y = random_flips(x, y, generator=gen)
+        return seg_loss(model(x), y, config.loss)
+
+    def val_dice() -> float:
+        return float(dice_iou(predict(model, val_images, threshold=config.threshold), val_masks)[0].mean())
+
+    run = train_with_early_stopping(model, len(images), config.batch_size, config.max_epochs, config.patience,
+                                    gen, step, opt, val_dice, advance)
+    history = [{"epoch": h["epoch"], "loss": h["loss"], "val_dice": h["score"]} for h in run.history]
+    logger.debug("trained %d epochs, best val dice %.4f at epoch %d", run.epochs_run, run.best_score, run.best_epoch)
+    return TrainResult(model, run.best_epoch, run.best_score, run.epochs_run, history)

@@ -157,16 +157,30 @@ def recompute_protocol_hash(record: dict[str, Any]) -> str:
 
 
 def expected_split_checksums(task_config: Any, splits: Any) -> dict[str, str]:
-    """Split checksums from the dataset definition alone (procedural worlds, committed split files, cards)."""
+    """Split checksums from the dataset definitions alone (procedural worlds, committed split files, cards).
+
+    A task's ``transfer`` split is the ``transfer_split`` of its ``transfer_dataset`` (derm-cls, seg-aug).
+    """
+    out = {}
+    for name in splits:
+        if name == "transfer" and getattr(task_config, "transfer_dataset", None):
+            dataset, options, split = (task_config.transfer_dataset, getattr(task_config, "transfer_options", {}),
+                                       task_config.transfer_split)
+        else:
+            dataset, options, split = task_config.dataset, getattr(task_config, "dataset_options", {}), name
+        out[name] = _definition_checksum(dataset, options, getattr(task_config, "image_size", None), split)
+    return out
+
+
+def _definition_checksum(dataset: str, options: dict[str, Any], image_size: int | None, split: str) -> str:
     try:
-        cls = DATASETS.get(task_config.dataset)
+        cls = DATASETS.get(dataset)
     except UnknownEntryError as exc:
         raise BenchError(str(exc)) from None
     try:
-        ds = cls(root=None, image_size=getattr(task_config, "image_size", None), **getattr(task_config, "dataset_options", {}))
-        return {name: ds.split_checksum(name) for name in splits}
+        return cls(root=None, image_size=image_size, **options).split_checksum(split)
     except Exception as exc:  # noqa: BLE001 - any failure means the checksums cannot be verified offline
-        raise BenchError(f"cannot verify the split checksums of dataset '{task_config.dataset}' without its data: {exc}") from None
+        raise BenchError(f"cannot verify the split checksums of dataset '{dataset}' without its data: {exc}") from None
 
 
 # --- context, seeding, monitoring -----------------------------------------------------------

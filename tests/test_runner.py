@@ -152,7 +152,8 @@ def test_record_is_complete_and_valid(tmp_path):
     assert set(back["per_model"]) == {"unet"}
     assert 0 <= back["metrics"]["dice"] <= 1
     assert back["comparisons"]["paired_ttest"]["iou"]["n"] == back["n"]["test"]
-    assert json.loads(path.read_text())["dataset"]["splits"].keys() == {"train", "val", "test"}
+    assert json.loads(path.read_text())["dataset"]["splits"].keys() == {"train", "val", "test", "transfer"}
+    assert 0 <= back["metrics"]["dice[ph2]"] <= 1 and back["n"]["transfer"] > 0
 
 
 def test_accelerator_only_under_accelerate_launch(monkeypatch):

@@ -76,3 +76,33 @@ def save_pair_grid(images: torch.Tensor, masks: torch.Tensor, path: Path, n: int
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(canvas).save(path)
     return path
+
+
+def load_lpips_trunk(trunk: str, weights_dir: str | None = None, seed: int = 0) -> tuple[Any, str]:
+    """LPIPS model for diversity scores and the key suffix it reports under.
+
+    ``imagenet``: AlexNet ImageNet weights from the weights dir (the thesis' LPIPS), suffix ``""``.
+    ``random``: a seeded random AlexNet trunk with the package's linear heads, suffix ``"alex-random"``: a
+    plumbing proxy for machines without the ImageNet file, never comparable with the papers' numbers.
+    """
+    if trunk == "imagenet":
+        from bench.metrics.extractors import load_lpips
+
+        return load_lpips(weights_dir=weights_dir), ""
+    if trunk != "random":
+        raise ValueError(f"lpips trunk must be 'imagenet' or 'random', got {trunk!r}")
+    import warnings
+
+    import lpips
+
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="alex", pnet_rand=True, pretrained=True, verbose=False)
+    return model.eval(), "alex-random"
+
+
+def metric_key(name: str, *qualifiers: str) -> str:
+    """``name[q1,q2]`` with empty qualifiers dropped (``name`` when none is left)."""
+    kept = [q for q in qualifiers if q]
+    return f"{name}[{','.join(kept)}]" if kept else name

@@ -112,19 +112,10 @@ class DermQualityTask(Task):
         return load_extractor(self.config.extractor, weights_dir=self.config.weights_dir)
 
     def _lpips(self) -> tuple[Any, str]:
-        if self.config.lpips_trunk == "imagenet":
-            from bench.metrics.extractors import load_lpips
+        from bench.tasks.common import load_lpips_trunk, metric_key
 
-            return load_lpips(weights_dir=self.config.weights_dir), "lpips_diversity"
-        import warnings
-
-        import lpips
-
-        torch.manual_seed(self.config.pair_seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            model = lpips.LPIPS(net="alex", pnet_rand=True, pretrained=True, verbose=False)
-        return model.eval(), "lpips_diversity[alex-random]"
+        model, suffix = load_lpips_trunk(self.config.lpips_trunk, self.config.weights_dir, self.config.pair_seed)
+        return model, metric_key("lpips_diversity", suffix)
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
         from bench.metrics.image import FrechetDistance, lpips_diversity, ms_ssim, ms_ssim_key

@@ -8,6 +8,10 @@ the same initialisation: on the real pairs only (the "Original" arm, shared by
 every method and cached) and on real + synthetic pairs. Both are scored on the
 test split by per-image Dice and IoU (empty prediction on empty mask = 1), and
 compared by a paired t-test over per-image IoU pooled over segmenters.
+The same models are scored on an external transfer set when one is configured
+(``dice[ph2]`` / ``iou[ph2]``, Table 4.6), and the generated masks' diversity is
+``lpips_diversity[masks]`` (Table 4.7; masks below 64 px are upsampled by nearest
+neighbour first, as AlexNet's pooling needs).
 """
 from __future__ import annotations
 
@@ -75,6 +79,23 @@ class SegAugConfig:
     """Random flips while training segmenters [I: off]."""
     grid_size: int = 16
     """Generated pairs kept as a PNG grid beside the record (0: none)."""
+    transfer_dataset: str | None = None
+    """External test set the trained segmenters are also scored on (Table 4.6 and the paper profile: ``ph2``, all
+    200 images, read from the same --data-root); None: none (other datasets, MedDiff-FT / DiffBoost protocols)."""
+    transfer_options: dict = field(default_factory=dict)
+    """Options of the transfer dataset."""
+    transfer_split: str = "all"
+    """Split of the transfer dataset used (PH2: all)."""
+    transfer_key: str = "ph2"
+    """Suffix of the transfer metrics, ``dice[<transfer_key>]`` / ``iou[<transfer_key>]`` (Table 4.6)."""
+    mask_lpips: bool = True
+    """Score the diversity of the generated masks, ``lpips_diversity[masks]`` (Table 4.7)."""
+    lpips_trunk: Literal["imagenet", "random"] = "imagenet"
+    """LPIPS AlexNet trunk: ImageNet weights from ``weights_dir`` (thesis) or a seeded random proxy (mini)."""
+    lpips_pairs: int = 1000
+    """Random distinct mask pairs scored [I]."""
+    weights_dir: str | None = None
+    """Folder with the LPIPS weight files (default: BENCH_WEIGHTS_DIR)."""
 
     def validate(self) -> None:
         from bench.config import ConfigError
@@ -141,6 +162,14 @@ class SegAugTask(Task):
         if getattr(ds, "needs_root", True):  # files on disk: a corrupt one stops the run here, named
             for samples in splits.values():
                 verify_samples(samples)
+        if c.transfer_dataset:
+            tds = open_dataset(c.transfer_dataset, c.transfer_options, c.image_size, ctx)
+            splits["transfer"] = tds.load(c.transfer_split)
+            checksums["transfer"] = tds.split_checksum(c.transfer_split)
+            if len(splits["transfer"]) == 0:
+                raise DataError(f"transfer dataset '{c.transfer_dataset}' split '{c.transfer_split}' is empty")
+            if getattr(tds, "needs_root", True):
+                verify_samples(splits["transfer"])
         return TaskData(c.dataset, splits, checksums)
 
     def real_indices(self, data: TaskData) -> list[int]:
@@ -188,7 +217,7 @@ class SegAugTask(Task):
                               loss=c.loss, hflip=c.hflip)
 
     def _run_arm(self, model_index: int, model_id: str, images: torch.Tensor, masks: torch.Tensor,
-                 val: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                 val: tuple[torch.Tensor, torch.Tensor], tests: dict[str, tuple[torch.Tensor, torch.Tensor]],
                  ctx: RunContext, label: str) -> dict[str, Any]:
         from bench.downstream import SEGMENTERS
         from bench.downstream.trainer import predict, train_segmenter
@@ -201,12 +230,16 @@ class SegAugTask(Task):
         advance = ctx.progress(f"{label} {model_id}", c.max_epochs)
         result = train_segmenter(model, images, masks, val[0], val[1], self._train_config(),
                                  seed=derive_seed(ctx.seed, 200 + model_index), advance=advance)
-        dice, iou = dice_iou(predict(result.model, test[0], threshold=self._train_config().threshold), test[1])
-        return {"dice": dice.tolist(), "iou": iou.tolist(), "best_epoch": result.best_epoch,
-                "epochs": result.epochs_run, "best_val_dice": result.best_val_dice}
+        arm: dict[str, Any] = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
+                               "best_val_dice": result.best_val_dice}
+        for name, (x, y) in tests.items():
+            dice, iou = dice_iou(predict(result.model, x, threshold=self._train_config().threshold), y)
+            prefix = "" if name == "test" else f"{name}_"
+            arm[f"{prefix}dice"], arm[f"{prefix}iou"] = dice.tolist(), iou.tolist()
+        return arm
 
     def _real_arm(self, model_index: int, model_id: str, real: tuple[torch.Tensor, torch.Tensor],
-                  val: tuple, test: tuple, data: TaskData, ctx: RunContext) -> dict[str, Any]:
+                  val: tuple, tests: dict[str, tuple], data: TaskData, ctx: RunContext) -> dict[str, Any]:
         """The real-only arm, cached across methods under a key of everything that determines it."""
         from bench.config import to_dict
 
@@ -216,7 +249,7 @@ class SegAugTask(Task):
         if path.exists():
             logger.info("real-only arm of %s: cached (%s)", model_id, path.name)
             return json.loads(path.read_text())
-        arm = self._run_arm(model_index, model_id, *real, val, test, ctx, "real-only")
+        arm = self._run_arm(model_index, model_id, *real, val, tests, ctx, "real-only")
         atomic_write_text(path, json.dumps(arm))
         return arm
 
@@ -228,26 +261,53 @@ class SegAugTask(Task):
         real = stack_pairs([data.splits["train"][i] for i in self.real_indices(data)], size, "train")
         val = stack_pairs(data.splits["val"], size, "val")
         test = stack_pairs(data.splits["test"], size, "test")
+        tests = {"test": test}
+        if "transfer" in data.splits:
+            tests["transfer"] = stack_pairs(data.splits["transfer"], size, "transfer")
         syn = stack_pairs(synthetic, size, "generated")
         test_ids = [s.meta.get("id", str(i)) for i, s in enumerate(data.splits["test"])]
 
         arms_real, arms_aug = {}, {}
         for k, model_id in enumerate(c.segmenters):
-            arms_real[model_id] = self._real_arm(k, model_id, real, val, test, data, ctx)
+            arms_real[model_id] = self._real_arm(k, model_id, real, val, tests, data, ctx)
             if len(syn[0]):
                 aug = (torch.cat([real[0], syn[0]]), torch.cat([real[1], syn[1]]))
-                arms_aug[model_id] = self._run_arm(k, model_id, *aug, val, test, ctx, "augmented")
+                arms_aug[model_id] = self._run_arm(k, model_id, *aug, val, tests, ctx, "augmented")
             else:
                 arms_aug[model_id] = arms_real[model_id]
 
         per_model = {m: {"dice": float(np.mean(a["dice"])), "iou": float(np.mean(a["iou"]))} for m, a in arms_aug.items()}
         ref_per_model = {m: {"dice": float(np.mean(a["dice"])), "iou": float(np.mean(a["iou"]))} for m, a in arms_real.items()}
         metrics = {k: float(np.mean([v[k] for v in per_model.values()])) for k in ("dice", "iou")}
+        higher = {"dice": True, "iou": True}
         comparisons: dict[str, Any] = {
             "reference": "real-only",
             "reference_metrics": {k: float(np.mean([v[k] for v in ref_per_model.values()])) for k in ("dice", "iou")},
             "reference_per_model": ref_per_model,
         }
+        if "transfer" in tests:
+            key = c.transfer_key
+            for m, a in arms_aug.items():
+                per_model[m].update({f"{k}[{key}]": float(np.mean(a[f"transfer_{k}"])) for k in ("dice", "iou")})
+            for m, a in arms_real.items():
+                ref_per_model[m].update({f"{k}[{key}]": float(np.mean(a[f"transfer_{k}"])) for k in ("dice", "iou")})
+            for k in ("dice", "iou"):
+                metrics[f"{k}[{key}]"] = float(np.mean([v[f"{k}[{key}]"] for v in per_model.values()]))
+                comparisons["reference_metrics"][f"{k}[{key}]"] = float(
+                    np.mean([v[f"{k}[{key}]"] for v in ref_per_model.values()]))
+                higher[f"{k}[{key}]"] = True
+        if c.mask_lpips and len(syn[0]) > 1:
+            from bench.metrics.image import lpips_diversity, masks_to_rgb
+            from bench.tasks.common import load_lpips_trunk, metric_key
+
+            model, suffix = load_lpips_trunk(c.lpips_trunk, c.weights_dir, c.subset_seed)
+            key = metric_key("lpips_diversity", "masks", suffix)
+            masks = masks_to_rgb(syn[1])
+            if masks.shape[-1] < 64:  # AlexNet's pooling needs >= 64 px; nearest keeps the masks binary
+                masks = torch.nn.functional.interpolate(masks, size=(64, 64), mode="nearest")
+            with torch.no_grad():
+                metrics[key] = lpips_diversity(model, masks, n_pairs=c.lpips_pairs, seed=c.subset_seed)
+            higher[key] = True
         if len(syn[0]):
             comparisons["relative_gain"] = {
                 k: relative_gain({m: per_model[m][k] for m in per_model}, {m: ref_per_model[m][k] for m in per_model})
@@ -269,7 +329,8 @@ class SegAugTask(Task):
                 arm: {k: arms[m][k] for k in ("best_epoch", "epochs", "best_val_dice")}
                 for arm, arms in (("real-only", arms_real), ("augmented", arms_aug))}
         return Evaluation(
-            metrics=metrics, higher_is_better={"dice": True, "iou": True}, per_model=per_model,
+            metrics=metrics, higher_is_better=higher, per_model=per_model,
             comparisons=comparisons, per_sample=rows,
-            counts={"real_train": len(real[0]), "generated": len(syn[0]), "val": len(val[0]), "test": len(test[0])},
+            counts={"real_train": len(real[0]), "generated": len(syn[0]), "val": len(val[0]), "test": len(test[0]),
+                    **({"transfer": len(tests["transfer"][0])} if "transfer" in tests else {})},
             artifacts=artifacts)

@@ -71,7 +71,7 @@ def test_rerun_of_a_seed_keeps_the_newest_record(record_factory) -> None:
 def test_setting_keys_read_config_and_percent_scale(record_factory) -> None:
     table = load_table("thesis-4.7")
     rec = record_factory(method="didgen", n={"real_train": 1000}, method_config={"ca_guidance": False},
-                         per_model={"unet": {"iou": 0.7}}, metrics={"lpips_diversity[masks]": 0.2})
+                         per_model={"unet": {"iou": 0.7}}, metrics={"lpips_diversity[masks,alex-random]": 0.2})
     result = reproduce_table(table, "mini", [rec])
     assert result.cell("iou-unet", "without").status == "ok"
     assert result.cell("iou-unet", "with").status == "no-run"

@@ -151,6 +151,7 @@ METHODS.register("real-random", "baselines.real_random:RealRandom")
 METHODS.register("real-lowcontrast", "baselines.real_lowcontrast:RealLowContrast")
 METHODS.register("didgen", "methods.didgen:DiDGen")
 METHODS.register("sd-finetune", "baselines.sd_finetune:SDFinetune")
+METHODS.register("dreambooth", "baselines.dreambooth:DreamBooth")
 
 # --- built-in datasets -------------------------------------------------------------------
 DATASETS.register("derm-mini", "bench.data.derm_mini:DermMini")

@@ -1,0 +1,3 @@
+from .method import DreamBooth, DreamBoothConfig
+
+__all__ = ["DreamBooth", "DreamBoothConfig"]

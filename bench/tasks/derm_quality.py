@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 
 from bench.data.base import DataError
-from bench.interface import Condition, RunContext, Sample
+from bench.interface import Condition, RunContext, Sample, derive_seed
 from bench.tasks.base import Evaluation, Task, TaskData
 from bench.tasks.common import open_dataset, resize_image, save_pair_grid
 
@@ -81,7 +82,7 @@ class DermQualityTask(Task):
     Config = DermQualityConfig
 
     def given(self) -> frozenset[str]:
-        return frozenset({"prompt"})
+        return frozenset({"prompt", "reference"})
 
     def load(self, ctx: RunContext) -> TaskData:
         c = self.config
@@ -97,7 +98,13 @@ class DermQualityTask(Task):
         return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size}
 
     def conditions(self, data: TaskData, ctx: RunContext) -> list[Condition]:
-        return [Condition(prompt=self.config.prompt, meta={"index": i}) for i in range(self.config.n_generate)]
+        # Text-to-image methods get the prompt; image-prompted ones (IP-Adapter) a training image, in a seeded
+        # order that cycles through the split. The runner drops the fields a method does not accept.
+        train = data.splits["train"]
+        order = np.random.default_rng(derive_seed(0, 13)).permutation(len(train))
+        return [Condition(prompt=self.config.prompt, reference=train[int(order[i % len(train)])].image,
+                          meta={"index": i, "source_id": train[int(order[i % len(train)])].meta.get("id")})
+                for i in range(self.config.n_generate)]
 
     def _stack(self, samples: Sequence[Sample]) -> torch.Tensor:
         size = self.config.image_size

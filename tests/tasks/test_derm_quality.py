@@ -36,3 +36,20 @@ def test_real_reference_beats_a_constant_generator(tmp_path):
     assert real["metrics"][key] > 0
     assert const["metrics"]["fd[mini-clip]"] > real["metrics"]["fd[mini-clip]"]
     assert 0 < real["metrics"]["ms_ssim[win=3]"] <= 1
+
+
+def test_conditions_carry_training_references_in_a_seeded_cycle():
+    from bench.tasks.derm_quality import DermQualityConfig, DermQualityTask
+
+    task = DermQualityTask(DermQualityConfig(dataset="derm-mini", dataset_options={"sizes": {"train": 5, "test": 4}},
+                                             image_size=32, n_generate=12, extractor="mini-clip"))
+    data = task.load(RunContext())
+    conds = task.conditions(data, RunContext())
+    again = task.conditions(data, RunContext())
+    ids = [c.meta["source_id"] for c in conds]
+    train_ids = [s.meta["id"] for s in data.splits["train"]]
+    assert sorted(ids[:5]) == sorted(train_ids) and ids[5:10] == ids[:5]  # every image once per cycle
+    assert all(torch.equal(a.reference, b.reference) for a, b in zip(conds, again))
+    first = train_ids.index(ids[0])
+    assert torch.equal(conds[0].reference, data.splits["train"][first].image)
+    assert "reference" in task.given()

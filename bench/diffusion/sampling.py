@@ -14,9 +14,9 @@ from bench.diffusion.tokens import PlaceholderTokens, add_placeholder_tokens, to
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SCHEDULERS", "make_scheduler", "sample", "ddim_invert", "latent_guidance_step", "add_placeholder_tokens",
-           "PlaceholderTokens", "token_indices", "add_lora", "attention_parameters", "lora_state_dict",
-           "trainable_parameters"]
+__all__ = ["SCHEDULERS", "UnetKwargsFn", "make_scheduler", "sample", "ddim_invert", "latent_guidance_step",
+           "add_placeholder_tokens", "PlaceholderTokens", "token_indices", "add_lora", "attention_parameters",
+           "lora_state_dict", "trainable_parameters"]
 
 #: Sampler names -> diffusers scheduler classes.
 SCHEDULERS = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "pndm": "PNDMScheduler",
@@ -25,6 +25,11 @@ SCHEDULERS = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler", "pndm": "PNDMSch
 #: A sampling callback: ``callback(step_index, timestep, latents) -> latents or None``. Returning a tensor
 #: replaces the latents before the scheduler step (this is where attention guidance moves them).
 Callback = Callable[[int, Any, Any], Any]
+
+#: Per-step extra UNet arguments: ``unet_kwargs_fn(model_input, timestep, context) -> dict``, called with the UNet's
+#: exact inputs (batch ``[uncond, cond]`` under classifier-free guidance); its result is merged over ``unet_kwargs``.
+#: ControlNet residuals (``down_block_additional_residuals``, ``mid_block_additional_residual``) come this way.
+UnetKwargsFn = Callable[[Any, Any, Any], dict]
 
 
 def make_scheduler(name: str, config: dict[str, Any] | Any) -> Any:
@@ -54,7 +59,8 @@ def _check_inputs(cond: Any, uncond: Any, guidance_scale: float, steps: int) -> 
 
 
 def _predict(unet: Any, latents: Any, t: Any, cond: Any, uncond: Any, guidance_scale: float, scheduler: Any,
-             store: Any = None, unet_kwargs: dict[str, Any] | None = None) -> Any:
+             store: Any = None, unet_kwargs: dict[str, Any] | None = None,
+             unet_kwargs_fn: UnetKwargsFn | None = None) -> Any:
     """Noise prediction with classifier-free guidance (batch [uncond, cond] in one UNet call)."""
     import torch
 
@@ -66,7 +72,10 @@ def _predict(unet: Any, latents: Any, t: Any, cond: Any, uncond: Any, guidance_s
     if store is not None:
         store.begin_step(t)
         store.batch_slice = slice(n, 2 * n) if use_cfg else None
-    out = unet(x.to(unet.dtype), t, encoder_hidden_states=context.to(unet.dtype), **(unet_kwargs or {})).sample.float()
+    kwargs = dict(unet_kwargs or {})
+    if unet_kwargs_fn is not None:
+        kwargs.update(unet_kwargs_fn(x, t, context))
+    out = unet(x.to(unet.dtype), t, encoder_hidden_states=context.to(unet.dtype), **kwargs).sample.float()
     if not use_cfg:
         return out
     eps_uncond, eps_cond = out.chunk(2)
@@ -76,7 +85,7 @@ def _predict(unet: Any, latents: Any, t: Any, cond: Any, uncond: Any, guidance_s
 def sample(unet: Any, cond: Any, scheduler: Any, codec: Any, steps: int = 50, guidance_scale: float = 7.5,
            generator: Any = None, callback: Callback | None = None, uncond: Any = None, latents: Any = None,
            shape: tuple[int, ...] | None = None, store: Any = None, unet_kwargs: dict[str, Any] | None = None,
-           decode: bool = True) -> Any:
+           decode: bool = True, unet_kwargs_fn: UnetKwargsFn | None = None) -> Any:
     """Generate images from text embeddings.
 
     Steps: (1) check inputs, (2) set the scheduler's timesteps, (3) draw the initial noise (or take ``latents``),
@@ -98,6 +107,7 @@ def sample(unet: Any, cond: Any, scheduler: Any, codec: Any, steps: int = 50, gu
         store: an `AttentionStore` to tell the timestep and the conditional half of the batch.
         unet_kwargs: extra UNet arguments (``cross_attention_kwargs``, ``added_cond_kwargs``, ...).
         decode: return images in [0, 1] (True) or the final latents.
+        unet_kwargs_fn: see `UnetKwargsFn`; per-step UNet arguments computed from the step's inputs (ControlNet).
 
     Returns:
         images (N, C, H, W) in [0, 1], or latents.
@@ -115,7 +125,8 @@ def sample(unet: Any, cond: Any, scheduler: Any, codec: Any, steps: int = 50, gu
     step_kwargs = {"generator": generator} if "generator" in _step_params(scheduler) else {}
     for i, t in enumerate(scheduler.timesteps):
         with torch.no_grad():
-            eps = _predict(unet, latents, t, cond, uncond, guidance_scale, scheduler, store, unet_kwargs)
+            eps = _predict(unet, latents, t, cond, uncond, guidance_scale, scheduler, store, unet_kwargs,
+                           unet_kwargs_fn)
         if callback is not None:
             moved = callback(i, t, latents)
             if moved is not None:

@@ -93,3 +93,30 @@ def test_latent_guidance_step_lowers_its_loss(parts, scene):
         parts.unet.set_attn_processor(old)
     assert moved.shape == x.shape and not moved.requires_grad
     assert after < before
+
+
+def test_unet_kwargs_fn_sees_the_guided_batch_and_its_result_reaches_the_unet(parts):
+    from diffusers import ControlNetModel
+
+    cond, uncond = parts.encode_prompt(["a red circle"]), parts.encode_prompt([""])
+    controlnet = ControlNetModel.from_unet(parts.unet, conditioning_embedding_out_channels=(16,))
+    with torch.no_grad():  # residual shapes of this UNet (a fresh ControlNet's are all zero)
+        down, mid = controlnet(torch.zeros(2, 3, 32, 32), 10, encoder_hidden_states=torch.cat([uncond, cond]),
+                               controlnet_cond=torch.zeros(2, 3, 32, 32), return_dict=False)
+    seen = []
+
+    def residuals(value):
+        def fn(x, t, context):
+            seen.append((x.shape[0], torch.equal(context[:1], uncond), torch.equal(context[1:], cond)))
+            return {"down_block_additional_residuals": [torch.full_like(d, value) for d in down],
+                    "mid_block_additional_residual": torch.full_like(mid, value)}
+        return fn
+
+    def run(fn):
+        return sample(parts.unet, cond, make_scheduler("ddim", parts.scheduler), parts.codec, steps=2,
+                      guidance_scale=3.0, uncond=uncond, generator=torch.Generator().manual_seed(5), unet_kwargs_fn=fn)
+
+    base, zero, pushed = run(None), run(residuals(0.0)), run(residuals(0.5))
+    assert seen == [(2, True, True)] * 4  # once per step, on the [uncond, cond] batch
+    torch.testing.assert_close(base, zero)  # a zero residual changes nothing
+    assert (pushed - base).abs().mean() > 1e-3  # a non-zero one reaches the UNet

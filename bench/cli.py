@@ -174,8 +174,25 @@ def _mount_subcommands() -> None:
     app.add_typer(foundation_app, name="foundation")
     app.add_typer(analyze_app, name="analyze")
     app.add_typer(leaderboard_app, name="leaderboard")
+    app.add_typer(_import_without_package_init("methods.didgen.caption").derm_app, name="derm")
     app.command("table", epilog=TABLE_EPILOG)(table_command)
     app.command("submit")(submit_command)
+
+
+def _import_without_package_init(name: str) -> Any:
+    """Import module ``name`` from its file without running its package's ``__init__`` (methods.didgen's imports
+    torch); the package is imported later, when the module's functions first use it."""
+    import importlib.util
+
+    if name in sys.modules:
+        return sys.modules[name]
+    package, _, leaf = name.rpartition(".")
+    location = importlib.util.find_spec(package).submodule_search_locations[0]  # imports only the grandparent
+    spec = importlib.util.spec_from_file_location(name, Path(location) / f"{leaf}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 _mount_subcommands()

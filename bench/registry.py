@@ -150,8 +150,11 @@ METHODS.register("classic-aug", "baselines.classic_aug:ClassicAug")
 METHODS.register("real-random", "baselines.real_random:RealRandom")
 METHODS.register("real-lowcontrast", "baselines.real_lowcontrast:RealLowContrast")
 METHODS.register("didgen", "methods.didgen:DiDGen")
+METHODS.register("dualbranch", "methods.dualbranch:DualBranch")
 METHODS.register("sd-finetune", "baselines.sd_finetune:SDFinetune")
+METHODS.register("controlnet", "baselines.controlnet:ControlNet")
 METHODS.register("dreambooth", "baselines.dreambooth:DreamBooth")
+METHODS.register("ip-adapter", "baselines.ip_adapter:IPAdapter")
 
 # --- built-in datasets -------------------------------------------------------------------
 DATASETS.register("derm-mini", "bench.data.derm_mini:DermMini")

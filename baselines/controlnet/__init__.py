@@ -1,0 +1,3 @@
+from .method import ControlNet, ControlNetConfig
+
+__all__ = ["ControlNet", "ControlNetConfig"]

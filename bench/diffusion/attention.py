@@ -206,6 +206,7 @@ class StoringAttnProcessor:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
         key = attn.to_k(encoder_hidden_states)
         value = attn.to_v(encoder_hidden_states)
+        query, key, value = self.adjust_qkv(query, key, value)
 
         res = math.isqrt(query_len)
         capture = (self.wanted and self.store is not None and self.store.active and res * res == query_len
@@ -231,6 +232,11 @@ class StoringAttnProcessor:
         if attn.residual_connection:
             out = out + residual
         return out / attn.rescale_output_factor
+
+    def adjust_qkv(self, query: Any, key: Any, value: Any) -> tuple[Any, Any, Any]:
+        """Hook for subclasses: the layer's (B, Q, D) queries and (B, K, D) keys/values before the heads are split
+        (K/V injection, `bench.diffusion.style`); unchanged here."""
+        return query, key, value
 
 
 def storing_processors(unet: Any, store: AttentionStore | None, fused: bool = True) -> dict[str, Any]:

@@ -1,0 +1,182 @@
+"""Attention-space style injection (StyleID-like K/V injection) and the latent mean/std style loss.
+
+Used by the thesis chapter 5 dual-branch generator (``methods/dualbranch``); generic over any diffusers
+``UNet2DConditionModel``.
+
+K/V injection (Chung et al., CVPR 2024, "StyleID"; thesis section 5.3, Fig. 5.3): a style image's self-attention
+keys and values are recorded per layer and per denoising step (`StyleKV` in ``"record"`` mode, e.g. during its
+DDIM inversion); later, in ``"inject"`` mode, chosen batch rows ("style rows") of the same layers attend with
+
+    q_hat = gamma * q[query_row] + (1 - gamma) * q[style_row],   softmax(tau * q_hat K_style^T / sqrt(d)) V_style
+
+where ``query_row`` is another batch row (the layout branch), ``gamma`` the query preservation (thesis: full
+replacement, 1; StyleID: 0.75) and ``tau`` the attention temperature (thesis: none, 1; StyleID: 1.5). Scaling the
+query by ``tau`` scales the logits by ``tau``, which is how the temperature is applied. Keys/values are handled
+before the heads are split, shape (B, N, D).
+
+Install with ``unet.set_attn_processor(injecting_processors(unet, store, kv))``: every layer gets an
+`InjectingAttnProcessor`, a `bench.diffusion.attention.StoringAttnProcessor` (attention capture keeps working) that
+records or injects on the layers ``kv.layers`` names.
+
+Style loss (thesis Eq. 5.8): ``||mu(z) - mu(z_s)||^2 + ||sigma(z) - sigma(z_s)||^2`` with per-channel mean and
+standard deviation over (H, W) (AdaIN statistics).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from bench.diffusion.attention import AttentionStore, StoringAttnProcessor, layer_info
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+
+def decoder_self_attention_layers(unet: Any, last: int | None = None) -> list[str]:
+    """Processor names of the UNet decoder's (up blocks') self-attention layers, in forward order.
+
+    Args:
+        unet: a diffusers ``UNet2DConditionModel``.
+        last: keep only the last ``last`` of them (the highest-resolution ones); None keeps all. StyleID's
+            decoder layers 7-11 of SD (0-11 over its output blocks) are the last 5 of SD 2.1's 9 up-block layers.
+    """
+    names = [n for n in unet.attn_processors if layer_info(n).place == "up" and not layer_info(n).cross]
+    if last is None:
+        return names
+    if last < 0:
+        raise ValueError(f"last must be >= 0 or None, got {last}")
+    return names[len(names) - last:] if last else []
+
+
+class StyleKV:
+    """Self-attention keys/values of a style batch, per layer and per step, and the injection plan.
+
+    Args:
+        layers: processor names whose K/V are recorded and injected.
+        gamma: query preservation: weight of the query row's query (1 = full replacement, thesis).
+        temperature: attention temperature multiplying the style rows' logits (1 = none, thesis).
+
+    Modes (attribute ``mode``): ``"off"`` (plain attention), ``"record"`` (every call of a selected layer appends
+    its (B, N, D) keys and values, detached: call ``k`` of a layer is step ``k``), ``"inject"`` (see `plan`).
+    """
+
+    def __init__(self, layers: Sequence[str], gamma: float = 1.0, temperature: float = 1.0) -> None:
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.layers = frozenset(layers)
+        self.gamma, self.temperature = float(gamma), float(temperature)
+        self.mode = "off"
+        self.keys: dict[str, list[Any]] = {n: [] for n in self.layers}
+        self.values: dict[str, list[Any]] = {n: [] for n in self.layers}
+        self.step = 0
+        self.style_rows: Any = None
+        self.query_rows: Any = None
+        self.kv_rows: Any = None
+
+    @property
+    def recorded_steps(self) -> int:
+        """Steps recorded (the same for every layer when all layers ran on every call)."""
+        return min((len(v) for v in self.keys.values()), default=0)
+
+    def plan(self, step: int, style_rows: Sequence[int], query_rows: Sequence[int], kv_rows: Sequence[int]) -> None:
+        """Switch to ``"inject"`` for the next UNet call(s).
+
+        Args:
+            step: index of the recorded step whose K/V are used.
+            style_rows: batch rows of the UNet call that receive the style K/V.
+            query_rows: for each style row, the batch row whose query it takes (itself: StyleID on one trajectory).
+            kv_rows: for each style row, the row of the recorded style batch whose K/V it uses.
+        """
+        import torch
+
+        if not (len(style_rows) == len(query_rows) == len(kv_rows)):
+            raise ValueError("style_rows, query_rows and kv_rows must have the same length")
+        if not 0 <= step < self.recorded_steps:
+            raise IndexError(f"step {step} not recorded (recorded: {self.recorded_steps})")
+        self.mode, self.step = "inject", int(step)
+        self.style_rows = torch.as_tensor(list(style_rows), dtype=torch.long)
+        self.query_rows = torch.as_tensor(list(query_rows), dtype=torch.long)
+        self.kv_rows = torch.as_tensor(list(kv_rows), dtype=torch.long)
+
+    def reset(self) -> None:
+        """Forget the recorded K/V and switch off."""
+        self.mode = "off"
+        for n in self.layers:
+            self.keys[n].clear()
+            self.values[n].clear()
+
+    def apply(self, name: str, query: "Tensor", key: "Tensor", value: "Tensor") -> tuple["Tensor", "Tensor", "Tensor"]:
+        """Record or inject for layer ``name`` (called by `InjectingAttnProcessor`)."""
+        if self.mode == "off" or name not in self.layers:
+            return query, key, value
+        if self.mode == "record":
+            self.keys[name].append(key.detach())
+            self.values[name].append(value.detach())
+            return query, key, value
+        rows, src, kv = self.style_rows, self.query_rows, self.kv_rows
+        style_k = self.keys[name][self.step][kv].to(key.dtype)
+        style_v = self.values[name][self.step][kv].to(value.dtype)
+        if style_k.shape[1:] != key.shape[1:]:
+            raise ValueError(f"{name}: recorded keys {tuple(style_k.shape)} do not match the layer's {tuple(key.shape)}")
+        q_hat = self.gamma * query[src] + (1.0 - self.gamma) * query[rows]
+        query, key, value = query.clone(), key.clone(), value.clone()
+        query[rows] = q_hat * self.temperature
+        key[rows] = style_k
+        value[rows] = style_v
+        return query, key, value
+
+
+class InjectingAttnProcessor(StoringAttnProcessor):
+    """A `StoringAttnProcessor` that lets a `StyleKV` record or replace its self-attention Q/K/V."""
+
+    def __init__(self, store: AttentionStore | None, name: str, kv: StyleKV, fused: bool = True) -> None:
+        super().__init__(store, name, fused)
+        self.kv = kv
+
+    def adjust_qkv(self, query: Any, key: Any, value: Any) -> tuple[Any, Any, Any]:
+        return self.kv.apply(self.name, query, key, value)
+
+
+def injecting_processors(unet: Any, store: AttentionStore | None, kv: StyleKV, fused: bool = True) -> dict[str, Any]:
+    """A complete processor dict for ``unet.set_attn_processor``: an `InjectingAttnProcessor` on every layer."""
+    unknown = kv.layers - set(unet.attn_processors)
+    if unknown:
+        raise ValueError(f"StyleKV names layers the UNet does not have: {sorted(unknown)[:3]}")
+    return {name: InjectingAttnProcessor(store, name, kv, fused) for name in unet.attn_processors}
+
+
+def channel_statistics(z: "Tensor", eps: float = 1e-6) -> tuple["Tensor", "Tensor"]:
+    """Per-channel mean and standard deviation over (H, W) of latents (N, C, H, W): two (N, C) tensors.
+
+    The standard deviation is the population one (divide by H*W), ``sqrt(var + eps)`` so that its gradient is finite.
+    """
+    mean = z.mean(dim=(-2, -1))
+    var = z.var(dim=(-2, -1), unbiased=False)
+    return mean, (var + eps).sqrt()
+
+
+def style_statistics_loss(z: "Tensor", z_style: "Tensor", reduction: str = "sum") -> "Tensor":
+    """Latent style loss (thesis Eq. 5.8): ``||mu(z) - mu(z_s)||^2 + ||sigma(z) - sigma(z_s)||^2`` per sample.
+
+    Args:
+        z: latents (N, C, H, W) (with gradient).
+        z_style: style latents (N, C, H, W) or (1, C, H, W) at the same step.
+        reduction: ``"sum"`` over the batch (each sample then takes the gradient step it would take alone) or
+            ``"mean"``.
+
+    Returns:
+        A scalar.
+    """
+    mu, sigma = channel_statistics(z)
+    mu_s, sigma_s = channel_statistics(z_style.detach())
+    per_sample = (mu - mu_s).pow(2).sum(-1) + (sigma - sigma_s).pow(2).sum(-1)
+    if reduction == "sum":
+        return per_sample.sum()
+    if reduction == "mean":
+        return per_sample.mean()
+    raise ValueError(f"reduction must be 'sum' or 'mean', got '{reduction}'")

@@ -1,0 +1,3 @@
+from .method import DualBranch, DualBranchConfig
+
+__all__ = ["DualBranch", "DualBranchConfig"]

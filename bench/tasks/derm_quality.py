@@ -60,6 +60,10 @@ class DermQualityConfig:
     """Seed of the LPIPS pairs (part of the protocol)."""
     grid_size: int = 16
     """Generated images kept as a PNG grid beside the record (0: none)."""
+    conditioning: Literal["none", "masks"] = "none"
+    """What each condition carries besides the prompt and a training image as reference: nothing (thesis Table
+    4.1: unconditioned generation) or also that training image's mask, so that mask-to-image methods (ControlNet)
+    can be scored too; mask-following methods (DiDGen) are then layout-guided, a different setting."""
 
     def validate(self) -> None:
         from bench.config import ConfigError
@@ -82,7 +86,7 @@ class DermQualityTask(Task):
     Config = DermQualityConfig
 
     def given(self) -> frozenset[str]:
-        return frozenset({"prompt", "reference"})
+        return frozenset({"prompt", "reference"} | ({"mask"} if self.config.conditioning == "masks" else set()))
 
     def load(self, ctx: RunContext) -> TaskData:
         c = self.config
@@ -102,9 +106,13 @@ class DermQualityTask(Task):
         # order that cycles through the split. The runner drops the fields a method does not accept.
         train = data.splits["train"]
         order = np.random.default_rng(derive_seed(0, 13)).permutation(len(train))
-        return [Condition(prompt=self.config.prompt, reference=train[int(order[i % len(train)])].image,
-                          meta={"index": i, "source_id": train[int(order[i % len(train)])].meta.get("id")})
-                for i in range(self.config.n_generate)]
+        out = []
+        for i in range(self.config.n_generate):
+            s = train[int(order[i % len(train)])]
+            mask = s.mask if self.config.conditioning == "masks" else None
+            out.append(Condition(prompt=self.config.prompt, reference=s.image, mask=mask,
+                                 meta={"index": i, "source_id": s.meta.get("id")}))
+        return out
 
     def _stack(self, samples: Sequence[Sample]) -> torch.Tensor:
         size = self.config.image_size

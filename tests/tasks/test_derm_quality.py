@@ -53,3 +53,18 @@ def test_conditions_carry_training_references_in_a_seeded_cycle():
     first = train_ids.index(ids[0])
     assert torch.equal(conds[0].reference, data.splits["train"][first].image)
     assert "reference" in task.given()
+
+
+def test_mask_conditioning_gives_the_reference_images_masks():
+    from bench.tasks.derm_quality import DermQualityConfig, DermQualityTask
+
+    base = dict(dataset="derm-mini", dataset_options={"sizes": {"train": 4, "test": 4}}, image_size=32, n_generate=6,
+                extractor="mini-clip")
+    plain = DermQualityTask(DermQualityConfig(**base))
+    masked = DermQualityTask(DermQualityConfig(conditioning="masks", **base))
+    data = masked.load(RunContext())
+    assert "mask" not in plain.given() and "mask" in masked.given()
+    assert all(c.mask is None for c in plain.conditions(data, RunContext()))
+    by_id = {s.meta["id"]: s for s in data.splits["train"]}
+    for c in masked.conditions(data, RunContext()):
+        assert torch.equal(c.mask, by_id[c.meta["source_id"]].mask)

@@ -143,11 +143,28 @@ def test_paper_path_end_to_end_on_tiny_sd(tiny_folder, derm_train, tmp_path):
                                                   again.parts.unet.state_dict().values()))
 
 
+def test_single_branch_ablation_with_reconstructed_kv_and_noise_init(tiny_folder, derm_train):
+    from bench.diffusion.style import StyleKV
+
+    calls = []
+    plan = StyleKV.plan
+    StyleKV.plan = lambda self, step, style_rows, query_rows, kv_rows: (
+        calls.append((step, list(style_rows), list(query_rows))), plan(self, step, style_rows, query_rows, kv_rows))
+    try:
+        model = _tiny_model(tiny_folder, branches="single", kv_source="reconstruction", init="noise", generate_batch=2)
+        out = list(model.generate(_conditions(derm_train), RunContext(seed=0)))
+    finally:
+        StyleKV.plan = plan
+    # reconstruction steps run in sampling order; one trajectory: every CFG row takes its own query
+    assert calls == [(2, [0, 1, 2, 3], [0, 1, 2, 3]), (3, [0, 1, 2, 3], [0, 1, 2, 3])]
+    assert len(out) == 2 and all(s.mask.shape == (32, 32) for s in out)
+
+
 def test_deterministic_and_seeded_per_condition(tiny_folder, derm_train):
-    conds = _conditions(derm_train, 3)
+    conds = _conditions(derm_train, 2)
     first = list(_tiny_model(tiny_folder).generate(conds, RunContext(seed=0)))
     repeat = list(_tiny_model(tiny_folder).generate(conds, RunContext(seed=0)))
-    rebatched = list(_tiny_model(tiny_folder, generate_batch=3).generate(conds, RunContext(seed=0)))
+    rebatched = list(_tiny_model(tiny_folder, generate_batch=1).generate(conds, RunContext(seed=0)))
     for a, b, c in zip(first, repeat, rebatched):
         assert torch.equal(a.image, b.image) and torch.equal(a.mask, b.mask)
         assert a.meta["augmentation"] == b.meta["augmentation"] == c.meta["augmentation"]
@@ -173,7 +190,7 @@ def test_kv_injection_carries_the_reference_style_on_mini_sd(derm_train):
         return torch.cat([mu, sd], 1)[0]
 
     def images(inject):
-        cfg = DualBranchConfig(backbone="mini-sd", resolution=32, ca_res=8, sa_res=16, sample_steps=8,
+        cfg = DualBranchConfig(backbone="mini-sd", resolution=32, ca_res=8, sa_res=16, sample_steps=6,
                                guidance_scale=3.0, eta=200.0, lambda_style=0.0, closing_kernel=3, generate_batch=2,
                                init="noise", split_fraction=0.0, inject_layers=inject)
         return [s.image for s in DualBranch(cfg).generate(conds, RunContext(seed=0))]

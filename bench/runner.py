@@ -506,6 +506,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
         "artifacts": artifacts,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "cached": cached,
+        "stages": {"fit": f"fit/{fit_key}", "generate": f"generate/{gen_key}", "evaluate": f"evaluate/{eval_key}"},
         "peak_memory_mb": {k: round(v, 1) for k, v in peaks.items()},
         "environment": environment(str(device)),
     }

@@ -57,8 +57,8 @@ class SegAugConfig:
     """Condition generation on real training masks (one per mask, thesis), on nothing, or on the masks another
     method generated (``mask_source``; the thesis conditions its baselines on DiDGen's generated masks)."""
     mask_source: str | None = None
-    """With ``conditioning: generated-masks``: the generate-stage folder (``shard-*.json``) of another method's run
-    whose masks condition this method, in order (cycled if fewer)."""
+    """With ``conditioning: generated-masks``: another method's run whose generated masks condition this method, in
+    order (cycled if fewer): its run id (record under ``<work-dir>/records``), record file, or generate folder."""
     segmenters: tuple[str, ...] = ("unet", "attention-unet")
     """Downstream segmenters (thesis: U-Net, Attention U-Net, DCSAU-Net, XBound-Former)."""
     seg_base: int = 64
@@ -117,16 +117,37 @@ class SegAugConfig:
                 raise ConfigError(f"task.segmenters: {SEGMENTERS.unknown_message(name)}")
 
 
-def _generated_masks(folder: str | None) -> list[torch.Tensor]:
-    """Masks of the shards in another run's generate-stage folder, in shard order."""
+def resolve_generate_dir(source: str, work_dir: Path | None = None) -> Path:
+    """The generate-stage folder named by ``source``: the folder itself, a record file, or a run id whose record
+    is under ``<work_dir>/records`` (the record's ``stages.generate`` is relative to its work dir)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    record_file = path if path.suffix == ".json" and path.is_file() else None
+    if record_file is None and work_dir is not None and (Path(work_dir) / "records" / f"{source}.json").is_file():
+        record_file = Path(work_dir) / "records" / f"{source}.json"
+    if record_file is None:
+        raise DataError(f"task.mask_source={source}: not a generate-stage folder, a record file or a run id "
+                        f"under {Path(work_dir or '.') / 'records'}")
+    stage = json.loads(record_file.read_text()).get("stages", {}).get("generate")
+    folder = record_file.parent.parent / stage if stage else None
+    if folder is None or not folder.is_dir():
+        raise DataError(f"task.mask_source={source}: the record names no generate folder that exists "
+                        f"({folder}); pass the folder itself")
+    return folder
+
+
+def _generated_masks(source: str | None, work_dir: Path | None = None) -> list[torch.Tensor]:
+    """Masks of the shards in another run's generate stage, in shard order."""
     from bench.runner import load_shard
 
-    if not folder:
-        raise DataError("task.conditioning=generated-masks needs task.mask_source (a generate-stage folder)")
-    shards = sorted(Path(folder).glob("shard-*.json"))
+    if not source:
+        raise DataError("task.conditioning=generated-masks needs task.mask_source (a generate-stage folder or run id)")
+    folder = resolve_generate_dir(source, work_dir)
+    shards = sorted(folder.glob("shard-*.json"))
     masks = [s.mask for shard in shards for s in load_shard(shard.with_suffix("")) if s.mask is not None]
     if not masks:
-        raise DataError(f"task.mask_source={folder}: no generated masks found (expected shard-*.json/.safetensors)")
+        raise DataError(f"task.mask_source={source}: no generated masks found in {folder} (expected shard-*.json)")
     return masks
 
 
@@ -196,7 +217,7 @@ class SegAugTask(Task):
         if c.conditioning == "none":
             return [Condition(meta={"index": i}) for i in range(c.n_generate)]
         if c.conditioning == "generated-masks":
-            masks = _generated_masks(c.mask_source)
+            masks = _generated_masks(c.mask_source, ctx.work_dir)
             return [Condition(mask=masks[i % len(masks)], meta={"index": i, "source_id": f"generated-{i % len(masks)}"})
                     for i in range(c.n_generate)]
         pool = self.fit_set(data)

@@ -26,3 +26,25 @@ def test_generated_masks_condition_in_order_and_cycle(tmp_path):
 def test_generated_masks_need_a_source():
     with pytest.raises(ConfigError, match="mask_source"):
         SegAugConfig(conditioning="generated-masks").validate()
+
+
+def test_mask_source_may_be_a_run_id_or_record(tmp_path):
+    import json
+
+    from bench.data.base import DataError
+    from bench.tasks.derm_seg import resolve_generate_dir
+
+    gen = tmp_path / "generate" / "abc123"
+    gen.mkdir(parents=True)
+    save_shard([Sample(image=torch.rand(3, 8, 8), mask=torch.ones(8, 8, dtype=torch.bool))], gen / "shard-00000")
+    (tmp_path / "records").mkdir()
+    record = tmp_path / "records" / "seg-aug__didgen__x.json"
+    record.write_text(json.dumps({"stages": {"generate": "generate/abc123"}}))
+    assert resolve_generate_dir("seg-aug__didgen__x", tmp_path) == gen
+    assert resolve_generate_dir(str(record)) == gen
+    assert resolve_generate_dir(str(gen)) == gen
+    with pytest.raises(DataError, match="not a generate-stage folder"):
+        resolve_generate_dir("no-such-run", tmp_path)
+    record.write_text(json.dumps({"stages": {"generate": "generate/gone"}}))
+    with pytest.raises(DataError, match="no generate folder that exists"):
+        resolve_generate_dir(str(record))

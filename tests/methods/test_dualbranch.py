@@ -81,9 +81,11 @@ def test_augmentation_is_seeded_and_follows_its_probabilities():
     assert 0.38 < np.mean([d["resize"] == "dilate" for d in draws]) < 0.62
     r_eq = np.sqrt(mask.sum() / np.pi)
     assert all(0.02 * r_eq <= d["morph_distance"] <= 0.10 * r_eq for d in draws)
-    grown = [augment_layout(mask, np.random.default_rng(s), LayoutAugmentConfig(p_expand=1.0, p_flip=0.0,
-                                                                                 p_rotate=0.0))[0] for s in range(5)]
-    assert all(g.sum() >= mask.sum() and (g | mask).sum() == g.sum() for g in grown)
+    big = _box(shape=(64, 64), rows=(12, 52), cols=(10, 50))  # r_eq 22.6 px: distances 0.45 .. 2.26 px
+    grown = [augment_layout(big, np.random.default_rng(s), LayoutAugmentConfig(p_expand=1.0, p_flip=0.0,
+                                                                                p_rotate=0.0)) for s in range(5)]
+    assert all((g | big).sum() == g.sum() and p["resize_pixels"] == g.sum() - big.sum() for g, p in grown)
+    assert any(p["resize_pixels"] > 0 for _, p in grown)
     tiny = np.zeros((8, 8), dtype=bool)
     tiny[3, 3] = True  # erosion would empty it: kept
     out, params = augment_layout(tiny, np.random.default_rng(0), LayoutAugmentConfig(p_expand=0.0, p_flip=0.0,

@@ -1,0 +1,3 @@
+from .method import IPAdapter, IPAdapterConfig
+
+__all__ = ["IPAdapter", "IPAdapterConfig"]

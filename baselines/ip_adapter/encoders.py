@@ -28,6 +28,8 @@ class ImageEncoder(Protocol):
 
     def __call__(self, images: Any) -> Any: ...
 
+    def to(self, device: Any) -> Any: ...
+
 
 def _as_rgb(images: Any) -> Any:
     if images.ndim != 4 or images.shape[1] not in (1, 3):
@@ -67,6 +69,10 @@ class ClipVisionEncoder:
         self.name = str(path)
         self.embed_dim = int(self.model.config.projection_dim)
 
+    def to(self, device: Any) -> ClipVisionEncoder:
+        self.model.to(device)
+        return self
+
     def __call__(self, images: Any) -> Any:
         import torch
 
@@ -85,6 +91,10 @@ class MiniClipEncoder:
         self.clip = load_mini_clip(device=str(device))
         self.name = MINI_CLIP
         self.embed_dim = int(self.clip.model.config.projection_dim)
+
+    def to(self, device: Any) -> MiniClipEncoder:
+        self.clip.model.to(device)
+        return self
 
     def __call__(self, images: Any) -> Any:
         return self.clip.image_embeddings(_as_rgb(images), normalize=False).float()

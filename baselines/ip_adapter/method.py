@@ -107,10 +107,15 @@ class IPAdapter(GeneratorBase):
         self.log: list[dict[str, float]] = []
 
     # -- model -------------------------------------------------------------------------------------
-    def _ensure_model(self) -> None:
-        """Load backbone and image encoder, and install an untrained adapter (idempotent)."""
-        if self.parts is not None:
-            return
+    def _ensure_model(self, device: Any = None) -> None:
+        """Load backbone and image encoder and install an untrained adapter (once); move them to ``device``."""
+        if self.parts is None:
+            self._load_model()
+        if device is not None and torch.device(device) != self.parts.device:
+            self.parts.to(device=device)
+            self.encoder.to(device)
+
+    def _load_model(self) -> None:
         from methods.didgen.backbone import load_backbone
 
         from .adapter import install_ip_adapter
@@ -142,7 +147,7 @@ class IPAdapter(GeneratorBase):
 
         from .train import train_adapter
 
-        self._ensure_model()
+        self._ensure_model(ctx.device)
         c = self.config
         if not train or any(s.image is None for s in train):
             raise ValueError("IP-Adapter trains on images: every training sample needs an image")
@@ -151,7 +156,10 @@ class IPAdapter(GeneratorBase):
         masks = (torch.stack([resize_mask(s.mask, c.resolution) for s in train])
                  if all(s.mask is not None for s in train) else None)
         embeds = self._embed(images, masks)
-        self.log = train_adapter(self.parts, embeds, images, c, seed=derive_seed(c.train_seed, ctx.seed),
+        seed = derive_seed(c.train_seed, ctx.seed)
+        logger.info("ip-adapter fit: %d images, %d px, backbone %s, image encoder %s, profile %s, seed %d",
+                    len(train), c.resolution, self.parts.name, self.encoder.name, ctx.profile, seed)
+        self.log = train_adapter(self.parts, embeds, images, c, seed=seed,
                                  advance=ctx.progress("IP-Adapter training", c.steps))
 
     def _prompt(self, cond: Condition) -> str:
@@ -165,7 +173,7 @@ class IPAdapter(GeneratorBase):
 
         from .adapter import set_ip_scale
 
-        self._ensure_model()
+        self._ensure_model(ctx.device)
         c = self.config
         parts = self.parts
         missing = [i for i, cond in enumerate(conditions) if cond.reference is None]

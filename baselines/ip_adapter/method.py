@@ -7,7 +7,7 @@ embedding and the fixed prompt ``"An image of lesion on skin."`` (`baselines.ip_
 encoder and image encoder stay frozen. generate: one image per condition from its ``reference`` image, with
 classifier-free guidance whose unconditional branch has a zero image embedding and the empty prompt (as the
 original). The condition's mask, when the task gives one, is returned unchanged as the pair's mask (plain
-IP-Adapter has no spatial input; a mask-aware variant overrides `IPAdapter.encoder_inputs`).
+IP-Adapter has no spatial input; a mask-aware variant overrides `IPAdapter.embed_references`).
 """
 from __future__ import annotations
 
@@ -126,20 +126,24 @@ class IPAdapter(GeneratorBase):
         parts = load_backbone(c.backbone)
         parts.text_encoder.requires_grad_(False)
         parts.unet.requires_grad_(False)
-        install_ip_adapter(parts.unet, encoder.embed_dim, num_tokens=c.num_tokens, scale=c.scale,
-                           init_from_text=c.init_from_text, seed=derive_seed(c.train_seed, 1))
         self.parts, self.encoder = parts, encoder
+        install_ip_adapter(parts.unet, self.embed_dim(), num_tokens=c.num_tokens, scale=c.scale,
+                           init_from_text=c.init_from_text, seed=derive_seed(c.train_seed, 1))
 
-    def encoder_inputs(self, images: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
-        """What the image encoder sees for reference ``images`` (N, 3, H, W) in [0, 1] and their ``masks``
-        (N, H, W) bool or None: the images themselves (plain IP-Adapter). A mask-aware subclass (thesis ch. 5,
-        "learns from both mask and image inputs") overrides this, and it is used in training and generation alike."""
-        return images
+    def embed_dim(self) -> int:
+        """Width D of `embed_references`' output (the projection's input): the image encoder's embedding width."""
+        return int(self.encoder.embed_dim)
 
-    def _embed(self, images: torch.Tensor, masks: torch.Tensor | None, batch: int = 64) -> torch.Tensor:
+    def embed_references(self, images: torch.Tensor, masks: torch.Tensor | None, batch: int = 64) -> torch.Tensor:
+        """Image-prompt embeddings (N, D) of reference ``images`` (N, 3, H, W) in [0, 1] with their ``masks``
+        (N, H, W) bool or None, without gradients; used in training and generation alike.
+
+        Plain IP-Adapter embeds the images with the frozen encoder and ignores the masks. This is the hook of a
+        mask-aware variant (thesis ch. 5: "learns from both mask and image inputs"): a subclass overriding it (and
+        `embed_dim` if the width changes) decides how the mask enters the image prompt.
+        """
         with torch.no_grad():
-            inputs = self.encoder_inputs(images, masks)
-            return torch.cat([self.encoder(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
+            return torch.cat([self.encoder(images[i:i + batch]) for i in range(0, len(images), batch)])
 
     # -- protocol ----------------------------------------------------------------------------------
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
@@ -155,7 +159,7 @@ class IPAdapter(GeneratorBase):
         images = torch.stack([resize_image(im, c.resolution) for im in rgb])
         masks = (torch.stack([resize_mask(s.mask, c.resolution) for s in train])
                  if all(s.mask is not None for s in train) else None)
-        embeds = self._embed(images, masks)
+        embeds = self.embed_references(images, masks)
         seed = derive_seed(c.train_seed, ctx.seed)
         logger.info("ip-adapter fit: %d images, %d px, backbone %s, image encoder %s, profile %s, seed %d",
                     len(train), c.resolution, self.parts.name, self.encoder.name, ctx.profile, seed)
@@ -191,7 +195,7 @@ class IPAdapter(GeneratorBase):
                                              else cond.reference.expand(3, -1, -1), c.resolution) for cond in chunk])
             ref_masks = (torch.stack([resize_mask(cond.mask, c.resolution) for cond in chunk])
                          if all(cond.mask is not None for cond in chunk) else None)
-            embeds = self._embed(refs, ref_masks).to(parts.device)
+            embeds = self.embed_references(refs, ref_masks).to(parts.device)
             if c.guidance_scale != 1.0:  # the batch is [uncond, cond]: zero image embedding with the empty prompt
                 embeds = torch.cat([torch.zeros_like(embeds), embeds])
             latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(derive_seed(ctx.seed, 17, i)))

@@ -99,6 +99,30 @@ def test_saved_weights_load_in_diffusers_ip_adapter_loader(paper_folders, tmp_pa
     assert not torch.allclose(ours, plain, atol=1e-3)  # the adapter does change the prediction
 
 
+class _AreaAwareIPAdapter(IPAdapter):
+    """A mask-aware variant through the subclass hook: the embedding gains the lesion-area fraction."""
+
+    def embed_dim(self):
+        return super().embed_dim() + 1
+
+    def embed_references(self, images, masks, batch=64):
+        area = masks.float().mean((1, 2))[:, None] if masks is not None else torch.zeros(len(images), 1)
+        return torch.cat([super().embed_references(images, masks, batch), 10 * area], dim=1)
+
+
+def test_mask_aware_subclass_hook_reaches_the_prompt(paper_folders):
+    sd, encoder = paper_folders
+    model = _AreaAwareIPAdapter(IPAdapterConfig(backbone=str(sd), image_encoder=str(encoder), resolution=32, steps=1,
+                                                batch_size=2, sample_steps=2, guidance_scale=2.0))
+    train = _derm(2)
+    model.fit(train, RunContext())
+    assert model.parts.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.in_features == 25
+    full = torch.ones(64, 64, dtype=torch.bool)
+    a, b = (next(model.generate([Condition(reference=train[0].image, mask=m, meta={"index": 0})], RunContext()))
+            for m in (train[0].mask, full))
+    assert not torch.allclose(a.image, b.image, atol=1e-4)  # only the mask differs
+
+
 def test_missing_encoder_folder_is_one_line(tmp_path):
     model = IPAdapter(IPAdapterConfig(image_encoder=str(tmp_path / "nope")))
     with pytest.raises(FileNotFoundError) as info:

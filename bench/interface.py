@@ -194,6 +194,8 @@ class GeneratorBase:
 
     capabilities: ClassVar[Capabilities] = Capabilities()
     version: ClassVar[str] = "1"
+    generation_only: ClassVar[frozenset[str]] = frozenset()
+    """Config fields that only steer generation: runs differing only in them share the fitted state."""
 
     @dataclass(frozen=True)
     class Config:

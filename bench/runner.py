@@ -403,7 +403,11 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
 
         # 1. fit
         method = method_cls(resolved.method_config)
-        fit_key = stable_hash({**base_key, "stage": "fit", "fit_data": task.fit_identity(),
+        # Options that only steer sampling (a method's ``generation_only``) do not change the fitted state, so
+        # runs that differ only there share one fit; the generate key below holds the full config.
+        generation_only = frozenset(getattr(method_cls, "generation_only", ()))
+        fit_config = {k: v for k, v in method_cfg.items() if k not in generation_only}
+        fit_key = stable_hash({**base_key, "method_config": fit_config, "stage": "fit", "fit_data": task.fit_identity(),
                                "splits": {"train": data.checksums.get("train")}}, 16)
         fit_dir = work_dir / "fit" / fit_key
         with PeakMemory() as mem:
@@ -430,7 +434,8 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
         produces = getattr(method_cls, "produces_samples", True)
         conditions = [_restrict(c, method_cls.capabilities.accepts) for c in task.conditions(data, ctx)] if produces else []
         gen_key = stable_hash({"fit": fit_key, "stage": "generate", "protocol": proto, "n": len(conditions),
-                               "shard_size": rc.shard_size}, 16)
+                               "shard_size": rc.shard_size, **({"method_config": method_cfg} if generation_only else {})},
+                              16)
         gen_dir = work_dir / "generate" / gen_key
         with PeakMemory() as mem:
             t0 = time.perf_counter()

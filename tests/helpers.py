@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -49,3 +50,31 @@ class ImageOnly(GeneratorBase):
 
 class NotAGenerator:
     pass
+
+
+class FitOnceGrey(GeneratorBase):
+    """Fits a mean grey level (``fits`` counts fit calls); ``brightness`` only steers generation."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts={"mask"}, returns={"image", "mask"}, requires={"mask"})
+    generation_only: ClassVar[frozenset[str]] = frozenset({"brightness"})
+    fits = 0
+
+    @dataclass(frozen=True)
+    class Config:
+        brightness: float = 1.0
+        fit_images: int = 4
+
+    def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
+        FitOnceGrey.fits += 1
+        self.level = float(torch.stack([s.image for s in list(train)[:self.config.fit_images]]).mean())
+
+    def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        for cond in conditions:
+            h, w = cond.mask.shape
+            yield Sample(image=torch.full((3, h, w), min(1.0, self.level * self.config.brightness)), mask=cond.mask.clone())
+
+    def save(self, path) -> None:
+        (path / "level.txt").write_text(repr(self.level))
+
+    def load(self, path) -> None:
+        self.level = float((path / "level.txt").read_text())

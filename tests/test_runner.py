@@ -175,3 +175,15 @@ def test_recompute_refuses_stated_split_checksums_that_differ(tmp_path):
     rec["dataset"]["splits"]["test"] = "0" * 64
     with pytest.raises(BenchError, match="split 'test' checksum in the record"):
         recompute_protocol_hash(rec)
+
+
+def test_generation_only_options_share_the_fit_but_not_the_samples(tmp_path):
+    import helpers
+
+    helpers.FitOnceGrey.fits = 0
+    first, _ = run_one(rc(tmp_path, method="helpers:FitOnceGrey"))
+    second, _ = run_one(rc(tmp_path, method="helpers:FitOnceGrey", sets=["method.brightness=0.5"]))
+    assert helpers.FitOnceGrey.fits == 1 and second["cached"] == {"fit": True, "generate": False, "evaluate": False}
+    assert first["stages"]["fit"] == second["stages"]["fit"] and first["stages"]["generate"] != second["stages"]["generate"]
+    third, _ = run_one(rc(tmp_path, method="helpers:FitOnceGrey", sets=["method.fit_images=2"]))
+    assert helpers.FitOnceGrey.fits == 2 and third["cached"]["fit"] is False

@@ -91,6 +91,9 @@ class DreamBooth(SDFinetune):
 
     Config = DreamBoothConfig
     version: ClassVar[str] = "1"
+    # The class images are sampled during fit with the sampling options, and fit keeps captions by `prompt`.
+    generation_only: ClassVar[frozenset[str]] = SDFinetune.generation_only - {"prompt", "sampler", "sample_steps",
+                                                                               "guidance_scale"}
 
     def __init__(self, config: DreamBoothConfig | None = None) -> None:
         super().__init__(config)

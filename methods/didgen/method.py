@@ -102,6 +102,10 @@ class DiDGen(GeneratorBase):
                                                         returns=frozenset({"image", "mask"}))
     Config = DiDGenConfig
     version: ClassVar[str] = "1"
+    generation_only: ClassVar[frozenset[str]] = frozenset({
+        "prompt", "sampler", "sample_steps", "guidance_scale", "ca_guidance", "sa_guidance", "eta", "eta_range",
+        "guidance_fraction", "softmax_scale", "gaussian_smoothing", "tau", "closing_kernel", "largest_component",
+        "readout_step", "generate_batch"})
 
     def __init__(self, config: DiDGenConfig | None = None) -> None:
         super().__init__(config)

@@ -61,6 +61,10 @@ class LazySamples(Sequence[Sample]):
             raise IndexError(i)
         return self._load(i, self.ids[i])
 
+    def map(self, fn: Callable[[Sample], Sample]) -> LazySamples:
+        """The same ids with ``fn`` applied to each sample on access (still lazy)."""
+        return LazySamples(self.ids, lambda i, sid: fn(self._load(i, sid)))
+
     def subset(self, indices: Sequence[int]) -> LazySamples:
         chosen = [self.ids[i] for i in indices]
         index_of = {sid: i for i, sid in enumerate(self.ids)}

@@ -10,10 +10,13 @@ t-test.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -54,6 +57,10 @@ class DermClsConfig:
         "MEL": "melanoma", "NV": "melanocytic nevus", "BCC": "basal cell carcinoma", "AKIEC": "actinic keratosis",
         "BKL": "benign keratosis", "DF": "dermatofibroma", "VASC": "vascular lesion"})
     """Words for ``{class_name}`` in the prompt."""
+    caption_template: str | None = "A dermoscopic image of {class_name}. {caption}"
+    """With label conditioning, the training captions the generator is fitted on: the class sentence joined to the
+    image's own caption without its "An image of lesion on skin." prefix (the thesis trains SD-Finetune, DreamBooth
+    and DiDGen "jointly with text conditioning by class" [I: wording]). None: the dataset's captions unchanged."""
     classifiers: tuple[str, ...] = ("vgg16", "resnet18", "densenet121", "vit-b16")
     """Downstream classifiers (thesis: VGG16, ResNet18, DenseNet121, ViT-B/16)."""
     variant: Literal["paper", "mini"] = "paper"
@@ -98,6 +105,16 @@ class DermClsConfig:
                 raise ConfigError(f"task.classifiers: {CLASSIFIERS.unknown_message(name)}")
         if self.variant == "paper" and "vit-b16" in self.classifiers and self.image_size != 224:
             raise ConfigError(f"task.image_size={self.image_size}: ViT-B/16 takes 224 px (use variant mini or drop it)")
+
+
+_PREFIX = re.compile(r"^\s*An image of <?lesion>? on <?skin>?\.\s*")
+
+
+def _class_caption(sample: Sample, template: str, names: Sequence[str], words: dict) -> Sample:
+    name = names[int(sample.label)]
+    caption = _PREFIX.sub("", sample.prompt or "")
+    text = template.format(class_name=words.get(name, name), caption=caption).strip()
+    return dataclasses.replace(sample, prompt=text)
 
 
 class DermClsTask(Task):
@@ -146,13 +163,22 @@ class DermClsTask(Task):
 
     def fit_identity(self) -> dict[str, Any]:
         c = self.config
-        return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size,
-                "generate_classes": list(c.generate_classes)}
+        out = {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size,
+               "generate_classes": list(c.generate_classes)}
+        if c.conditioning == "label" and c.caption_template:
+            out.update(caption_template=c.caption_template, class_words=dict(c.class_words))
+        return out
 
     def fit_set(self, data: TaskData) -> Sequence[Sample]:
         train = data.splits["train"]
         idx = self._generate_indices(data)
-        return train.subset(idx) if hasattr(train, "subset") else [train[i] for i in idx]
+        chosen = train.subset(idx) if hasattr(train, "subset") else [train[i] for i in idx]
+        if self.config.conditioning != "label" or not self.config.caption_template:
+            return chosen
+        names = data.extra["class_names"]
+        relabel = partial(_class_caption, template=self.config.caption_template, names=names,
+                          words=self.config.class_words)
+        return chosen.map(relabel) if hasattr(chosen, "map") else [relabel(s) for s in chosen]
 
     def prompt_for(self, class_name: str) -> str:
         return self.config.prompt_template.format(class_name=self.config.class_words.get(class_name, class_name))

@@ -1,4 +1,5 @@
 """derm-cls end to end on derm-mini (smoke profile): real-only, classic-aug by reference, a label-following generator."""
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
@@ -74,3 +75,21 @@ def test_fit_set_holds_only_the_generated_classes():
     fit = task.fit_set(data)
     assert len(fit) == sum(lab != 1 for lab in data.extra["train_labels"])
     assert all(s.label != 1 for s in fit)
+
+
+def test_label_conditioning_fits_on_class_captions():
+    from bench.tasks.derm_cls import DermClsConfig, DermClsTask
+
+    task = DermClsTask(DermClsConfig(dataset="derm-mini", dataset_options={"sizes": {"train": 60, "val": 10, "test": 10}},
+                                     image_size=32, transfer_dataset=None, classifiers=("resnet18",), variant="mini",
+                                     pretrained=False))
+    data = task.load(RunContext())
+    fit = task.fit_set(data)
+    names = data.extra["class_names"]
+    words = task.config.class_words
+    for s in fit:
+        assert s.prompt.startswith(f"A dermoscopic image of {words[names[s.label]]}. A ")
+        assert "An image of lesion on skin." not in s.prompt
+    plain = DermClsTask(dataclasses.replace(task.config, caption_template=None)).fit_set(data)
+    assert [s.prompt for s in plain][0].startswith("An image of lesion on skin.")
+    assert task.fit_identity() != DermClsTask(dataclasses.replace(task.config, caption_template=None)).fit_identity()

@@ -126,15 +126,16 @@ class ControlNet(GeneratorBase):
         if device is not None and torch.device(device) != self.parts.device:
             self.parts.to(device=device)
 
-    def _ensure_model(self, device: Any = None) -> None:
-        """The backbone and, if none was trained or loaded, a fresh ControlNet (zero residuals: the bare backbone)."""
+    def _ensure_model(self, device: Any = None, fresh_seed: int | None = None) -> None:
+        """The backbone and a ControlNet: a fresh one (zero residuals: the bare backbone) if none was trained or
+        loaded, or whenever ``fresh_seed`` is given (fit always starts from the UNet copy, seeded)."""
         self._ensure_backbone(device)
-        if self.controlnet is None:
+        if self.controlnet is None or fresh_seed is not None:
             from .model import build_controlnet
 
             self.controlnet = build_controlnet(self.parts.unet, self.parts.codec.factor,
                                                self.config.conditioning_channels,
-                                               self.config.conditioning_embedding_channels)
+                                               self.config.conditioning_embedding_channels, seed=fresh_seed or 0)
         self.controlnet.to(device=self.parts.device)
 
     # -- protocol ----------------------------------------------------------------------------------
@@ -149,11 +150,11 @@ class ControlNet(GeneratorBase):
         if missing:
             raise ValueError(f"controlnet trains on image-mask pairs; training sample {missing[0]} lacks "
                              f"{'an image' if train[missing[0]].image is None else 'a mask'}")
-        self._ensure_model(ctx.device)
+        seed = derive_seed(c.train_seed, ctx.seed)
+        self._ensure_model(ctx.device, fresh_seed=seed)
         images = torch.stack([resize_image(s.image if s.image.shape[0] == 3 else s.image.expand(3, -1, -1),
                                            c.resolution) for s in train])
         masks = torch.stack([resize_mask(s.mask, c.resolution) for s in train])
-        seed = derive_seed(c.train_seed, ctx.seed)
         logger.info("controlnet fit: %d pairs, %d steps, batch %d, lr %g, %d px, backbone %s, device %s, "
                     "profile %s, seed %d", len(train), c.steps, c.batch_size, c.lr, c.resolution, self.parts.name,
                     self.parts.device, ctx.profile, seed)

@@ -50,7 +50,7 @@ def embedding_channels_for(factor: int, channels: Sequence[int] | None = None) -
 
 
 def build_controlnet(unet: Any, factor: int, conditioning_channels: int = 3,
-                     embedding_channels: Sequence[int] | None = None) -> Any:
+                     embedding_channels: Sequence[int] | None = None, seed: int = 0) -> Any:
     """A `ControlNetModel` initialised from ``unet`` (encoder and middle block copied, zero convolutions).
 
     Args:
@@ -59,12 +59,16 @@ def build_controlnet(unet: Any, factor: int, conditioning_channels: int = 3,
         conditioning_channels: channels of the conditioning image (3: the mask repeated as an RGB image, as
             diffusers' ``train_controlnet.py`` feeds conditioning images; 1: the bare mask).
         embedding_channels: conditioning-embedding widths (None: derived from ``factor``).
+        seed: seeds the randomly initialised layers (the conditioning embedding's convolutions), without touching
+            the global random state.
     """
     from diffusers import ControlNetModel
 
     widths = embedding_channels_for(factor, embedding_channels)
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=widths,
-                                           conditioning_channels=conditioning_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=widths,
+                                               conditioning_channels=conditioning_channels)
     return controlnet.to(device=unet.device, dtype=unet.dtype)
 
 

@@ -76,6 +76,9 @@ def run(
     except BenchError as exc:
         _fail(str(exc))
         return
+    except FileNotFoundError as exc:  # a weight or model folder the user has to provide (one line says where)
+        _fail(str(exc) if not exc.filename else f"{exc.strerror or exc}: {exc.filename}")
+        return
     typer.echo(render_run(record))
     typer.echo(f"record: {path}")
 

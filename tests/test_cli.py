@@ -58,6 +58,8 @@ def test_list_shows_ids_and_matrix(cli):
     (["--task", "seg-aug", "--method", "real-only", "--device", "cuda:0"] if not __import__("torch").cuda.is_available()
      else ["--task", "seg-aug", "--method", "real-only", "--device", "bogus"], "--device"),
     (["--task", "seg-aug", "--method", "real-only", "--dataset", "derm-mini", "--data-root", "/no/such/dir"], "no such folder"),
+    (["--task", "seg-aug", "--method", "didgen", "--set", "method.backbone=/no/such/sd"],
+     "DiDGen backbone folder not found: /no/such/sd"),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, expected):
     result = run(cli, "run", *args, "--profile" if "--profile" not in args else "--seed", "smoke" if "--profile" not in args else "0",

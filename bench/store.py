@@ -218,9 +218,19 @@ def environment(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": device,
         "cpu_count": os.cpu_count(),
+        "torch_threads": _torch_threads(),
         "packages": versions,
         "git_commit": git_commit(),
     }
+
+
+def _torch_threads() -> int | None:
+    """torch's intra-op thread count: CPU results are bit-for-bit repeatable only at a fixed count."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
 
 
 @lru_cache(maxsize=1)

@@ -106,3 +106,49 @@ def metric_key(name: str, *qualifiers: str) -> str:
     """``name[q1,q2]`` with empty qualifiers dropped (``name`` when none is left)."""
     kept = [q for q in qualifiers if q]
     return f"{name}[{','.join(kept)}]" if kept else name
+
+
+class _MiniClipImages(torch.nn.Module):
+    """mini-clip's image tower as an extractor: images (N, 3, H, W) in [0, 1] -> unnormalised embeddings (N, d)."""
+
+    def __init__(self, clip: Any) -> None:
+        super().__init__()
+        self.clip = clip
+        self.model = clip.model  # registers the parameters (device discovery)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.clip.image_embeddings(images, normalize=False).float()
+
+
+def mini_clip_image_tower(weights_dir: str | Path | None = None, **_: Any) -> torch.nn.Module:
+    """Extractor loader for ``mini-clip`` (the package's shipped weights; ``weights_dir`` is the BENCH weights dir
+    of the other extractors and is not where mini-clip lives)."""
+    from bench.diffusion.models import load_mini_clip
+
+    return _MiniClipImages(load_mini_clip()).eval()
+
+
+def load_fd_extractor(name: str, weights_dir: str | None = None) -> Any:
+    """A feature extractor by id (``inception-v3``, ``dinov2-base``, ... from the weights dir; ``mini-clip`` shipped)."""
+    from bench.metrics.extractors import available_extractors, load_extractor, register_extractor
+
+    if name == "mini-clip" and "mini-clip" not in available_extractors():
+        register_extractor("mini-clip", mini_clip_image_tower)
+    return load_extractor(name, weights_dir=weights_dir)
+
+
+def mask_diversity(masks: torch.Tensor, trunk: str, weights_dir: str | None = None, n_pairs: int = 1000,
+                   seed: int = 0) -> tuple[str, float]:
+    """``lpips_diversity[masks(,alex-random)]``: mean LPIPS over seeded random pairs of binary masks (N, H, W).
+
+    Masks are replicated to 3 channels; masks below 64 px are upsampled by nearest neighbour first (AlexNet's
+    pooling needs 64 px; nearest keeps them binary). Thesis Tables 4.7 and 5.5.
+    """
+    from bench.metrics.image import lpips_diversity, masks_to_rgb
+
+    model, suffix = load_lpips_trunk(trunk, weights_dir, seed)
+    rgb = masks_to_rgb(masks)
+    if rgb.shape[-1] < 64:
+        rgb = torch.nn.functional.interpolate(rgb, size=(64, 64), mode="nearest")
+    with torch.no_grad():
+        return metric_key("lpips_diversity", "masks", suffix), lpips_diversity(model, rgb, n_pairs=n_pairs, seed=seed)

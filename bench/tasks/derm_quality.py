@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from bench.data.base import DataError
-from bench.interface import Condition, RunContext, Sample, derive_seed
+from bench.interface import Capabilities, Condition, RunContext, Sample, derive_seed
 from bench.tasks.base import Evaluation, Task, TaskData
 from bench.tasks.common import open_dataset, resize_image, save_pair_grid
 
@@ -88,6 +88,12 @@ class DermQualityTask(Task):
     def given(self) -> frozenset[str]:
         return frozenset({"prompt", "reference"} | ({"mask"} if self.config.conditioning == "masks" else set()))
 
+    def incompatibility(self, capabilities: Capabilities) -> str | None:
+        why = super().incompatibility(capabilities)
+        if why and "mask" in capabilities.requires and self.config.conditioning != "masks":
+            why += " (set task.conditioning=masks to give each reference's mask)"
+        return why
+
     def load(self, ctx: RunContext) -> TaskData:
         c = self.config
         ds = open_dataset(c.dataset, c.dataset_options, c.image_size, ctx)
@@ -120,11 +126,9 @@ class DermQualityTask(Task):
                             for s in samples])
 
     def _extractor(self) -> Any:
-        from bench.metrics.extractors import available_extractors, load_extractor, register_extractor
+        from bench.tasks.common import load_fd_extractor
 
-        if self.config.extractor == "mini-clip" and "mini-clip" not in available_extractors():
-            register_extractor("mini-clip", mini_clip_image_tower)
-        return load_extractor(self.config.extractor, weights_dir=self.config.weights_dir)
+        return load_fd_extractor(self.config.extractor, self.config.weights_dir)
 
     def _lpips(self) -> tuple[Any, str]:
         from bench.tasks.common import load_lpips_trunk, metric_key
@@ -171,23 +175,3 @@ def _image_grid(images: torch.Tensor, path: Path) -> Path:
     out = save_pair_grid(images, masks, path, len(images))
     assert out is not None
     return out
-
-
-class _MiniClipImages(torch.nn.Module):
-    """mini-clip's image tower as an extractor: images (N, 3, H, W) in [0, 1] -> unnormalised embeddings (N, d)."""
-
-    def __init__(self, clip: Any) -> None:
-        super().__init__()
-        self.clip = clip
-        self.model = clip.model  # registers the parameters (device discovery)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.clip.image_embeddings(images, normalize=False).float()
-
-
-def mini_clip_image_tower(weights_dir: str | Path | None = None, **_: Any) -> torch.nn.Module:
-    """Extractor loader for ``mini-clip`` (the package's shipped weights; ``weights_dir`` is the BENCH weights dir
-    of the other extractors and is not where mini-clip lives)."""
-    from bench.diffusion.models import load_mini_clip
-
-    return _MiniClipImages(load_mini_clip()).eval()

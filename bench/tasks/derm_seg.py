@@ -318,16 +318,10 @@ class SegAugTask(Task):
                     np.mean([v[f"{k}[{key}]"] for v in ref_per_model.values()]))
                 higher[f"{k}[{key}]"] = True
         if c.mask_lpips and len(syn[0]) > 1:
-            from bench.metrics.image import lpips_diversity, masks_to_rgb
-            from bench.tasks.common import load_lpips_trunk, metric_key
+            from bench.tasks.common import mask_diversity
 
-            model, suffix = load_lpips_trunk(c.lpips_trunk, c.weights_dir, c.subset_seed)
-            key = metric_key("lpips_diversity", "masks", suffix)
-            masks = masks_to_rgb(syn[1])
-            if masks.shape[-1] < 64:  # AlexNet's pooling needs >= 64 px; nearest keeps the masks binary
-                masks = torch.nn.functional.interpolate(masks, size=(64, 64), mode="nearest")
-            with torch.no_grad():
-                metrics[key] = lpips_diversity(model, masks, n_pairs=c.lpips_pairs, seed=c.subset_seed)
+            key, value = mask_diversity(syn[1], c.lpips_trunk, c.weights_dir, c.lpips_pairs, c.subset_seed)
+            metrics[key] = value
             higher[key] = True
         if len(syn[0]):
             comparisons["relative_gain"] = {

@@ -153,6 +153,7 @@ METHODS.register("didgen", "methods.didgen:DiDGen")
 METHODS.register("dualbranch", "methods.dualbranch:DualBranch")
 METHODS.register("sd-finetune", "baselines.sd_finetune:SDFinetune")
 METHODS.register("controlnet", "baselines.controlnet:ControlNet")
+METHODS.register("controlnet-styleid", "baselines.controlnet_styleid:ControlNetStyleID")
 METHODS.register("dreambooth", "baselines.dreambooth:DreamBooth")
 METHODS.register("ip-adapter", "baselines.ip_adapter:IPAdapter")
 

@@ -14,12 +14,17 @@ replacement, 1; StyleID: 0.75) and ``tau`` the attention temperature (thesis: no
 query by ``tau`` scales the logits by ``tau``, which is how the temperature is applied. Keys/values are handled
 before the heads are split, shape (B, N, D).
 
+StyleID proper takes the query to blend with from another image's pass rather than from a row of the same call:
+the content image's queries are recorded during its own inversion (mode ``"record_queries"``) and `plan` with
+``recorded_queries=True`` blends them in, ``q_hat = gamma * q_content + (1 - gamma) * q_current``.
+
 Install with ``unet.set_attn_processor(injecting_processors(unet, store, kv))``: every layer gets an
 `InjectingAttnProcessor`, a `bench.diffusion.attention.StoringAttnProcessor` (attention capture keeps working) that
 records or injects on the layers ``kv.layers`` names.
 
 Style loss (thesis Eq. 5.8): ``||mu(z) - mu(z_s)||^2 + ||sigma(z) - sigma(z_s)||^2`` with per-channel mean and
-standard deviation over (H, W) (AdaIN statistics).
+standard deviation over (H, W) (AdaIN statistics); `adain` normalises latents to another's statistics (StyleID's
+initial-latent AdaIN).
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ def decoder_self_attention_layers(unet: Any, last: int | None = None) -> list[st
         return names
     if last < 0:
         raise ValueError(f"last must be >= 0 or None, got {last}")
-    return names[len(names) - last:] if last else []
+    return names[max(len(names) - last, 0):] if last else []
 
 
 class StyleKV:
@@ -60,7 +65,8 @@ class StyleKV:
         temperature: attention temperature multiplying the style rows' logits (1 = none, thesis).
 
     Modes (attribute ``mode``): ``"off"`` (plain attention), ``"record"`` (every call of a selected layer appends
-    its (B, N, D) keys and values, detached: call ``k`` of a layer is step ``k``), ``"inject"`` (see `plan`).
+    its (B, N, D) keys and values, detached: call ``k`` of a layer is step ``k``), ``"record_queries"`` (the same
+    for its queries only, e.g. during a content image's inversion), ``"inject"`` (see `plan`).
     """
 
     def __init__(self, layers: Sequence[str], gamma: float = 1.0, temperature: float = 1.0) -> None:
@@ -73,7 +79,9 @@ class StyleKV:
         self.mode = "off"
         self.keys: dict[str, list[Any]] = {n: [] for n in self.layers}
         self.values: dict[str, list[Any]] = {n: [] for n in self.layers}
+        self.queries: dict[str, list[Any]] = {n: [] for n in self.layers}
         self.step = 0
+        self.recorded_queries = False
         self.style_rows: Any = None
         self.query_rows: Any = None
         self.kv_rows: Any = None
@@ -83,14 +91,22 @@ class StyleKV:
         """Steps recorded (the same for every layer when all layers ran on every call)."""
         return min((len(v) for v in self.keys.values()), default=0)
 
-    def plan(self, step: int, style_rows: Sequence[int], query_rows: Sequence[int], kv_rows: Sequence[int]) -> None:
+    @property
+    def recorded_query_steps(self) -> int:
+        """Steps whose queries were recorded (mode ``"record_queries"``)."""
+        return min((len(v) for v in self.queries.values()), default=0)
+
+    def plan(self, step: int, style_rows: Sequence[int], query_rows: Sequence[int], kv_rows: Sequence[int],
+             recorded_queries: bool = False) -> None:
         """Switch to ``"inject"`` for the next UNet call(s).
 
         Args:
-            step: index of the recorded step whose K/V are used.
+            step: index of the recorded step whose K/V (and recorded queries) are used.
             style_rows: batch rows of the UNet call that receive the style K/V.
             query_rows: for each style row, the batch row whose query it takes (itself: StyleID on one trajectory).
             kv_rows: for each style row, the row of the recorded style batch whose K/V it uses.
+            recorded_queries: ``query_rows`` index the batch recorded in ``"record_queries"`` mode (StyleID: the
+                content image's queries from its inversion at the same step) instead of the current call's batch.
         """
         import torch
 
@@ -98,17 +114,20 @@ class StyleKV:
             raise ValueError("style_rows, query_rows and kv_rows must have the same length")
         if not 0 <= step < self.recorded_steps:
             raise IndexError(f"step {step} not recorded (recorded: {self.recorded_steps})")
-        self.mode, self.step = "inject", int(step)
+        if recorded_queries and not 0 <= step < self.recorded_query_steps:
+            raise IndexError(f"queries of step {step} not recorded (recorded: {self.recorded_query_steps})")
+        self.mode, self.step, self.recorded_queries = "inject", int(step), bool(recorded_queries)
         self.style_rows = torch.as_tensor(list(style_rows), dtype=torch.long)
         self.query_rows = torch.as_tensor(list(query_rows), dtype=torch.long)
         self.kv_rows = torch.as_tensor(list(kv_rows), dtype=torch.long)
 
     def reset(self) -> None:
-        """Forget the recorded K/V and switch off."""
-        self.mode = "off"
+        """Forget the recorded K/V and queries and switch off."""
+        self.mode, self.recorded_queries = "off", False
         for n in self.layers:
             self.keys[n].clear()
             self.values[n].clear()
+            self.queries[n].clear()
 
     def apply(self, name: str, query: "Tensor", key: "Tensor", value: "Tensor") -> tuple["Tensor", "Tensor", "Tensor"]:
         """Record or inject for layer ``name`` (called by `InjectingAttnProcessor`)."""
@@ -118,12 +137,22 @@ class StyleKV:
             self.keys[name].append(key.detach())
             self.values[name].append(value.detach())
             return query, key, value
+        if self.mode == "record_queries":
+            self.queries[name].append(query.detach())
+            return query, key, value
         rows, src, kv = self.style_rows, self.query_rows, self.kv_rows
         style_k = self.keys[name][self.step][kv].to(key.dtype)
         style_v = self.values[name][self.step][kv].to(value.dtype)
         if style_k.shape[1:] != key.shape[1:]:
             raise ValueError(f"{name}: recorded keys {tuple(style_k.shape)} do not match the layer's {tuple(key.shape)}")
-        q_hat = self.gamma * query[src] + (1.0 - self.gamma) * query[rows]
+        if self.recorded_queries:
+            q_src = self.queries[name][self.step][src].to(query.dtype)
+            if q_src.shape[1:] != query.shape[1:]:
+                raise ValueError(f"{name}: recorded queries {tuple(q_src.shape)} do not match the layer's "
+                                 f"{tuple(query.shape)}")
+        else:
+            q_src = query[src]
+        q_hat = self.gamma * q_src + (1.0 - self.gamma) * query[rows]
         query, key, value = query.clone(), key.clone(), value.clone()
         query[rows] = q_hat * self.temperature
         key[rows] = style_k
@@ -158,6 +187,18 @@ def channel_statistics(z: "Tensor", eps: float = 1e-6) -> tuple["Tensor", "Tenso
     mean = z.mean(dim=(-2, -1))
     var = z.var(dim=(-2, -1), unbiased=False)
     return mean, (var + eps).sqrt()
+
+
+def adain(content: "Tensor", style: "Tensor", eps: float = 1e-6) -> "Tensor":
+    """AdaIN of latents (N, C, H, W): each channel of ``content`` normalised over (H, W), then given ``style``'s
+    per-channel mean and standard deviation (`channel_statistics`; ``style`` is (N, ...) or (1, ...)).
+
+    StyleID's initial-latent AdaIN (Chung et al. 2024) divides by torch's unbiased std + 1e-4; with population
+    standard deviations on both sides the ratio ``sigma_style / sigma_content`` is the same, up to the epsilons.
+    """
+    mu_c, sd_c = channel_statistics(content, eps)
+    mu_s, sd_s = channel_statistics(style, eps)
+    return (content - mu_c[..., None, None]) / sd_c[..., None, None] * sd_s[..., None, None] + mu_s[..., None, None]
 
 
 def style_statistics_loss(z: "Tensor", z_style: "Tensor", reduction: str = "sum") -> "Tensor":

@@ -1,12 +1,12 @@
-"""K/V injection processor and latent style loss (bench/diffusion/style.py)."""
+"""K/V injection (with recorded content queries), AdaIN and the latent style loss (bench/diffusion/style.py)."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from bench.diffusion.sampling import latent_guidance_step
-from bench.diffusion.style import (InjectingAttnProcessor, StyleKV, channel_statistics, decoder_self_attention_layers,
-                                   style_statistics_loss)
+from bench.diffusion.style import (InjectingAttnProcessor, StyleKV, adain, channel_statistics,
+                                   decoder_self_attention_layers, style_statistics_loss)
 
 NAME = "up_blocks.1.attentions.0.transformer_blocks.0.attn1.processor"
 
@@ -38,6 +38,7 @@ def test_decoder_layers_are_up_block_self_attention_in_order():
     assert len(names) == 2
     assert decoder_self_attention_layers(unet, last=1) == names[-1:]
     assert decoder_self_attention_layers(unet, last=0) == []
+    assert decoder_self_attention_layers(unet, last=3) == names  # more than there are: all (was a negative slice)
 
 
 def test_injection_uses_recorded_keys_values_with_the_other_rows_query():
@@ -128,3 +129,62 @@ def test_style_loss_decreases_under_its_gradient_step():
     mu_s, sd_s = channel_statistics(z_style)
     assert ((mu - mu_s).abs() < (mu0 - mu_s).abs()).all()
     assert ((sd - sd_s).abs() < (sd0 - sd_s).abs()).all()
+
+
+def test_recorded_content_queries_blend_with_the_current_query():
+    """StyleID: the content pass records queries, the style pass keys/values; the injected call blends the recorded
+    content query with its own (gamma), scales by tau and attends over the style K/V."""
+    attn = _attention(seed=5)
+    kv = StyleKV([NAME], gamma=0.75, temperature=1.5)
+    attn.set_processor(InjectingAttnProcessor(None, NAME, kv, fused=False))
+    torch.manual_seed(4)
+    content_h, style_h, current_h = torch.randn(2, 6, 8), torch.randn(2, 6, 8), torch.randn(2, 6, 8)
+    with torch.no_grad():
+        kv.mode = "record_queries"
+        attn(content_h)
+        assert kv.recorded_query_steps == 1 and kv.recorded_steps == 0  # queries only
+        kv.mode = "record"
+        attn(style_h)
+        kv.plan(0, style_rows=[0, 1], query_rows=[1, 0], kv_rows=[0, 1], recorded_queries=True)
+        injected = attn(current_h)
+        q_hat = 1.5 * (0.75 * attn.to_q(content_h)[[1, 0]] + 0.25 * attn.to_q(current_h))
+        expected = _manual(attn, q_hat, attn.to_k(style_h), attn.to_v(style_h))
+        kv.plan(0, style_rows=[0, 1], query_rows=[1, 0], kv_rows=[0, 1])  # batch queries: current rows 1, 0
+        batch_q = _manual(attn, 1.5 * (0.75 * attn.to_q(current_h)[[1, 0]] + 0.25 * attn.to_q(current_h)),
+                          attn.to_k(style_h), attn.to_v(style_h))
+        assert torch.allclose(attn(current_h), batch_q, atol=1e-5)
+    assert torch.allclose(injected, expected, atol=1e-5)
+    assert not torch.allclose(injected, batch_q, atol=1e-3)
+    kv.reset()
+    assert kv.recorded_query_steps == 0 and not kv.recorded_queries
+
+
+def test_plan_with_recorded_queries_needs_them_recorded():
+    attn = _attention()
+    kv = StyleKV([NAME])
+    attn.set_processor(InjectingAttnProcessor(None, NAME, kv, fused=False))
+    with torch.no_grad():
+        kv.mode = "record"
+        attn(torch.randn(1, 4, 8))
+    kv.plan(0, [0], [0], [0])  # K/V alone suffice for batch queries
+    with pytest.raises(IndexError, match="queries of step 0 not recorded"):
+        kv.plan(0, [0], [0], [0], recorded_queries=True)
+
+
+def test_adain_gives_the_style_statistics_and_keeps_the_content_pattern():
+    torch.manual_seed(0)
+    content = torch.randn(2, 4, 6, 6) * 0.5 + 0.3
+    style = torch.randn(2, 4, 6, 6) * torch.tensor([1.0, 2.0, 3.0, 0.5])[:, None, None] - 1.0
+    out = adain(content, style)
+    mu, sd = channel_statistics(out)
+    mu_s, sd_s = channel_statistics(style)
+    torch.testing.assert_close(mu, mu_s, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sd, sd_s, atol=1e-4, rtol=1e-4)
+    # per channel an increasing affine map of the content: same ordering, correlation 1
+    flat_c, flat_o = content.flatten(2), out.flatten(2)
+    corr = torch.stack([torch.corrcoef(torch.stack([flat_c[b, c], flat_o[b, c]]))[0, 1]
+                        for b in range(2) for c in range(4)])
+    assert (corr > 0.9999).all()
+    torch.testing.assert_close(adain(style, style), style, atol=1e-5, rtol=0)
+    one = adain(content, style[:1])  # a single style broadcasts over the batch
+    torch.testing.assert_close(channel_statistics(one)[0], mu_s[:1].expand(2, -1), atol=1e-5, rtol=0)

@@ -1,0 +1,3 @@
+from .method import ControlNetStyleID, ControlNetStyleIDConfig
+
+__all__ = ["ControlNetStyleID", "ControlNetStyleIDConfig"]

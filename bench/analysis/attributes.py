@@ -3,7 +3,8 @@
 For an image and its ground-truth lesion mask:
 
 - ``ita_skin``, ``ita_lesion``, ``ita_difference``: `bench.metrics.contrast.ita_contrast`
-  (ITA of the region-mean L*, b*; skin = every non-lesion pixel; difference = skin - lesion);
+  (ITA of the region-mean L*, b*; skin = every non-lesion pixel; difference = skin - lesion; the thesis's
+  arctan, or ``angle="atan2"``);
 - ``fitzpatrick`` and ``skin_tone``: the Fitzpatrick type of ITA skin by the Kinyanjui thresholds and its
   3-class group (I-II, III-IV, V-VI). The thesis labels skin tone with a CNN ensemble trained on
   Fitzpatrick17k; without those weights the ITA mapping is the default (``skin_tone_source="ita"``);
@@ -52,26 +53,27 @@ def circularity(mask: Any) -> float:
     return float(4.0 * math.pi * area / p ** 2) if p > 0 else float("nan")
 
 
-def image_attributes(image: Any, mask: Any, aggregation: str = "region_mean") -> dict[str, Any]:
+def image_attributes(image: Any, mask: Any, aggregation: str = "region_mean", angle: str = "arctan") -> dict[str, Any]:
     """The bias-analysis attributes of one image.
 
     Args:
         image: RGB (3, H, W) or (H, W, 3) in [0, 1].
         mask: lesion mask (H, W) bool; it must hold at least one lesion and one skin pixel.
         aggregation: ITA region aggregation (see `bench.metrics.contrast.ita_region`).
+        angle: ITA angle, ``arctan`` (thesis) or ``atan2`` (see `bench.metrics.contrast.ita_from_lab`).
 
     Returns:
         ``ita_skin``, ``ita_lesion``, ``ita_difference`` (degrees), ``fitzpatrick`` (1..6 from ITA skin),
         ``skin_tone`` ("I-II" | "III-IV" | "V-VI"), ``area_ratio`` in [0, 1], ``circularity``.
     """
     m = _numpy_mask(mask)
-    ita = ita_contrast(image, m, aggregation)
+    ita = ita_contrast(image, m, aggregation, angle)
     fst = ita_to_fitzpatrick(ita["ita_skin"])
     return {**ita, "fitzpatrick": fst, "skin_tone": fitzpatrick_group(fst), "area_ratio": float(m.mean()),
             "circularity": circularity(m)}
 
 
-def dataset_attributes(samples: Sequence[Any], aggregation: str = "region_mean") -> Any:
+def dataset_attributes(samples: Sequence[Any], aggregation: str = "region_mean", angle: str = "arctan") -> Any:
     """A pandas DataFrame of `image_attributes` for every sample (column ``id`` from ``meta["id"]``).
 
     Samples whose mask is empty or full (ITA of one region undefined) get NaN ITA values and a
@@ -83,7 +85,7 @@ def dataset_attributes(samples: Sequence[Any], aggregation: str = "region_mean")
     for i, s in enumerate(samples):
         sid = str(s.meta.get("id", i))
         try:
-            row = image_attributes(s.image, s.mask, aggregation)
+            row = image_attributes(s.image, s.mask, aggregation, angle)
         except ValueError:
             undefined += 1
             m = _numpy_mask(s.mask)

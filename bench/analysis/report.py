@@ -127,13 +127,16 @@ def analyze_bias(record_path: Path, data_root: Path | None = None, arm: str | No
     scores = scores.assign(id=scores["id"].astype(str))
 
     samples = load_test_samples(record, data_root)
-    table = dataset_attributes(samples)
+    task_config = record["config"]["task"]  # ITA as the run computed it (lowcontrast's options; defaults otherwise)
+    ita_options = {"aggregation": task_config.get("ita_aggregation", "region_mean"),
+                   "angle": task_config.get("ita_angle", "arctan")}
+    table = dataset_attributes(samples, **ita_options)
     run_id = record["run_id"]
     attributes_name = f"{run_id}.attributes.csv"
     atomic_write_text(folder / attributes_name, table.to_csv(index=False))
 
     stats: dict[str, Any] = {"run_id": run_id, "arm": chosen, "thresholds": list(thresholds),
-                             "skin_tone_source": "ita", "models": {}}
+                             "skin_tone_source": "ita", "ita": ita_options, "models": {}}
     plots: dict[str, Path] = {}
     index = {sid: k for k, sid in enumerate(table["id"])}
     for model, part in scores.groupby("model", sort=True):

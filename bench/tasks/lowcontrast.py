@@ -68,6 +68,9 @@ class LowContrastConfig:
     """Low-contrast: ITA difference strictly below this (degrees; thesis 5.2)."""
     ita_aggregation: Literal["region_mean", "pixel_mean"] = "region_mean"
     """ITA region aggregation [A: ITA of the region-mean L*, b*]."""
+    ita_angle: Literal["arctan", "atan2"] = "arctan"
+    """ITA angle: ``arctan((L*-50)/b*)`` as the thesis writes Eq. 5.1, or ``atan2(L*-50, b*)`` (derm_ita); they
+    differ only where a region's mean b* < 0 [A: the thesis's arctan]."""
     ratio: int = 1
     """Generated pairs per low-contrast image (thesis n = 1; ablation 2, 3, 4)."""
     thresholds: tuple[float, ...] = (0.8, 0.6)
@@ -122,8 +125,8 @@ class LowContrastConfig:
                 raise ConfigError(f"task.segmenters: {SEGMENTERS.unknown_message(name)}")
 
 
-def select_low_contrast(samples: Sequence[Sample], threshold: float = 30.0,
-                        aggregation: str = "region_mean") -> tuple[list[int], list[float]]:
+def select_low_contrast(samples: Sequence[Sample], threshold: float = 30.0, aggregation: str = "region_mean",
+                        angle: str = "arctan") -> tuple[list[int], list[float]]:
     """Indices of the low-contrast samples (ITA difference < ``threshold``) and every sample's ITA difference.
 
     Computed from the images and masks with `bench.metrics.contrast.ita_contrast`. A sample whose mask
@@ -134,7 +137,7 @@ def select_low_contrast(samples: Sequence[Sample], threshold: float = 30.0,
     chosen, diffs = [], []
     for i, s in enumerate(samples):
         try:
-            d = ita_contrast(s.image, s.mask, aggregation)["ita_difference"]
+            d = ita_contrast(s.image, s.mask, aggregation, angle)["ita_difference"]
         except ValueError:
             d = float("nan")
         diffs.append(d)
@@ -143,8 +146,8 @@ def select_low_contrast(samples: Sequence[Sample], threshold: float = 30.0,
     return chosen, diffs
 
 
-def _ita_differences(samples: Sequence[Sample], aggregation: str) -> list[float]:
-    return select_low_contrast(samples, float("inf"), aggregation)[1]
+def _ita_differences(samples: Sequence[Sample], aggregation: str, angle: str) -> list[float]:
+    return select_low_contrast(samples, float("inf"), aggregation, angle)[1]
 
 
 def _subset_scores(dice: np.ndarray, iou: np.ndarray, pre_iou: np.ndarray, thresholds: Sequence[float],
@@ -209,7 +212,7 @@ class LowContrastTask(Task):
                 logger.warning("external dataset '%s' not evaluated: %s", c.external_dataset, exc)
         train = splits["train"]
         samples = [train[i] for i in range(len(train))]  # one pass: ITA selection and (derm-mini) ground truth
-        selected, diffs = select_low_contrast(samples, c.ita_threshold, c.ita_aggregation)
+        selected, diffs = select_low_contrast(samples, c.ita_threshold, c.ita_aggregation, c.ita_angle)
         extra["low_contrast"] = selected
         extra["train_ita_difference"] = diffs
         extra["low_contrast_truth"] = [s.meta.get("low_contrast") for s in samples]
@@ -322,7 +325,7 @@ class LowContrastTask(Task):
         training: dict[str, Any] = {}
         subset_sizes: dict[str, dict[str, int]] = {}
         ids = {split: [str(s.meta.get("id", i)) for i, s in enumerate(data.splits[split])] for split in evals}
-        ita = {split: _ita_differences(data.splits[split], c.ita_aggregation) for split in evals}
+        ita = {split: _ita_differences(data.splits[split], c.ita_aggregation, c.ita_angle) for split in evals}
         for k, model_id in enumerate(c.segmenters):
             model, info = self._pretrained(k, model_id, train, val, evals, data, ctx)
             pre = {split: info["scores"][f"{split}:{evals[split][2][:16]}"] for split in evals}

@@ -83,3 +83,47 @@ def test_tracks_derm_mini_ground_truth():
         truth.append(s.meta["ita_diff"])
     # hair, vignetting, texture and soft borders perturb the rendered colours, so compare by correlation
     assert np.corrcoef(measured, truth)[0, 1] > 0.8
+
+
+def test_angle_options_agree_for_positive_b_and_differ_for_negative_b():
+    # Hand-computed: (L*, b*) = (70, 20): (70 - 50) / 20 = 1 -> 45 degrees either way.
+    assert ita_from_lab(70.0, 20.0, "arctan") == pytest.approx(45.0)
+    assert ita_from_lab(70.0, 20.0, "atan2") == pytest.approx(45.0)
+    # (70, -20): arctan(-1) = -45, atan2(20, -20) = 135; (30, -20): arctan(1) = 45, atan2(-20, -20) = -135.
+    assert ita_from_lab(70.0, -20.0, "arctan") == pytest.approx(-45.0)
+    assert ita_from_lab(70.0, -20.0, "atan2") == pytest.approx(135.0)
+    assert ita_from_lab(30.0, -20.0, "arctan") == pytest.approx(45.0)
+    assert ita_from_lab(30.0, -20.0, "atan2") == pytest.approx(-135.0)
+    with pytest.raises(ValueError, match="angle"):
+        ita_from_lab(70.0, 20.0, "atan")
+    # The option reaches the region and contrast functions: a bluish region (b* < 0) flips, skin (b* > 0) does not.
+    blue, skin = uniform([70.0, 0.0, -20.0], 8), uniform([70.0, 10.0, 20.0], 8)
+    lab_blue = rgb2lab(blue)[0, 0]
+    assert lab_blue[2] < 0
+    region = np.ones((8, 8), bool)
+    assert ita_region(blue, region, angle="arctan") == pytest.approx(ita_region(blue, region, angle="atan2") - 180.0)
+    assert ita_region(skin, region, angle="arctan") == pytest.approx(ita_region(skin, region, angle="atan2"))
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    img = np.where(mask[..., None], blue, skin)
+    a, b = ita_contrast(img, mask, angle="arctan"), ita_contrast(img, mask, angle="atan2")
+    assert a["ita_skin"] == pytest.approx(b["ita_skin"])
+    assert a["ita_lesion"] == pytest.approx(b["ita_lesion"] - 180.0)
+
+
+def test_angle_option_reaches_lowcontrast_selection_and_bias_attributes():
+    from bench.analysis.attributes import image_attributes
+    from bench.interface import Sample
+    from bench.tasks.lowcontrast import LowContrastConfig, select_low_contrast
+
+    assert LowContrastConfig().ita_angle == "arctan"
+    # Lesion bluish (b* < 0, L* > 50): arctan gives about -45, atan2 about 135 -> the difference flips sign.
+    skin, blue = uniform([70.0, 10.0, 20.0], 8), uniform([70.0, 0.0, -20.0], 8)
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    img = np.where(mask[..., None], blue, skin)
+    sample = Sample(image=torch.from_numpy(img).permute(2, 0, 1).float(), mask=torch.from_numpy(mask))
+    chosen_arctan, (d_arctan,) = select_low_contrast([sample], 30.0, angle="arctan")
+    chosen_atan2, (d_atan2,) = select_low_contrast([sample], 30.0, angle="atan2")
+    assert d_arctan > 30 and chosen_arctan == [] and d_atan2 < -30 and chosen_atan2 == [0]
+    assert image_attributes(img, mask, angle="atan2")["ita_difference"] == pytest.approx(d_atan2, abs=1e-4)

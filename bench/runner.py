@@ -159,13 +159,14 @@ def recompute_protocol_hash(record: dict[str, Any]) -> str:
 def expected_split_checksums(task_config: Any, splits: Any) -> dict[str, str]:
     """Split checksums from the dataset definitions alone (procedural worlds, committed split files, cards).
 
-    A task's ``transfer`` split is the ``transfer_split`` of its ``transfer_dataset`` (derm-cls, seg-aug).
+    A task split ``<name>`` read from another dataset is the ``<name>_split`` of the task's ``<name>_dataset`` with
+    ``<name>_options``: ``transfer`` (derm-cls, seg-aug), ``external`` (lowcontrast), ``test`` (skin-tone: DDI).
     """
     out = {}
     for name in splits:
-        if name == "transfer" and getattr(task_config, "transfer_dataset", None):
-            dataset, options, split = (task_config.transfer_dataset, getattr(task_config, "transfer_options", {}),
-                                       task_config.transfer_split)
+        if getattr(task_config, f"{name}_dataset", None):
+            dataset, options, split = (getattr(task_config, f"{name}_dataset"), getattr(task_config, f"{name}_options", {}),
+                                       getattr(task_config, f"{name}_split", name))
         else:
             dataset, options, split = task_config.dataset, getattr(task_config, "dataset_options", {}), name
         out[name] = _definition_checksum(dataset, options, getattr(task_config, "image_size", None), split)

@@ -105,3 +105,34 @@ def ph2_flat(root: Path, ids: list[str], diagnoses: list[str]) -> Path:
                                           "blue_whitish_veil", "colors"],
               [[n, d, "", 0, "T", "A", "A", "A", "A", "Dark-Brown"] for n, d in zip(ids, diagnoses)])
     return folder
+
+
+FITZPATRICK17K_HEADER = ["md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label", "nine_partition_label",
+                         "three_partition_label", "qc", "url", "url_alphanum"]
+
+
+def fitzpatrick17k(root: Path, n: int = 20, unknown: bool = True, missing: bool = True) -> Path:
+    """``fitzpatrick17k/``: the CSV with ``n`` rows cycling FST 1..6 (images ``h00.jpg`` ...), optionally a row
+    with FST -1 and a row whose image is absent."""
+    folder = root / "fitzpatrick17k"
+    rows: list[list[object]] = [[f"h{i:02d}", (i % 6) + 1, 2, "psoriasis", "inflammatory", "non-neoplastic", "",
+                                 "http://x", "x"] for i in range(n)]
+    if unknown:
+        rows.append(["hunknown", -1, -1, "acne", "", "", "", "", ""])
+    if missing:
+        rows.append(["hmissing", 3, 3, "acne", "", "", "", "", ""])
+    write_csv(folder / "fitzpatrick17k.csv", FITZPATRICK17K_HEADER, rows)
+    for i in range(n):
+        image(folder / "images" / f"h{i:02d}.jpg")
+    return folder
+
+
+def ddi(root: Path, n: int = 3) -> Path:
+    """``ddidiversedermatologyimages/``: metadata and ``n`` images next to it, skin tones cycling 12, 56, 34."""
+    folder = root / "ddidiversedermatologyimages"
+    kinds = [(12, "False", "foreign-body-granuloma"), (56, "True", "melanoma-in-situ"), (34, "False", "eczema")]
+    rows = [[i, i + 1, f"{i + 1:06d}.png", *kinds[i % 3]] for i in range(n)]
+    write_csv(folder / "ddi_metadata.csv", ["", "DDI_ID", "DDI_file", "skin_tone", "malignant", "disease"], rows)
+    for i in range(n):
+        image(folder / f"{i + 1:06d}.png")
+    return folder

@@ -12,16 +12,7 @@ def test_fst_groups():
 
 
 def test_fitzpatrick17k_drops_unknown_fst_and_reports_missing_images(tmp_path):
-    folder = tmp_path / "fitzpatrick17k"
-    header = ["md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label", "nine_partition_label",
-              "three_partition_label", "qc", "url", "url_alphanum"]
-    rows = [[f"h{i:02d}", (i % 6) + 1, 2, "psoriasis", "inflammatory", "non-neoplastic", "", "http://x", "x"]
-            for i in range(20)]
-    rows.append(["hunknown", -1, -1, "acne", "", "", "", "", ""])
-    rows.append(["hmissing", 3, 3, "acne", "", "", "", "", ""])
-    L.write_csv(folder / "fitzpatrick17k.csv", header, rows)
-    for i in range(20):
-        L.image(folder / "images" / f"h{i:02d}.jpg")
+    folder = L.fitzpatrick17k(tmp_path, n=20)
     data = Fitzpatrick17k(root=tmp_path, image_size=8)
     train, val = data.split_ids("train"), data.split_ids("val")
     assert len(train) == 16 and len(val) == 4 and not set(train) & set(val)
@@ -36,13 +27,7 @@ def test_fitzpatrick17k_drops_unknown_fst_and_reports_missing_images(tmp_path):
 
 
 def test_ddi_reads_metadata_next_to_images(tmp_path):
-    folder = tmp_path / "ddidiversedermatologyimages"
-    L.write_csv(folder / "ddi_metadata.csv", ["", "DDI_ID", "DDI_file", "skin_tone", "malignant", "disease"],
-                [[0, 1, "000001.png", 12, "False", "foreign-body-granuloma"],
-                 [1, 2, "000002.png", 56, "True", "melanoma-in-situ"],
-                 [2, 3, "000003.png", 34, "False", "eczema"]])
-    for i in (1, 2, 3):
-        L.image(folder / f"00000{i}.png")
+    folder = L.ddi(tmp_path, n=3)
     data = DDI(root=tmp_path, image_size=8)
     test = data.load("test")
     assert [s.label for s in test] == [0, 2, 1]

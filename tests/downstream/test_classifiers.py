@@ -6,7 +6,7 @@ from bench.downstream.cls_trainer import ClsTrainConfig, predict_logits, train_c
 from bench.metrics.extractors import MissingWeightsError
 
 
-@pytest.mark.parametrize("name", ["vgg16", "resnet18", "densenet121", "vit-b16"])
+@pytest.mark.parametrize("name", ["vgg16", "resnet18", "densenet121", "vit-b16", "efficientnet-v2", "mobilenet-v2"])
 def test_mini_variants(name):
     model = CLASSIFIERS.get(name)(num_classes=7, variant="mini", image_size=32)
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 7)
@@ -31,6 +31,21 @@ def test_paper_loading_from_local_files(tmp_path):
     key = "features.denseblock1.denselayer1.norm1.running_var"
     assert torch.equal(model.net.state_dict()[key], dense.state_dict()[key])
     assert model.net.classifier.out_features == 7
+
+
+@pytest.mark.parametrize("name,build", [("efficientnet-v2", "efficientnet_v2_s"), ("mobilenet-v2", "mobilenet_v2")])
+def test_paper_loading_of_the_chapter_5_architectures(tmp_path, name, build):
+    """EfficientNet-V2-S and MobileNet-V2 (skin-tone annotators) read torchvision's files; the head gets 3 classes."""
+    import torchvision
+
+    torch.manual_seed(0)
+    ref = getattr(torchvision.models, build)(weights=None)
+    torch.save(ref.state_dict(), tmp_path / IMAGENET_FILES[name])
+    model = build_classifier(name, 3, "paper", pretrained=True, weights_dir=tmp_path)
+    first = next(iter(ref.state_dict()))
+    assert torch.equal(model.net.state_dict()[first], ref.state_dict()[first])
+    assert model.net.classifier[1].out_features == 3
+    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 3)
 
 
 def test_missing_weights_is_one_clear_line(tmp_path):

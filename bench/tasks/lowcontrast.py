@@ -106,6 +106,24 @@ class LowContrastConfig:
     """Random flips while training [A: off]."""
     grid_size: int = 16
     """Generated pairs kept as a PNG grid beside the record (0: none)."""
+    quality: bool = True
+    """Score the generated images' quality (Table 5.2): Frechet distance to the low-contrast real images, and each
+    image's LPIPS distance and embedding similarity to its own style reference (spec 4.3 [A])."""
+    extractor: str = "inception-v3"
+    """Frechet-distance features (``inception-v3`` = FID; ``mini-clip`` in the mini profile: ``fd[mini-clip]``)."""
+    similarity_encoder: str = "dinov2-base"
+    """Encoder of the reference similarity (thesis "DINO": DINOv2 ViT-B [A], key ``dino[paired]``; ``mini-clip`` in the
+    mini profile, key ``clip_i[mini-clip,paired]``)."""
+    lpips_trunk: Literal["imagenet", "random"] = "imagenet"
+    """LPIPS AlexNet trunk: ImageNet weights from ``weights_dir`` (thesis) or a seeded random proxy (``[alex-random]``)."""
+    mask_lpips: bool = True
+    """Score the diversity of the generated masks, ``lpips_diversity[masks]`` (Table 5.5)."""
+    lpips_pairs: int = 1000
+    """Random distinct mask pairs of the mask diversity [A]."""
+    pair_seed: int = 0
+    """Seed of the LPIPS pairs (part of the protocol)."""
+    weights_dir: str | None = None
+    """Folder with the Inception / DINOv2 / LPIPS weight files (default: BENCH_WEIGHTS)."""
 
     def validate(self) -> None:
         from bench.config import ConfigError
@@ -387,6 +405,11 @@ class LowContrastTask(Task):
                 for m in ("dice", "iou"):
                     key = m if x is None else f"{m}[S_{x:g}]"
                     comparisons["paired_ttest"][key] = paired_ttest([r[m] for r in after], [r[m] for r in before])
+        higher = {m: True for m in keys}
+        if len(syn[0]) > 1:
+            generated = self._generation_scores(syn, synthetic, data)
+            metrics.update(generated)
+            higher.update({m: not (m.startswith("fd[") or m.startswith("lpips[") or m == "lpips") for m in generated})
         artifacts = {}
         if c.grid_size and len(syn[0]):
             grid = save_pair_grid(syn[0], syn[1], Path(ctx.work_dir) / "samples.png", c.grid_size)
@@ -396,8 +419,42 @@ class LowContrastTask(Task):
                   "generated": len(syn[0]), "val": len(val[0]), "test": len(evals["test"][0])}
         if "external" in evals:
             counts["external"] = len(evals["external"][0])
-        return Evaluation(metrics=metrics, higher_is_better={m: True for m in keys}, per_model=per_model,
+        return Evaluation(metrics=metrics, higher_is_better=higher, per_model=per_model,
                           comparisons=comparisons, per_sample=rows, counts=counts, artifacts=artifacts)
+
+    def _generation_scores(self, syn: tuple[torch.Tensor, torch.Tensor], synthetic: Sequence[Sample],
+                           data: TaskData) -> dict[str, float]:
+        """Table 5.2 (image quality, against each image's own style reference) and Table 5.5 (mask diversity)."""
+        c = self.config
+        out: dict[str, float] = {}
+        if c.mask_lpips:
+            from bench.tasks.common import mask_diversity
+
+            key, value = mask_diversity(syn[1], c.lpips_trunk, c.weights_dir, c.lpips_pairs, c.pair_seed)
+            out[key] = value
+        if not c.quality:
+            return out
+        from bench.metrics.embedding import EmbeddingScorer
+        from bench.metrics.image import FrechetDistance, lpips_pairs
+        from bench.tasks.common import load_fd_extractor, load_lpips_trunk, metric_key
+
+        train, chosen = data.splits["train"], data.extra["low_contrast"]
+        sources = []  # generated sample i follows condition i: low-contrast image chosen[i % n] (see `conditions`)
+        for i, s in enumerate(synthetic):
+            sources.append(int(s.meta.get("source_index", chosen[i % len(chosen)])))
+        refs = stack_pairs([train[j] for j in sources], c.image_size, "reference")[0]
+        real = stack_pairs([train[j] for j in chosen], c.image_size, "low-contrast")[0]
+        fd = FrechetDistance(load_fd_extractor(c.extractor, c.weights_dir), c.extractor)
+        fd.update(real, real=True)
+        fd.update(syn[0], real=False)
+        out.update(fd.compute())
+        model, suffix = load_lpips_trunk(c.lpips_trunk, c.weights_dir, c.pair_seed)
+        with torch.no_grad():
+            out[metric_key("lpips", suffix)] = float(lpips_pairs(model, syn[0], refs).double().mean())
+        encoder = load_fd_extractor(c.similarity_encoder, c.weights_dir)
+        metric = "clip_i" if "clip" in c.similarity_encoder else "dino"
+        out.update(EmbeddingScorer(encoder, c.similarity_encoder, metric=metric).image_similarity(syn[0], refs, paired=True))
+        return out
 
     def selection_summary(self, data: TaskData) -> dict[str, Any]:
         """Size of the ITA selection and, where the dataset knows the truth (derm-mini), its agreement with it."""

@@ -11,10 +11,8 @@ import torch
 
 from bench.data.derm_mini import DermMini
 from bench.interface import Condition, RunContext
-from bench.tasks.common import resize_image, resize_mask
 from methods.didgen import DiDGen, DiDGenConfig
 from methods.didgen.prompts import PREFIX, placeholder_positions, training_prompt, with_placeholders
-from methods.didgen.train import finetune, minmax_maps
 
 WORDS = ["an", "image", "of", "lesion", "on", "skin", "a", "small", "large", "dark", "brown", "pink", "round",
          "irregular", "with", "hair", "light", "in", "the", "center"]
@@ -67,29 +65,9 @@ def test_placeholders_frozen_copies_at_positions_4_and_6(tiny_folder, derm_train
 
 def _heldout_iou(model, samples, ca_res):
     """Mean IoU between Otsu(minmax(CA of <lesion>)) and the mask, on held-out images at a mid timestep."""
-    from skimage.filters import threshold_otsu
+    from methods.didgen.attention_check import lesion_attention_iou
 
-    from bench.diffusion.attention import AttentionStore, storing_processors
-
-    parts = model.parts
-    store = AttentionStore(cross=True, resolutions={ca_res}, mode="last")
-    parts.unet.set_attn_processor(storing_processors(parts.unet, store, fused=False))
-    images = torch.stack([resize_image(s.image, 32) for s in samples])
-    masks = torch.stack([resize_mask(s.mask, ca_res) for s in samples])
-    gen = torch.Generator().manual_seed(5)
-    ious = []
-    with torch.no_grad():
-        x0 = parts.codec.encode(images)
-        t = torch.full((len(samples),), 300)
-        xt = parts.scheduler.add_noise(x0, torch.randn(x0.shape, generator=gen), t)
-        cond = parts.encode_prompt([PREFIX] * len(samples))
-        store.begin_step(300)
-        parts.unet(xt, t, encoder_hidden_states=cond)
-        maps = minmax_maps(store.maps(ca_res, "cross")[..., 4])
-    for m, target in zip(maps.numpy(), masks.numpy()):
-        pred = m > threshold_otsu(m)
-        ious.append((pred & target).sum() / max((pred | target).sum(), 1))
-    return float(np.mean(ious))
+    return float(np.mean(lesion_attention_iou(model, samples, ca_res)))
 
 
 @pytest.fixture(scope="module")

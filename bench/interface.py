@@ -204,6 +204,11 @@ class GeneratorBase:
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else type(self).Config()
 
+    @classmethod
+    def capabilities_for(cls, config: Any) -> Capabilities:
+        """The capabilities with ``config`` (override when an option changes them; default: `capabilities`)."""
+        return cls.capabilities
+
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
         return None
 
@@ -215,6 +220,14 @@ class GeneratorBase:
 
     def load(self, path: Path) -> None:
         return None
+
+
+def capabilities_of(cls: type, config: Any) -> Capabilities:
+    """What generator class ``cls`` can follow and produce with ``config``: ``cls.capabilities_for(config)`` when
+    the class defines it (capabilities that depend on an option, e.g. ip-adapter's ``mask_input``), else the class
+    attribute ``capabilities``."""
+    hook = getattr(cls, "capabilities_for", None)
+    return hook(config) if callable(hook) else cls.capabilities
 
 
 def check_generator_class(cls: type) -> None:

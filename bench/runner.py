@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from bench import config as cfg
-from bench.interface import Condition, RunContext, Sample, derive_seed
+from bench.interface import Condition, RunContext, Sample, capabilities_of, derive_seed
 from bench.registry import DATASETS, METHODS, TASKS, UnknownEntryError
 from bench.store import (SCHEMA_VERSION, atomic_write_text, environment, protocol_hash, stable_hash, utc_now,
                          write_record)
@@ -367,8 +367,9 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
     resolved = resolve(rc)
     task = resolved.task
     method_cls = resolved.method_cls
+    capabilities = capabilities_of(method_cls, resolved.method_config)
     try:
-        task.check_method(rc.method, method_cls.capabilities)
+        task.check_method(rc.method, capabilities)
     except IncompatibleMethodError as exc:
         raise BenchError(str(exc)) from None
 
@@ -433,7 +434,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
 
         # 2. generate
         produces = getattr(method_cls, "produces_samples", True)
-        conditions = [_restrict(c, method_cls.capabilities.accepts) for c in task.conditions(data, ctx)] if produces else []
+        conditions = [_restrict(c, capabilities.accepts) for c in task.conditions(data, ctx)] if produces else []
         gen_key = stable_hash({"fit": fit_key, "stage": "generate", "protocol": proto, "n": len(conditions),
                                "shard_size": rc.shard_size, **({"method_config": method_cfg} if generation_only else {})},
                               16)

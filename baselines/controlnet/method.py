@@ -202,19 +202,17 @@ class ControlNet(GeneratorBase):
                              meta={"prompt": prompts[k], "source_id": cond.meta.get("source_id")})
 
     def save(self, path: Path) -> None:
+        from .model import save_controlnet
+
         path.mkdir(parents=True, exist_ok=True)
-        self.controlnet.save_pretrained(str(path / CONTROLNET_DIR), safe_serialization=True)
+        save_controlnet(self.controlnet, path / CONTROLNET_DIR)
         (path / STATE_FILE).write_text(json.dumps({"config": asdict(self.config), "log": self.log[-50:]},
                                                   default=str))
 
     def load(self, path: Path) -> None:
-        from diffusers import ControlNetModel
+        from .model import load_controlnet
 
-        folder = path / CONTROLNET_DIR
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"no trained ControlNet in {folder} (expected save_pretrained output: "
-                                    "config.json and diffusion_pytorch_model.safetensors)")
+        controlnet = load_controlnet(path / CONTROLNET_DIR)  # before the backbone: a missing fit fails fast
         self._ensure_backbone()
-        self.controlnet = ControlNetModel.from_pretrained(str(folder)).eval().requires_grad_(False)
-        self.controlnet.to(device=self.parts.device)
+        self.controlnet = controlnet.to(device=self.parts.device)
         self.log = json.loads((path / STATE_FILE).read_text()).get("log", []) if (path / STATE_FILE).is_file() else []

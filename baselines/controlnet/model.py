@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -111,3 +112,24 @@ def controlnet_residuals(controlnet: Any, image: torch.Tensor, scale: float = 1.
         return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
     return unet_kwargs
+
+
+def save_controlnet(controlnet: Any, folder: Path) -> None:
+    """Write ``controlnet`` in diffusers' ``save_pretrained`` layout (``config.json`` +
+    ``diffusion_pytorch_model.safetensors``) to ``folder``."""
+    controlnet.save_pretrained(str(folder), safe_serialization=True)
+
+
+def load_controlnet(folder: Path, device: Any = None) -> Any:
+    """A frozen `ControlNetModel` read from a `save_controlnet` folder, on ``device``.
+
+    Raises:
+        FileNotFoundError: ``folder`` holds no ``config.json`` (one line naming what was expected).
+    """
+    from diffusers import ControlNetModel
+
+    if not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"no trained ControlNet in {folder} (expected save_pretrained output: "
+                                "config.json and diffusion_pytorch_model.safetensors)")
+    controlnet = ControlNetModel.from_pretrained(str(folder)).eval().requires_grad_(False)
+    return controlnet.to(device=device) if device is not None else controlnet

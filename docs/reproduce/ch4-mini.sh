@@ -14,7 +14,7 @@ run --task seg-aug --method didgen
 DIDGEN_RUN=$(ls -t "$WORK"/records/seg-aug__didgen__derm-mini__mini__s0__*.json | grep -v scores | head -1)
 run --task seg-aug --method controlnet --set task.conditioning=generated-masks --set "task.mask_source=$DIDGEN_RUN"
 run --task seg-aug --method didgen --set method.ca_guidance=false                    # Table 4.7 "without"
-run --task seg-aug --method ip-adapter                                              # reference image -> image
+run --task seg-aug --method ip-adapter                                              # reference image + mask -> image
 
 # Table 4.1 (derm-quality)
 run --task derm-quality --method real-only
@@ -22,7 +22,7 @@ run --task derm-quality --method sd-finetune
 run --task derm-quality --method dreambooth
 run --task derm-quality --method didgen                                             # prefix prompt
 run --task derm-quality --method didgen --set method.prompt=dermprompt
-run --task derm-quality --method ip-adapter
+run --task derm-quality --method ip-adapter --set task.conditioning=masks           # mask-aware by default
 run --task derm-quality --method controlnet --set task.conditioning=masks
 
 # Table 4.2-4.4 (derm-cls; class prompts)

@@ -1,10 +1,12 @@
-"""ip-adapter: the paper path on a tiny random SD folder + tiny CLIP vision folder, the mini path on mini-sd."""
+"""ip-adapter, plain (``mask_input=none``): the paper path on a tiny random SD folder + tiny CLIP vision folder,
+the mini path on mini-sd. The mask-aware modes are in test_ip_adapter_mask.py."""
 import pytest
 import torch
 
 from bench.data.derm_mini import DermMini
 from bench.interface import Condition, RunContext
 from baselines.ip_adapter import IPAdapter, IPAdapterConfig
+from baselines.ip_adapter.following import reference_margin
 from baselines.ip_adapter.train import drop_masks
 
 WORDS = ["an", "image", "of", "lesion", "on", "skin", "a"]
@@ -40,7 +42,7 @@ def test_drop_bands_follow_the_original_thresholds():
 def test_paper_path_fits_saves_loads_and_generates(paper_folders, tmp_path):
     sd, encoder = paper_folders
     config = IPAdapterConfig(backbone=str(sd), image_encoder=str(encoder), resolution=32, steps=2, batch_size=2,
-                             lr=1e-2, sample_steps=2, guidance_scale=2.0, generate_batch=2)
+                             lr=1e-2, sample_steps=2, guidance_scale=2.0, generate_batch=2, mask_input="none")
     model = IPAdapter(config)
     model._ensure_model()
     unet = model.parts.unet
@@ -79,7 +81,7 @@ def test_saved_weights_load_in_diffusers_ip_adapter_loader(paper_folders, tmp_pa
 
     sd, encoder = paper_folders
     model = IPAdapter(IPAdapterConfig(backbone=str(sd), image_encoder=str(encoder), resolution=32, steps=1,
-                                      batch_size=2, lr=1e-2))
+                                      batch_size=2, lr=1e-2, mask_input="none"))
     model.fit(_derm(2), RunContext())
     model.save(tmp_path / "state")
     flat = load_file(str(tmp_path / "state" / "ip_adapter.safetensors"))
@@ -113,7 +115,7 @@ class _AreaAwareIPAdapter(IPAdapter):
 def test_mask_aware_subclass_hook_reaches_the_prompt(paper_folders):
     sd, encoder = paper_folders
     model = _AreaAwareIPAdapter(IPAdapterConfig(backbone=str(sd), image_encoder=str(encoder), resolution=32, steps=1,
-                                                batch_size=2, sample_steps=2, guidance_scale=2.0))
+                                                batch_size=2, sample_steps=2, guidance_scale=2.0, mask_input="none"))
     train = _derm(2)
     model.fit(train, RunContext())
     assert model.parts.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.in_features == 25
@@ -134,13 +136,7 @@ def test_missing_encoder_folder_is_one_line(tmp_path):
 def _reference_margin(model, conds, seed=1):
     """Mean mini-clip cosine of each generated image with its own reference minus that with the others."""
     images = torch.stack([s.image for s in model.generate(conds, RunContext(seed=seed))])
-    refs = torch.stack([c.reference for c in conds])
-    clip = model.encoder.clip
-    with torch.no_grad():
-        sim = clip.image_embeddings(images) @ clip.image_embeddings(refs).T
-    own = sim.diag().mean()
-    other = (sim.sum() - sim.diag().sum()) / (sim.numel() - len(sim))
-    return float(own - other), images
+    return reference_margin(images, torch.stack([c.reference for c in conds]), model.encoder.clip), images
 
 
 def _distinct(samples, k):
@@ -155,7 +151,7 @@ def _distinct(samples, k):
 def test_mini_training_makes_images_follow_their_reference():
     train = _distinct(_derm(24, size=32), 4)
     model = IPAdapter(IPAdapterConfig(resolution=32, steps=30, batch_size=4, lr=1e-2, sample_steps=8,
-                                      guidance_scale=5.0, generate_batch=8))
+                                      guidance_scale=5.0, generate_batch=8, mask_input="none"))
     conds = [Condition(reference=s.image, meta={"index": i}) for i, s in enumerate(train)]
     untrained, _ = _reference_margin(model, conds)
     model.fit(train, RunContext())

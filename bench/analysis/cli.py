@@ -17,19 +17,23 @@ def main() -> None:
 @analyze_app.command(epilog="""Examples:\n
   bench analyze bias --run lowcontrast__real-only__derm-mini__mini__s0__1a2b3c4d\n
   bench analyze bias --run seg-aug__real-only__derm-mini__mini__s0__5e6f7a8b --work-dir runs\n
-  bench analyze bias --run RUN_ID --data-root ~/data --threshold 0.8 --threshold 0.6 --threshold 0.4""")
+  bench analyze bias --run RUN_ID --data-root ~/data --threshold 0.8 --threshold 0.6 --threshold 0.4\n
+  bench analyze bias --run RUN_ID --skin-tone-run skin-tone__ensemble-lr__derm-mini__mini__s0__9c8d7e6f""")
 def bias(
     run: str = typer.Option(..., "--run", help="Run id of a finished segmentation run (or the record's path)."),
     work_dir: Path = typer.Option(Path("bench-runs"), "--work-dir", envvar="BENCH_WORK_DIR", help="Work dir of the run."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding the real datasets."),
     arm: Optional[str] = typer.Option(None, "--arm", help="Per-sample arm to analyse (default: real-only)."),
     threshold: list[float] = typer.Option([0.8, 0.6], "--threshold", help="x of each poorly segmented subset S_x = {IoU < x}."),
+    skin_tone_run: Optional[str] = typer.Option(None, "--skin-tone-run", help="A finished skin-tone run (same work dir) "
+                                                "whose annotator labels the skin-tone groups (default: ITA thresholds)."),
 ) -> None:
     """Thesis chapter 5 bias analysis: attributes of S_x vs the full test set (plots, KS / Mann-Whitney / chi-square)."""
     from bench.analysis.report import AnalysisError, analyze_bias, find_record
 
     try:
-        report = analyze_bias(find_record(run, work_dir), data_root=data_root, arm=arm, thresholds=tuple(threshold))
+        report = analyze_bias(find_record(run, work_dir), data_root=data_root, arm=arm, thresholds=tuple(threshold),
+                              skin_tone_run=skin_tone_run)
     except AnalysisError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -86,7 +86,7 @@ def _safe(name: str) -> str:
 
 
 def analyze_bias(record_path: Path, data_root: Path | None = None, arm: str | None = None,
-                 thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> BiasReport:
+                 thresholds: Sequence[float] = DEFAULT_THRESHOLDS, skin_tone_run: str | None = None) -> BiasReport:
     """Run the bias analysis of one record and update the record (see module doc).
 
     Args:
@@ -94,6 +94,8 @@ def analyze_bias(record_path: Path, data_root: Path | None = None, arm: str | No
         data_root: folder of real datasets when the record's dataset is read from disk.
         arm: per-sample arm to analyse (default ``real-only`` when present, else the only arm).
         thresholds: x of each S_x = {IoU < x}.
+        skin_tone_run: a finished ``skin-tone`` run (id or record path, in the same work dir) whose fitted annotator
+            labels the skin-tone groups (thesis: the Fitzpatrick17k ensemble); None: groups from ITA thresholds.
     """
     import pandas as pd
 
@@ -131,12 +133,18 @@ def analyze_bias(record_path: Path, data_root: Path | None = None, arm: str | No
     ita_options = {"aggregation": task_config.get("ita_aggregation", "region_mean"),
                    "angle": task_config.get("ita_angle", "arctan")}
     table = dataset_attributes(samples, **ita_options)
+    skin_tone_source = "ita"
+    if skin_tone_run:
+        from bench.analysis.skin_tone import annotate, load_annotator
+
+        annotator, skin_tone_source = load_annotator(skin_tone_run, folder.parent)
+        table["skin_tone"] = annotate(samples, annotator)
     run_id = record["run_id"]
     attributes_name = f"{run_id}.attributes.csv"
     atomic_write_text(folder / attributes_name, table.to_csv(index=False))
 
     stats: dict[str, Any] = {"run_id": run_id, "arm": chosen, "thresholds": list(thresholds),
-                             "skin_tone_source": "ita", "ita": ita_options, "models": {}}
+                             "skin_tone_source": skin_tone_source, "ita": ita_options, "models": {}}
     plots: dict[str, Path] = {}
     index = {sid: k for k, sid in enumerate(table["id"])}
     for model, part in scores.groupby("model", sort=True):

@@ -63,3 +63,27 @@ def test_ph2_per_image_ita_difference_distribution(shared_data, tmp_path) -> Non
     assert np.median(diff) > 10 and (diff < 30).mean() < 0.9
     png = plot_distribution(diff, tmp_path / "ph2_ita_difference.png", "PH2: ITA skin - ITA lesion")
     assert Image.open(png).size[0] > 300
+
+
+def test_skin_tone_groups_from_a_fitted_annotator_run(seg_real_only) -> None:
+    """--skin-tone-run: the groups come from a skin-tone run's fitted annotator, loaded from its fit state."""
+    import pandas as pd
+
+    from bench.analysis.report import load_test_samples
+    from bench.analysis.skin_tone import annotate, load_annotator
+
+    work, record, path = seg_real_only
+    st, _ = run_one(RunConfig(task="skin-tone", method="resnet18", profile="smoke", work_dir=work, progress=False))
+    result = CliRunner().invoke(analyze_app, ["bias", "--run", record["run_id"], "--work-dir", str(work),
+                                              "--skin-tone-run", st["run_id"]])
+    assert result.exit_code == 0, result.output
+    updated = read_record(path)
+    stats = json.loads((path.parent / updated["artifacts"]["bias-stats"]).read_text())
+    assert stats["skin_tone_source"] == st["run_id"]
+    table = pd.read_csv(path.parent / updated["artifacts"]["attributes"])
+    annotator, _ = load_annotator(st["run_id"], work)
+    expected = annotate(load_test_samples(updated, None), annotator)
+    assert list(table["skin_tone"]) == expected and set(expected) <= {"I-II", "III-IV", "V-VI"}
+    wrong = CliRunner().invoke(analyze_app, ["bias", "--run", record["run_id"], "--work-dir", str(work),
+                                             "--skin-tone-run", record["run_id"]])
+    assert wrong.exit_code == 2 and "not a skin-tone run" in wrong.output

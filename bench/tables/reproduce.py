@@ -103,9 +103,14 @@ def setting_value(record: dict[str, Any], key: str) -> tuple[bool, Any]:
 
     Count settings (``n_real``, ``n_generated``, ``n_test``) are read from the counts the
     run actually used (``n.real_train`` ...), since a config may say ``n_real: null``
-    for "all"; any other key from the resolved task config, then the method config.
+    for "all"; any other key from the resolved task config, then the method config. ``task.<key>`` and
+    ``method.<key>`` look in that config only (derm-quality's task and DiDGen both have a ``prompt``).
     """
     counts = record.get("n") or {}
+    scope, _, name = key.partition(".")
+    if name and scope in ("task", "method"):
+        section = (record.get("config", {}) or {}).get(scope) or {}
+        return (True, section[name]) if name in section else (False, None)
     if key in SETTING_COUNT_ALIASES and SETTING_COUNT_ALIASES[key] in counts:
         return True, counts[SETTING_COUNT_ALIASES[key]]
     config = record.get("config", {})

@@ -108,3 +108,16 @@ def test_unknown_table_suggests_and_malformed_tables_are_refused() -> None:
     with pytest.raises(TableError, match="does not match printed"):
         parse_table({"id": "x", "caption": "c", "source": {}, "rows": [{"key": "r", "label": "R"}],
                      "columns": [{"key": "c", "label": "C"}], "cells": {"r": {"c": {"printed": "0.5", "value": 0.6, "decimals": 1}}}})
+
+
+def test_scoped_setting_keys_read_only_their_config() -> None:
+    """``method.prompt`` must not match derm-quality's task ``prompt`` (Table 4.1's DiDGen rows)."""
+    from bench.tables.reproduce import setting_value
+
+    record = {"config": {"task": {"prompt": "An image of <lesion> on <skin>."}, "method": {"prompt": "prefix"}},
+              "n": {"real_train": 200}}
+    assert setting_value(record, "prompt") == (True, "An image of <lesion> on <skin>.")
+    assert setting_value(record, "method.prompt") == (True, "prefix")
+    assert setting_value(record, "task.prompt") == (True, "An image of <lesion> on <skin>.")
+    assert setting_value(record, "method.n_real") == (False, None)
+    assert setting_value(record, "n_real") == (True, 200)

@@ -130,10 +130,10 @@ def mini_clip_image_tower(weights_dir: str | Path | None = None, **_: Any) -> to
 
 def load_fd_extractor(name: str, weights_dir: str | None = None) -> Any:
     """A feature extractor by id (``inception-v3``, ``dinov2-base``, ... from the weights dir; ``mini-clip`` shipped)."""
-    from bench.metrics.extractors import available_extractors, load_extractor, register_extractor
+    from bench.metrics.extractors import load_extractor
 
-    if name == "mini-clip" and "mini-clip" not in available_extractors():
-        register_extractor("mini-clip", mini_clip_image_tower)
+    if name == "mini-clip":  # shipped with the package; not registered globally (the registry lists weight files)
+        return mini_clip_image_tower()
     return load_extractor(name, weights_dir=weights_dir)
 
 

@@ -51,12 +51,9 @@ class ControlNetStyleIDConfig(ControlNetConfig):
         super().validate()
         if self.style_steps < 1:
             raise ConfigError(f"method.style_steps must be >= 1, got {self.style_steps}")
-        if not 0.0 <= self.query_gamma <= 1.0:
-            raise ConfigError(f"method.query_gamma must be in [0, 1], got {self.query_gamma}")
-        if self.attn_temperature <= 0:
-            raise ConfigError(f"method.attn_temperature must be > 0, got {self.attn_temperature}")
-        if self.inject_layers is not None and self.inject_layers < 0:
-            raise ConfigError(f"method.inject_layers must be >= 0 or null, got {self.inject_layers}")
+        from bench.diffusion.style import check_injection_options
+
+        check_injection_options(self)
 
 
 #: Options that only steer generation (Stage 1 sampling and all of Stage 2): runs differing only in them share a fit.

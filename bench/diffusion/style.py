@@ -221,3 +221,16 @@ def style_statistics_loss(z: "Tensor", z_style: "Tensor", reduction: str = "sum"
     if reduction == "mean":
         return per_sample.mean()
     raise ValueError(f"reduction must be 'sum' or 'mean', got '{reduction}'")
+
+
+def check_injection_options(config: Any) -> None:
+    """Raise ConfigError unless ``config``'s ``query_gamma``, ``attn_temperature`` and ``inject_layers`` are valid
+    (the K/V-injection options shared by the dual-branch generator and ControlNet+StyleID)."""
+    from bench.config import ConfigError
+
+    if not 0.0 <= config.query_gamma <= 1.0:
+        raise ConfigError(f"method.query_gamma must be in [0, 1], got {config.query_gamma}")
+    if config.attn_temperature <= 0:
+        raise ConfigError(f"method.attn_temperature must be > 0, got {config.attn_temperature}")
+    if config.inject_layers is not None and config.inject_layers < 0:
+        raise ConfigError(f"method.inject_layers must be >= 0 or null, got {config.inject_layers}")

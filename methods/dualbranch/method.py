@@ -85,12 +85,9 @@ class DualBranchConfig(DiDGenConfig):
                               f"got '{self.sampler}'")
         if not 0.0 <= self.split_fraction <= 1.0:
             raise ConfigError(f"method.split_fraction must be in [0, 1], got {self.split_fraction}")
-        if not 0.0 <= self.query_gamma <= 1.0:
-            raise ConfigError(f"method.query_gamma must be in [0, 1], got {self.query_gamma}")
-        if self.attn_temperature <= 0:
-            raise ConfigError(f"method.attn_temperature must be > 0, got {self.attn_temperature}")
-        if self.inject_layers is not None and self.inject_layers < 0:
-            raise ConfigError(f"method.inject_layers must be >= 0 or null, got {self.inject_layers}")
+        from bench.diffusion.style import check_injection_options
+
+        check_injection_options(self)
         for name in ("aug_p_expand", "aug_p_flip", "aug_p_rotate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"method.{name} must be in [0, 1], got {getattr(self, name)}")

@@ -196,6 +196,9 @@ class GeneratorBase:
     version: ClassVar[str] = "1"
     generation_only: ClassVar[frozenset[str]] = frozenset()
     """Config fields that only steer generation: runs differing only in them share the fitted state."""
+    fit_from: ClassVar[str | None] = None
+    """Id of another method whose fitted state this one reuses (same fit key when the options outside
+    ``generation_only`` are equal): a method that only samples differently from ``fit_from``."""
 
     @dataclass(frozen=True)
     class Config:

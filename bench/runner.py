@@ -133,8 +133,10 @@ def method_config_file(method_cls: type) -> Path | None:
         return None
 
 
-def protocol_of(task_config: Any) -> dict[str, Any]:
-    return {k: v for k, v in cfg.to_dict(task_config).items() if k not in NON_PROTOCOL_KEYS}
+def protocol_of(task_config: Any, task_cls: Any = None) -> dict[str, Any]:
+    """The task config keys that define what is measured (the protocol hash's input)."""
+    left_out = set(NON_PROTOCOL_KEYS) | set(getattr(task_cls, "generator_inputs", ()))
+    return {k: v for k, v in cfg.to_dict(task_config).items() if k not in left_out}
 
 
 def recompute_protocol_hash(record: dict[str, Any]) -> str:
@@ -153,7 +155,7 @@ def recompute_protocol_hash(record: dict[str, Any]) -> str:
         if stated.get(name) != value:
             raise BenchError(f"split '{name}' checksum in the record ({str(stated.get(name))[:12]}...) differs from "
                              f"the current dataset definition ({value[:12]}...)")
-    return protocol_hash(task_cls.id, task_cls.version, protocol_of(task_config), checksums)
+    return protocol_hash(task_cls.id, task_cls.version, protocol_of(task_config, task_cls), checksums)
 
 
 def expected_split_checksums(task_config: Any, splits: Any) -> dict[str, str]:
@@ -354,6 +356,21 @@ def _evaluation_to_json(ev: Any) -> dict[str, Any]:
     return dataclasses.asdict(ev)
 
 
+def fit_owner(method_id: str, method_cls: type) -> dict[str, str]:
+    """The identity a method's fitted state is cached under: its own, or that of the method named by its
+    ``fit_from`` (a method that only samples differently from another, e.g. ZestGuide on DiDGen's fine-tuned
+    UNet, reuses that method's fit when its fit-relevant options are equal)."""
+    donor_id = getattr(method_cls, "fit_from", None)
+    if not donor_id:
+        return {"method": method_id, "target": f"{method_cls.__module__}:{method_cls.__qualname__}",
+                "method_version": str(getattr(method_cls, "version", "1"))}
+    from bench.registry import METHODS
+
+    donor = METHODS.get(donor_id)
+    return {"method": donor_id, "target": f"{donor.__module__}:{donor.__qualname__}",
+            "method_version": str(getattr(donor, "version", "1"))}
+
+
 def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
     """Run one task x method x seed; return the record and its path.
 
@@ -398,7 +415,8 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
             data = task.load(ctx)
         except DataError as exc:
             raise BenchError(str(exc)) from None
-        proto = protocol_hash(task.id, task.version, protocol_of(resolved.task_config), data.checksums)
+        proto = protocol_hash(task.id, task.version, protocol_of(resolved.task_config, type(task)), data.checksums)
+        inputs = {k: task_cfg[k] for k in sorted(type(task).generator_inputs)}  # outside the protocol, not the run
         base_key = {"task": task.id, "task_version": task.version, "method": rc.method, "target": target,
                     "method_version": method_version, "method_config": method_cfg, "seed": rc.seed,
                     "profile": rc.profile, "precision": rc.precision}
@@ -409,7 +427,8 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
         # runs that differ only there share one fit; the generate key below holds the full config.
         generation_only = frozenset(getattr(method_cls, "generation_only", ()))
         fit_config = {k: v for k, v in method_cfg.items() if k not in generation_only}
-        fit_key = stable_hash({**base_key, "method_config": fit_config, "stage": "fit", "fit_data": task.fit_identity(),
+        fit_key = stable_hash({**base_key, **fit_owner(rc.method, method_cls), "method_config": fit_config,
+                               "stage": "fit", "fit_data": task.fit_identity(),
                                "splits": {"train": data.checksums.get("train")}}, 16)
         fit_dir = work_dir / "fit" / fit_key
         with PeakMemory() as mem:
@@ -436,6 +455,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
         produces = getattr(method_cls, "produces_samples", True)
         conditions = [_restrict(c, capabilities.accepts) for c in task.conditions(data, ctx)] if produces else []
         gen_key = stable_hash({"fit": fit_key, "stage": "generate", "protocol": proto, "n": len(conditions),
+                               **({"inputs": inputs} if inputs else {}),
                                "shard_size": rc.shard_size, **({"method_config": method_cfg} if generation_only else {})},
                               16)
         gen_dir = work_dir / "generate" / gen_key
@@ -477,7 +497,8 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
     # 4. write
     slug = re.sub(r"[^A-Za-z0-9_.=+-]", ".", rc.method)
     run_id = f"{task.id}__{slug}__{data.dataset_id}__{rc.profile}__s{rc.seed}__" + \
-        stable_hash({"protocol": proto, "method": rc.method, "config": method_cfg, "version": method_version}, 8)
+        stable_hash({"protocol": proto, "method": rc.method, "config": method_cfg, "version": method_version,
+                     **({"inputs": inputs} if inputs else {})}, 8)
     records_dir = work_dir / "records"
     records_dir.mkdir(parents=True, exist_ok=True)
     per_sample_file = None

@@ -78,3 +78,22 @@ class FitOnceGrey(GeneratorBase):
 
     def load(self, path) -> None:
         self.level = float((path / "level.txt").read_text())
+
+
+class BrighterGrey(FitOnceGrey):
+    """Samples FitOnceGrey's fitted state differently: reuses its fit (``fit_from``) when the fit options agree."""
+
+    fit_from: ClassVar[str | None] = "helpers:FitOnceGrey"
+    generation_only: ClassVar[frozenset[str]] = frozenset({"brightness", "offset"})
+
+    @dataclass(frozen=True)
+    class Config:
+        brightness: float = 1.0
+        fit_images: int = 4
+        offset: float = 0.1
+
+    def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        for cond in conditions:
+            h, w = cond.mask.shape
+            level = min(1.0, self.level * self.config.brightness + self.config.offset)
+            yield Sample(image=torch.full((3, h, w), level), mask=cond.mask.clone())

@@ -187,3 +187,34 @@ def test_generation_only_options_share_the_fit_but_not_the_samples(tmp_path):
     assert first["stages"]["fit"] == second["stages"]["fit"] and first["stages"]["generate"] != second["stages"]["generate"]
     third, _ = run_one(rc(tmp_path, method="helpers:FitOnceGrey", sets=["method.fit_images=2"]))
     assert helpers.FitOnceGrey.fits == 2 and third["cached"]["fit"] is False
+
+
+def test_fit_from_reuses_another_methods_fit(tmp_path):
+    import helpers
+
+    helpers.FitOnceGrey.fits = 0
+    donor, _ = run_one(rc(tmp_path, method="helpers:FitOnceGrey"))
+    taker, _ = run_one(rc(tmp_path, method="helpers:BrighterGrey"))
+    assert helpers.FitOnceGrey.fits == 1 and taker["cached"] == {"fit": True, "generate": False, "evaluate": False}
+    assert taker["stages"]["fit"] == donor["stages"]["fit"] and taker["run_id"] != donor["run_id"]
+    first = lambda rec: load_shard(tmp_path / rec["stages"]["generate"] / "shard-00000")[0].image  # noqa: E731
+    assert torch.allclose(first(taker), (first(donor) + 0.1).clamp(max=1), atol=1 / 255)  # same fitted level, brighter samples
+    other, _ = run_one(rc(tmp_path, method="helpers:BrighterGrey", sets=["method.fit_images=2"]))
+    assert helpers.FitOnceGrey.fits == 2 and other["cached"]["fit"] is False
+
+
+def test_generator_inputs_stay_out_of_the_protocol_but_not_the_run(tmp_path, caplog):
+    """seg-aug's conditioning / mask_source choose what the generator is given: records differing there share
+    a protocol (Table 4.5 ranks them together) and the real-only arm, but not their samples or run ids."""
+    real_masks, _ = run_one(rc(tmp_path, method="helpers:NoisePairs"))
+    source = str(tmp_path / real_masks["stages"]["generate"])
+    with caplog.at_level("INFO", logger="bench"):
+        generated, _ = run_one(rc(tmp_path, method="helpers:NoisePairs",
+                                  sets=["task.conditioning=generated-masks", f"task.mask_source={source}"]))
+    assert "real-only arm of unet: cached" in caplog.text
+    assert generated["protocol_hash"] == real_masks["protocol_hash"]
+    assert generated["run_id"] != real_masks["run_id"]
+    assert generated["stages"]["generate"] != real_masks["stages"]["generate"]
+    assert generated["comparisons"]["reference_metrics"] == real_masks["comparisons"]["reference_metrics"]
+    longer, _ = run_one(rc(tmp_path, method="helpers:NoisePairs", sets=["task.patience=3"]))
+    assert longer["protocol_hash"] != real_masks["protocol_hash"]

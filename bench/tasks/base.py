@@ -66,6 +66,7 @@ class Task:
         id: registry id; version: protocol version; description: one line.
         needs: sample fields every generated sample must carry.
         main_metric: the metric leaderboards sort by.
+        generator_inputs: config keys kept out of the protocol hash (what the generator is given).
     """
 
     id: ClassVar[str] = ""
@@ -74,6 +75,9 @@ class Task:
     needs: ClassVar[frozenset[str]] = frozenset()
     main_metric: ClassVar[str] = ""
     Config: ClassVar[type]
+    generator_inputs: ClassVar[frozenset[str]] = frozenset()
+    """Config keys that only choose what the generator is given (e.g. which masks condition it): they do not
+    change what is measured, so they stay out of the protocol hash and records differing there rank together."""
 
     def __init__(self, config: Any) -> None:
         self.config = config

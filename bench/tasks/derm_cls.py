@@ -126,6 +126,12 @@ class DermClsTask(Task):
     needs: ClassVar[frozenset[str]] = frozenset({"image"})
     main_metric: ClassVar[str] = "f1_weighted"
     Config = DermClsConfig
+    # Label-prompted and reference-conditioned generators are ranked together (Table 4.2 has both kinds).
+    generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning"})
+    #: Config keys that do not change a real-only arm (it is shared by every method and conditioning).
+    ARM_FREE_KEYS: ClassVar[frozenset[str]] = frozenset({
+        "conditioning", "generate_classes", "n_per_class", "prompt_template", "class_words", "caption_template",
+        "classifiers"})
 
     def given(self) -> frozenset[str]:
         if self.config.conditioning == "label":
@@ -242,8 +248,9 @@ class DermClsTask(Task):
                   ctx: RunContext) -> dict[str, Any]:
         from bench.config import to_dict
 
-        key = stable_hash({"task": self.id, "version": self.version, "config": to_dict(self.config),
-                           "splits": data.checksums, "seed": ctx.seed, "model": model_id}, 16)
+        config = {k: v for k, v in to_dict(self.config).items() if k not in self.ARM_FREE_KEYS}
+        key = stable_hash({"task": self.id, "version": self.version, "config": config, "splits": data.checksums,
+                           "seed": ctx.seed, "model": model_id, "model_index": k}, 16)
         path = Path(ctx.cache_dir or ctx.work_dir) / "arms" / f"cls-real-{model_id}-{key}.json"
         if path.exists():
             logger.info("real-only arm of %s: cached (%s)", model_id, path.name)

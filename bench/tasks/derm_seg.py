@@ -160,6 +160,12 @@ class SegAugTask(Task):
     needs: ClassVar[frozenset[str]] = frozenset({"image", "mask"})
     main_metric: ClassVar[str] = "dice"
     Config = SegAugConfig
+    # Table 4.5 ranks DiDGen (real masks) beside baselines conditioned on DiDGen's masks: one protocol.
+    generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning", "mask_source"})
+    #: Config keys that do not change a real-only arm (it is shared by every method and conditioning).
+    ARM_FREE_KEYS: ClassVar[frozenset[str]] = frozenset({
+        "conditioning", "mask_source", "n_generate", "fit_on", "segmenters", "grid_size", "mask_lpips",
+        "lpips_trunk", "lpips_pairs", "weights_dir"})
 
     def given(self) -> frozenset[str]:
         if self.config.conditioning == "generated-masks":
@@ -264,8 +270,9 @@ class SegAugTask(Task):
         """The real-only arm, cached across methods under a key of everything that determines it."""
         from bench.config import to_dict
 
-        key = stable_hash({"task": self.id, "version": self.version, "config": to_dict(self.config),
-                           "splits": data.checksums, "seed": ctx.seed, "model": model_id}, 16)
+        config = {k: v for k, v in to_dict(self.config).items() if k not in self.ARM_FREE_KEYS}
+        key = stable_hash({"task": self.id, "version": self.version, "config": config, "splits": data.checksums,
+                           "seed": ctx.seed, "model": model_id, "model_index": model_index}, 16)
         path = Path(ctx.cache_dir or ctx.work_dir) / "arms" / f"real-{model_id}-{key}.json"
         if path.exists():
             logger.info("real-only arm of %s: cached (%s)", model_id, path.name)

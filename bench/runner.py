@@ -454,8 +454,11 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
         # 2. generate
         produces = getattr(method_cls, "produces_samples", True)
         conditions = [_restrict(c, capabilities.accepts) for c in task.conditions(data, ctx)] if produces else []
-        gen_key = stable_hash({"fit": fit_key, "stage": "generate", "protocol": proto, "n": len(conditions),
-                               **({"inputs": inputs} if inputs else {}),
+        gen_identity = task.generation_identity()
+        gen_key = stable_hash({"fit": fit_key, "stage": "generate", "n": len(conditions),
+                               **({"protocol": proto, **({"inputs": inputs} if inputs else {})} if gen_identity is None
+                                  else {"task": task.id, "task_version": task.version, "conditions": gen_identity,
+                                        "splits": {"train": data.checksums.get("train")}}),
                                "shard_size": rc.shard_size, **({"method_config": method_cfg} if generation_only else {})},
                               16)
         gen_dir = work_dir / "generate" / gen_key

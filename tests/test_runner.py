@@ -218,3 +218,13 @@ def test_generator_inputs_stay_out_of_the_protocol_but_not_the_run(tmp_path, cap
     assert generated["comparisons"]["reference_metrics"] == real_masks["comparisons"]["reference_metrics"]
     longer, _ = run_one(rc(tmp_path, method="helpers:NoisePairs", sets=["task.patience=3"]))
     assert longer["protocol_hash"] != real_masks["protocol_hash"]
+
+
+def test_scales_share_one_generation(tmp_path):
+    """S_1k and S_2.5k differ only in the real pairs the segmenters see: one fit, one generation, two scores."""
+    full, _ = run_one(rc(tmp_path, method="helpers:NoisePairs"))
+    subset, _ = run_one(rc(tmp_path, method="helpers:NoisePairs", sets=["task.n_real=20"]))
+    assert subset["cached"] == {"fit": True, "generate": True, "evaluate": False}
+    assert subset["protocol_hash"] != full["protocol_hash"] and subset["n"]["real_train"] == 20
+    on_subset, _ = run_one(rc(tmp_path, method="helpers:NoisePairs", sets=["task.n_real=20", "task.fit_on=real-subset"]))
+    assert on_subset["cached"]["generate"] is False  # conditions come from the subset then

@@ -87,6 +87,11 @@ class Task:
         return CONFIG_DIR / f"{cls.id}.yaml"
 
     # -- what the task gives and needs -------------------------------------------------------
+    def generation_identity(self) -> dict[str, Any] | None:
+        """What determines the conditions handed to the generator, when that is less than the whole protocol
+        (runs differing only in how the samples are scored then share one generation); None: the protocol."""
+        return None
+
     def given(self) -> frozenset[str]:
         """Condition fields the task supplies to the generator."""
         return frozenset()

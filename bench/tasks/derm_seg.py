@@ -212,6 +212,12 @@ class SegAugTask(Task):
                 "fit_on": c.fit_on, "n_real": c.n_real if c.fit_on == "real-subset" else None,
                 "subset_seed": c.subset_seed}
 
+    def generation_identity(self) -> dict[str, Any]:
+        """Conditions depend on the fit set and the conditioning only: S_1k and S_2.5k share one generation."""
+        c = self.config
+        return {**self.fit_identity(), "n_generate": c.n_generate, "conditioning": c.conditioning,
+                "mask_source": c.mask_source}
+
     def fit_set(self, data: TaskData) -> Sequence[Sample]:
         train = data.splits["train"]
         if self.config.fit_on == "real-subset":

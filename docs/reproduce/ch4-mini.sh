@@ -7,10 +7,10 @@
 set -euo pipefail
 WORK=${1:-bench-runs}
 HERE=$(cd "$(dirname "$0")" && pwd)
-SEG=$HERE/ch4-seg-mini.yaml   # Tables 4.5-4.7: train 1000, four segmenters
+SEG=$HERE/ch4-seg-mini.yaml   # Tables 4.5-4.7: train 520, four segmenters
 CLS=$HERE/ch4-cls-mini.yaml   # Tables 4.2-4.4: four classifiers
 run() { bench run --profile mini --work-dir "$WORK" --no-progress "$@"; }
-# Both scales of Table 4.5 from one fit and one generation: S_2.5k twin (all 1000 real pairs), then S_1k twin (200).
+# Both scales of Table 4.5 from one fit and one generation: S_2.5k twin (all 520 real pairs), then S_1k twin (200).
 scales() { run "$@" --config "$SEG"; run "$@" --config "$SEG" --set task.n_real=200; }
 
 # Tables 4.5 / 4.6 / 4.7 (seg-aug). DiDGen first: its generated masks condition the baselines, as in the thesis.

@@ -62,7 +62,7 @@ def test_claims_recompute_from_reproduced_cells_the_same_way(record_factory) -> 
 
 def test_pvalue_claim_reads_the_records_ttest(record_factory) -> None:
     table = load_table("thesis-4.5")
-    recs = [record_factory(method="didgen", seed=s, n={"real_train": 1000}, per_model={"unet": {"iou": 0.7}},
+    recs = [record_factory(method="didgen", seed=s, n={"real_train": 520}, per_model={"unet": {"iou": 0.7}},
                            comparisons={"paired_ttest": {"iou": {"t": 2.0, "p": p, "n": 10, "mean_diff": 0.1}}})
             for s, p in ((0, 0.01), (1, 0.03), (2, 0.02))]
     claim = next(c for c in evaluate_claims(reproduce_table(table, "mini", recs)) if c.id == "ttest")

@@ -41,7 +41,7 @@ def test_seed_mean_std_and_delta(record_factory) -> None:
     assert cell.status == "ok" and cell.seeds == (0, 1)
     assert math.isclose(cell.mean, 0.71) and math.isclose(cell.std, statistics.stdev([0.70, 0.72]))
     assert math.isclose(cell.delta, 0.71 - 0.716)
-    # the S_2.5k row asks for n_real 1000: the 200-pair runs do not fill it
+    # the S_2.5k row asks for n_real 520: the 200-pair runs do not fill it
     assert result.cell("iou-s2.5k-unet", "original").status == "no-run"
     # no DCSAU-Net in these records, no DiDGen run at all
     assert result.cell("iou-s1k-dcsau-net", "original").status == "no-run"
@@ -70,7 +70,7 @@ def test_rerun_of_a_seed_keeps_the_newest_record(record_factory) -> None:
 
 def test_setting_keys_read_config_and_percent_scale(record_factory) -> None:
     table = load_table("thesis-4.7")
-    rec = record_factory(method="didgen", n={"real_train": 1000}, method_config={"ca_guidance": False},
+    rec = record_factory(method="didgen", n={"real_train": 520}, method_config={"ca_guidance": False},
                          per_model={"unet": {"iou": 0.7}}, metrics={"lpips_diversity[masks,alex-random]": 0.2})
     result = reproduce_table(table, "mini", [rec])
     assert result.cell("iou-unet", "without").status == "ok"

@@ -107,6 +107,15 @@ class DermQualityTask(Task):
         c = self.config
         return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size}
 
+    def fit_set(self, data: TaskData) -> Sequence[Sample]:
+        """The training images without diagnosis labels: Experiment 1 trains every generator on ISIC 2018 Task 1,
+        which has none (a labelled dataset such as derm-mini would otherwise make per-class GANs split by class)."""
+        import dataclasses
+
+        train = data.splits["train"]
+        unlabelled = lambda s: dataclasses.replace(s, label=None)  # noqa: E731
+        return train.map(unlabelled) if hasattr(train, "map") else [unlabelled(s) for s in train]
+
     def conditions(self, data: TaskData, ctx: RunContext) -> list[Condition]:
         # Text-to-image methods get the prompt; image-prompted ones (IP-Adapter) a training image, in a seeded
         # order that cycles through the split. The runner drops the fields a method does not accept.

@@ -68,3 +68,17 @@ def test_mask_conditioning_gives_the_reference_images_masks():
     by_id = {s.meta["id"]: s for s in data.splits["train"]}
     for c in masked.conditions(data, RunContext()):
         assert torch.equal(c.mask, by_id[c.meta["source_id"]].mask)
+
+
+def test_generators_are_fitted_on_unlabelled_images():
+    """Experiment 1 trains on ISIC 2018 Task 1, which has no diagnosis labels: derm-mini's labels are dropped."""
+    from bench.tasks.derm_quality import DermQualityConfig, DermQualityTask
+
+    task = DermQualityTask(DermQualityConfig(dataset="derm-mini", dataset_options={"sizes": {"train": 6, "test": 4}},
+                                             image_size=32, n_generate=4, extractor="mini-clip"))
+    data = task.load(RunContext())
+    assert any(s.label is not None for s in data.splits["train"])
+    fit = task.fit_set(data)
+    assert len(fit) == 6 and all(s.label is None for s in fit)
+    assert all(torch.equal(a.image, b.image) and torch.equal(a.mask, b.mask) and a.prompt == b.prompt
+               for a, b in zip(fit, data.splits["train"]))

@@ -1,0 +1,3 @@
+from .method import PGAN, PGANConfig
+
+__all__ = ["PGAN", "PGANConfig"]

@@ -1,0 +1,3 @@
+from .method import SLStyleGAN, SLStyleGANConfig
+
+__all__ = ["SLStyleGAN", "SLStyleGANConfig"]

@@ -1,0 +1,2 @@
+"""GAN machinery shared by the GAN baselines (PGAN, SL-StyleGAN): equalized-lr layers, losses and penalties,
+EMA, the progressive-growing schedule, the training loop, and the per-class Generator base class."""

@@ -15,6 +15,7 @@ from bench.diffusion.tokens import PlaceholderTokens, add_placeholder_tokens, to
 logger = logging.getLogger(__name__)
 
 __all__ = ["SCHEDULERS", "UnetKwargsFn", "make_scheduler", "sample", "ddim_invert", "latent_guidance_step",
+           "seeded_noise", "guided_sample", "GuidanceLoss",
            "add_placeholder_tokens", "PlaceholderTokens", "token_indices", "add_lora", "attention_parameters",
            "lora_state_dict", "trainable_parameters"]
 
@@ -192,7 +193,7 @@ def ddim_scheduler_for_inversion(scheduler: Any) -> Any:
 
 
 def latent_guidance_step(latents: Any, loss_fn: Callable[[Any], Any], step_size: float,
-                         normalize: bool = False) -> tuple[Any, float]:
+                         normalize: bool | str = False) -> tuple[Any, float]:
     """One gradient step on the latents: x <- x - step_size * dL/dx (attention guidance).
 
     This is the update of layout guidance (DiDGen, thesis chapter 5, Attn-Refocus, ZestGuide): ``loss_fn``
@@ -202,17 +203,129 @@ def latent_guidance_step(latents: Any, loss_fn: Callable[[Any], Any], step_size:
         latents: current latents x_t (N, C, h, w).
         loss_fn: ``loss_fn(latents_with_grad) -> scalar tensor``.
         step_size: step length (the papers' eta, possibly times a timestep-dependent factor).
-        normalize: divide the gradient by its RMS (scale-free steps).
+        normalize: ``True`` or ``"rms"``: divide the gradient by its RMS over the whole tensor (scale-free steps);
+            ``"max"``: divide each element's gradient by its own largest absolute entry (ZestGuide's L-infinity
+            normalisation, per batch element so that elements stay independent); False: none.
 
     Returns:
         (new latents, detached), loss value before the step.
     """
     import torch
 
+    if normalize not in (False, True, "rms", "max"):
+        raise ValueError(f"normalize must be False, True, 'rms' or 'max', got {normalize!r}")
     with torch.enable_grad():
         x = latents.detach().float().requires_grad_(True)
         loss = loss_fn(x)
         (grad,) = torch.autograd.grad(loss, x)
-    if normalize:
+    if normalize == "max":
+        grad = grad / grad.flatten(1).abs().amax(1).clamp_min(1e-12).reshape(-1, *[1] * (grad.ndim - 1))
+    elif normalize:
         grad = grad / grad.pow(2).mean().sqrt().clamp_min(1e-12)
     return (x - step_size * grad).detach(), float(loss.detach())
+
+
+def seeded_noise(shape: tuple[int, ...], seeds: Any, scale: float = 1.0) -> Any:
+    """Initial latents (N, *shape), element ``k`` drawn from its own generator seeded by ``seeds[k]``, times ``scale``
+    (the scheduler's ``init_noise_sigma``): an element is the same whatever batch it is generated in."""
+    import torch
+
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]) * scale
+
+
+#: A guidance loss for `guided_sample`: ``loss_fn(store, rows, i)`` (``i`` the sampling iteration) is called right after the UNet ran on the
+#: conditional embeddings of batch elements ``rows`` (a LongTensor of indices into the batch) with gradients on, so
+#: ``store`` holds that call's attention maps. It returns a scalar (the sum over ``rows``, so that each element takes
+#: the step it would take alone) or per-element losses (len(rows),), optionally with a bool tensor (len(rows),) that
+#: is True for elements that need no further inner step at this iteration.
+GuidanceLoss = Callable[[Any, Any], Any]
+
+
+def guided_sample(unet: Any, scheduler: Any, cond: Any, uncond: Any, latents: Any, guidance_scale: float,
+                  store: Any, loss_fn: GuidanceLoss | None, step_sizes: Any, guided: Any = None,
+                  inner_steps: Any = 1, normalize: bool | str = False,
+                  after_predict: Callable[[int, Any], None] | None = None,
+                  before_unet: Callable[[Any, list[int | None]], None] | None = None) -> Any:
+    """Classifier-free-guidance sampling with attention-guided gradient steps on the latent (layout guidance).
+
+    Per sampling iteration ``i`` (over ``scheduler.timesteps``, already set):
+    (1) if ``step_sizes[i] > 0``: up to ``inner_steps[i]`` gradient steps ``z <- z - step_sizes[i] * dL/dz`` on the
+    guided elements, each with one UNet call on their conditional embeddings only (``store`` records its maps with
+    gradients) and ``loss_fn``; an element whose ``loss_fn`` reports it done takes no further inner step;
+    (2) the ordinary CFG noise prediction from the moved latent, one UNet call on ``[uncond, cond]`` (``store``
+    records the conditional half); (3) ``after_predict(i, t)``; (4) the scheduler step.
+    This is the loop of DiDGen (thesis section 4.3.4), ZestGuide and Attn-Refocus; only the loss, the step sizes
+    and the inner steps differ.
+
+    Args:
+        unet: `UNet2DConditionModel` with storing processors installed for ``store``.
+        scheduler: a diffusers scheduler after ``set_timesteps``.
+        cond: conditional embeddings (N, L, D); uncond: unconditional (1, L, D).
+        latents: initial latents (N, C, h, w) (`seeded_noise`).
+        store: an `AttentionStore` (``mode="last"``, ``keep_grad=True``).
+        loss_fn: see `GuidanceLoss`; None disables guidance.
+        step_sizes: one step size per iteration (0: no guidance at that iteration).
+        guided: indices of the elements that are guided (default all).
+        inner_steps: int or one int per iteration: gradient steps per iteration.
+        normalize: gradient normalisation of `latent_guidance_step`.
+        after_predict: called after the CFG prediction of each iteration (e.g. to keep the maps for a read-out).
+        before_unet: ``before_unet(t, rows)`` before every UNet call, ``rows[j]`` the batch element of row ``j`` of
+            the call (None for unconditional rows); for processors that change attention per element.
+
+    Returns:
+        the final latents (N, C, h, w).
+    """
+    import torch
+
+    n = latents.shape[0]
+    guided = list(range(n)) if guided is None else list(guided)
+    n_iter = len(scheduler.timesteps)
+    inner = [int(inner_steps)] * n_iter if isinstance(inner_steps, int) else [int(k) for k in inner_steps]
+    for i, t in enumerate(scheduler.timesteps):
+        if loss_fn is not None and guided and step_sizes[i] > 0:
+            active = list(guided)
+            for _ in range(inner[i]):
+                if not active:
+                    break
+                sub = torch.tensor(active)
+                done: list[Any] = []
+
+                def step_loss(z: Any, sub: Any = sub, t: Any = t, i: int = i, done: list[Any] = done) -> Any:
+                    if before_unet is not None:
+                        before_unet(t, [int(b) for b in sub])
+                    store.begin_step(t)
+                    unet(scheduler.scale_model_input(z, t), t, encoder_hidden_states=cond[sub])
+                    out = loss_fn(store, sub, i)
+                    if isinstance(out, tuple):
+                        out, finished = out
+                        done.append(finished)
+                    return out if out.ndim == 0 else out.sum()
+
+                moved, _ = latent_guidance_step(latents[sub], step_loss, step_sizes[i], normalize=normalize)
+                latents = latents.clone()
+                latents[sub] = moved
+                if done:
+                    active = [b for b, stop in zip(active, done[0].tolist()) if not stop]
+        if before_unet is not None:
+            before_unet(t, [None] * n + list(range(n)))
+        eps = _cfg_eps(unet, latents, t, cond, uncond, guidance_scale, scheduler, store)
+        if after_predict is not None:
+            after_predict(i, t)
+        latents = scheduler.step(eps, t, latents).prev_sample
+    return latents
+
+
+def _cfg_eps(unet: Any, latents: Any, t: Any, cond: Any, uncond: Any, scale: float, scheduler: Any,
+             store: Any) -> Any:
+    """CFG noise prediction in one UNet call on ``[uncond, cond]``, recording the conditional half in ``store``."""
+    import torch
+
+    n = latents.shape[0]
+    with torch.no_grad():
+        x = scheduler.scale_model_input(torch.cat([latents, latents]), t)
+        store.begin_step(t)
+        store.batch_slice = slice(n, 2 * n)
+        out = unet(x, t, encoder_hidden_states=torch.cat([uncond.expand(n, -1, -1), cond])).sample.float()
+        store.batch_slice = None
+    eps_u, eps_c = out.chunk(2)
+    return eps_u + scale * (eps_c - eps_u)

@@ -2,7 +2,8 @@
 
 Per sampling iteration ``i`` with step size ``eta_i > 0`` (the first half, `guidance_step_sizes`): one UNet call on
 the conditional prompt only, ``L_CA`` on the ``<lesion>`` map at ``ca_res`` plus ``L_SA`` at ``sa_res``, one gradient
-step on the latent (`latent_guidance_step`); then the ordinary classifier-free-guidance step from the moved latent.
+step on the latent; then the ordinary classifier-free-guidance step from the moved latent (the generic loop
+`bench.diffusion.sampling.guided_sample`, shared with the ZestGuide and Attn-Refocus baselines).
 At the read-out iteration (the last, as the thesis says; or the second-to-last, what the code's index 49 is with
 PNDM) the mask is ``close(Otsu((A_S)^tau @ up(A_C)))`` from that iteration's conditional maps.
 Conditions are processed in batches; each element has its own mask, and the loss is summed over the batch so that
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,17 +37,29 @@ def _batch_layout_loss(store: Any, masks: torch.Tensor, lesion_pos: torch.Tensor
     return total
 
 
-@torch.no_grad()
-def _cfg_eps(unet: Any, latents: torch.Tensor, t: Any, cond: torch.Tensor, uncond: torch.Tensor, scale: float,
-             sched: Any, store: Any) -> torch.Tensor:
-    n = latents.shape[0]
-    x = sched.scale_model_input(torch.cat([latents, latents]), t)
-    store.begin_step(t)
-    store.batch_slice = slice(n, 2 * n)  # record the conditional half
-    out = unet(x, t, encoder_hidden_states=torch.cat([uncond.expand(n, -1, -1), cond])).sample.float()
-    store.batch_slice = None
-    eps_u, eps_c = out.chunk(2)
-    return eps_u + scale * (eps_c - eps_u)
+@dataclass
+class PromptInputs:
+    """Encoded prompts of one batch: ``cond`` (N, L, D), ``uncond`` (1, L, D), ``positions`` (N, 2) of
+    ``<lesion>``/``<skin>``, ``eots`` (end-of-text position per prompt)."""
+
+    cond: torch.Tensor
+    uncond: torch.Tensor
+    positions: torch.Tensor
+    eots: list[int]
+
+
+def encode_prompts(parts: Any, prompts: Sequence[str], placeholder_ids: list[int]) -> PromptInputs:
+    """Text embeddings and placeholder positions of ``prompts`` (each starting with the placeholder prefix)."""
+    from .prompts import placeholder_positions
+
+    ids = parts.token_ids(list(prompts))
+    positions = torch.tensor([placeholder_positions(row.tolist(), placeholder_ids)[:2] for row in ids])
+    eots = [len(parts.tokenizer(p, truncation=True, max_length=parts.tokenizer.model_max_length).input_ids) - 1
+            for p in prompts]
+    with torch.no_grad():
+        cond = parts.text_encoder(input_ids=ids).last_hidden_state.float()
+        uncond = parts.encode_prompt([""]).float()
+    return PromptInputs(cond=cond, uncond=uncond, positions=positions, eots=eots)
 
 
 def generate_pairs(parts: Any, prompts: Sequence[str], masks: Sequence[torch.Tensor | None], seeds: Sequence[int],
@@ -60,9 +74,7 @@ def generate_pairs(parts: Any, prompts: Sequence[str], masks: Sequence[torch.Ten
     """
     from bench.diffusion.attention import AttentionStore, storing_processors
     from bench.diffusion.layout import attention_mask_readout, guidance_step_sizes, token_softmax
-    from bench.diffusion.sampling import latent_guidance_step, make_scheduler
-
-    from .prompts import placeholder_positions
+    from bench.diffusion.sampling import guided_sample, make_scheduler, seeded_noise
 
     unet = parts.unet
     store = AttentionStore(cross=True, self_attention=True, resolutions={config.ca_res, config.sa_res}, mode="last",
@@ -74,36 +86,28 @@ def generate_pairs(parts: Any, prompts: Sequence[str], masks: Sequence[torch.Ten
     etas = guidance_step_sizes(n_iter, config.eta, tuple(config.eta_range), config.guidance_fraction)
     readout_at = n_iter - 1 if config.readout_step == "last" else max(n_iter - 2, 0)
 
-    ids = parts.token_ids(list(prompts))
-    lesion_pos = torch.tensor([placeholder_positions(row.tolist(), placeholder_ids)[0] for row in ids])
-    eots = [len(parts.tokenizer(p, truncation=True, max_length=parts.tokenizer.model_max_length).input_ids) - 1
-            for p in prompts]
-    with torch.no_grad():
-        cond = parts.text_encoder(input_ids=ids).last_hidden_state.float()
-        uncond = parts.encode_prompt([""]).float()
+    enc = encode_prompts(parts, prompts, placeholder_ids)
+    lesion_pos, eots = enc.positions[:, 0], enc.eots
     shape = parts.sample_shape(1)[1:]
-    latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-    latents = latents * sched.init_noise_sigma
+    latents = seeded_noise(shape, seeds, sched.init_noise_sigma)
     guided = [b for b, m in enumerate(masks) if m is not None]
     side = shape[-1] * parts.codec.factor
+    mask_stack = {b: masks[b].float() for b in guided}
+
+    def loss_fn(store: Any, rows: torch.Tensor, i: int) -> torch.Tensor:
+        sub_masks = torch.stack([mask_stack[int(b)] for b in rows])
+        return _batch_layout_loss(store, sub_masks, lesion_pos[rows], [eots[int(b)] for b in rows], config)
+
     kept: dict[str, torch.Tensor] = {}
-    for i, t in enumerate(sched.timesteps):
-        if guided and etas[i] > 0 and (config.ca_guidance or config.sa_guidance):
-            sub = torch.tensor(guided)
-            sub_masks = torch.stack([masks[b].float() for b in guided])
 
-            def loss_fn(z: torch.Tensor) -> torch.Tensor:
-                store.begin_step(t)
-                unet(sched.scale_model_input(z, t), t, encoder_hidden_states=cond[sub])
-                return _batch_layout_loss(store, sub_masks, lesion_pos[sub], [eots[b] for b in guided], config)
-
-            moved, _ = latent_guidance_step(latents[sub], loss_fn, etas[i])
-            latents = latents.clone()
-            latents[sub] = moved
-        eps = _cfg_eps(unet, latents, t, cond, uncond, config.guidance_scale, sched, store)
+    def keep_readout(i: int, t: Any) -> None:
         if i == readout_at:
-            kept = {"ca": store.maps(config.ca_res, "cross").detach(), "sa": store.maps(config.sa_res, "self").detach()}
-        latents = sched.step(eps, t, latents).prev_sample
+            kept["ca"] = store.maps(config.ca_res, "cross").detach()
+            kept["sa"] = store.maps(config.sa_res, "self").detach()
+
+    use_loss = loss_fn if (config.ca_guidance or config.sa_guidance) else None
+    latents = guided_sample(unet, sched, enc.cond, enc.uncond, latents, config.guidance_scale, store, use_loss, etas,
+                            guided=guided, after_predict=keep_readout)
     with torch.no_grad():
         images = parts.codec.decode(latents).clamp(0, 1)
     out_masks = []

@@ -124,3 +124,32 @@ def test_save_load_roundtrip(tiny_folder, derm_train, tmp_path):
     a, b = next(model.generate(conds, RunContext())), next(other.generate(conds, RunContext()))
     assert a.prompt == b.prompt and a.prompt.startswith(PREFIX + " ")
     assert torch.allclose(a.image, b.image, atol=1e-5) and torch.equal(a.mask, b.mask)
+
+
+def test_short_generation_pinned_to_values_before_the_generic_loop():
+    """A 4-step guided generation on mini-sd (two guided masks and one unconditioned element in one batch) gives the
+    values computed with the hand-written loop that preceded `bench.diffusion.sampling.guided_sample`."""
+    from bench.data.derm_mini import DermMini as World
+
+    data = list(World(image_size=64, sizes={"train": 4, "val": 1, "test": 1}).load("train"))
+    base = DiDGen(DiDGenConfig(backbone="mini-sd"))
+    base._ensure_model()
+    expected = {  # image sum, image[0, :, 5, 7], image[2, :, 20, 11], mask sizes
+        "default": ({}, 4433.569768399, [0.5888596177101135, 0.42934757471084595, 0.496940553188324],
+                    [0.4637565016746521, 0.3895684480667114, 0.5385487675666809], [815, 924, 210]),
+        "second": (dict(readout_step="second-to-last", gaussian_smoothing=True), 4436.3358372449875,
+                   [0.5915864706039429, 0.4294106662273407, 0.4965851902961731],
+                   [0.45938828587532043, 0.4031391739845276, 0.5388553738594055], [604, 779, 679]),
+    }
+    conds = [Condition(mask=data[0].mask, meta={"index": 0}), Condition(meta={"index": 1}),
+             Condition(mask=data[2].mask, meta={"index": 2})]
+    for name, (kw, total, px0, px2, sizes) in expected.items():
+        model = DiDGen(DiDGenConfig(backbone="mini-sd", resolution=32, ca_res=8, sa_res=16, sample_steps=4,
+                                    guidance_scale=3.0, closing_kernel=3, generate_batch=3, eta=200.0, **kw))
+        model.parts, model.placeholder_ids = base.parts, base.placeholder_ids
+        out = list(model.generate(conds, RunContext(seed=1)))
+        images = torch.stack([s.image for s in out])
+        assert images.double().sum().item() == pytest.approx(total, abs=1e-3), name
+        assert images[0, :, 5, 7].tolist() == pytest.approx(px0, abs=1e-5), name
+        assert images[2, :, 20, 11].tolist() == pytest.approx(px2, abs=1e-5), name
+        assert [int(s.mask.sum()) for s in out] == sizes, name

@@ -1,0 +1,3 @@
+from .method import AttnRefocus, AttnRefocusConfig
+
+__all__ = ["AttnRefocus", "AttnRefocusConfig"]

@@ -1,0 +1,3 @@
+from .method import ZestGuide, ZestGuideConfig
+
+__all__ = ["ZestGuide", "ZestGuideConfig"]

@@ -44,6 +44,9 @@ IMAGENET_FILES = {
     "efficientnet-v2": "efficientnet_v2_s-dd5fe13b.pth",
     "mobilenet-v2": "mobilenet_v2-b0353104.pth",
 }
+#: torchvision ImageNet files of every backbone the project loads: the classifiers and loss networks (VGG19 of
+#: pix2pixHD's perceptual loss).
+TORCHVISION_FILES = {**IMAGENET_FILES, "vgg19": "vgg19-dcbbe1e0.pth"}
 
 
 class Normalized(nn.Module):
@@ -72,13 +75,14 @@ def _fix_densenet_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def imagenet_file(name: str, weights_dir: str | Path | None, path: str | Path | None = None) -> Path:
-    """The ImageNet checkpoint of classifier ``name``; raises `MissingWeightsError` (one line) if absent."""
+    """The ImageNet checkpoint of backbone ``name`` (`TORCHVISION_FILES`); raises `MissingWeightsError` (one line)
+    if absent."""
     from bench.metrics.extractors import MissingWeightsError, resolve_weights_dir
 
-    file = Path(path) if path is not None else resolve_weights_dir(weights_dir) / IMAGENET_FILES[name]
+    file = Path(path) if path is not None else resolve_weights_dir(weights_dir) / TORCHVISION_FILES[name]
     if not file.exists():
-        raise MissingWeightsError(f"missing ImageNet weights of {name}: put torchvision's {IMAGENET_FILES[name]} at {file}; "
-                                  "nothing is downloaded")
+        raise MissingWeightsError(f"missing ImageNet weights of {name}: put torchvision's {TORCHVISION_FILES[name]} at "
+                                  f"{file}; nothing is downloaded")
     return file
 
 

@@ -308,15 +308,15 @@ def guided_sample(unet: Any, scheduler: Any, cond: Any, uncond: Any, latents: An
                     active = [b for b, stop in zip(active, done[0].tolist()) if not stop]
         if before_unet is not None:
             before_unet(t, [None] * n + list(range(n)))
-        eps = _cfg_eps(unet, latents, t, cond, uncond, guidance_scale, scheduler, store)
+        eps = cfg_eps_recording(unet, latents, t, cond, uncond, guidance_scale, scheduler, store)
         if after_predict is not None:
             after_predict(i, t)
         latents = scheduler.step(eps, t, latents).prev_sample
     return latents
 
 
-def _cfg_eps(unet: Any, latents: Any, t: Any, cond: Any, uncond: Any, scale: float, scheduler: Any,
-             store: Any) -> Any:
+def cfg_eps_recording(unet: Any, latents: Any, t: Any, cond: Any, uncond: Any, scale: float, scheduler: Any,
+                      store: Any) -> Any:
     """CFG noise prediction in one UNet call on ``[uncond, cond]``, recording the conditional half in ``store``."""
     import torch
 

@@ -45,20 +45,6 @@ def _layout_guidance_loss(store: Any, masks: torch.Tensor, lesion_pos: Sequence[
     return total
 
 
-@torch.no_grad()
-def _cfg_eps(unet: Any, x: torch.Tensor, t: Any, cond: torch.Tensor, uncond: torch.Tensor, scale: float,
-             sched: Any, store: Any) -> torch.Tensor:
-    """Classifier-free-guided noise of latents ``x`` (M, C, h, w); the store records the conditional half."""
-    m = x.shape[0]
-    inp = sched.scale_model_input(torch.cat([x, x]), t)
-    store.begin_step(t)
-    store.batch_slice = slice(m, 2 * m)
-    out = unet(inp, t, encoder_hidden_states=torch.cat([uncond.expand(m, -1, -1), cond])).sample.float()
-    store.batch_slice = None
-    eps_u, eps_c = out.chunk(2)
-    return eps_u + scale * (eps_c - eps_u)
-
-
 def _record_style(parts: Any, kv: Any, store: Any, references: torch.Tensor, empty: torch.Tensor, sched: Any,
                   steps: int, source: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Invert the references; record K/V. Returns z_T and the inversion latents per sampling iteration
@@ -103,7 +89,7 @@ def generate_dual(parts: Any, prompts: Sequence[str], masks: Sequence[torch.Tens
     """
     from bench.diffusion.attention import AttentionStore
     from bench.diffusion.layout import attention_mask_readout, guidance_step_sizes, token_softmax
-    from bench.diffusion.sampling import ddim_scheduler_for_inversion, latent_guidance_step
+    from bench.diffusion.sampling import cfg_eps_recording, ddim_scheduler_for_inversion, latent_guidance_step
     from bench.diffusion.style import StyleKV, decoder_self_attention_layers, injecting_processors, style_statistics_loss
     from methods.didgen.prompts import placeholder_positions
 
@@ -182,7 +168,7 @@ def generate_dual(parts: Any, prompts: Sequence[str], masks: Sequence[torch.Tens
                 kv.plan(n_iter - 1 - i if c.kv_source == "inversion" else i, style_rows=list(range(2 * n)),
                         query_rows=list(range(2 * n)), kv_rows=rows + rows)
         x_cond = torch.cat([cond, cond]) if style is not None else cond
-        eps = _cfg_eps(unet, x, t, x_cond, uncond, c.guidance_scale, sched, store)
+        eps = cfg_eps_recording(unet, x, t, x_cond, uncond, c.guidance_scale, sched, store)
         kv.mode = "off"
         if i == readout_at:
             kept = {"ca": store.maps(c.ca_res, "cross")[:n].detach(), "sa": store.maps(c.sa_res, "self")[:n].detach()}

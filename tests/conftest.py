@@ -22,3 +22,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real sample data not found at {SHARED_DATA} (../shared/data beside the checkout)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test starts single-threaded: `run_one` sets torch's thread count (default min(2, cores)), and CPU
+    results (pinned values, Otsu thresholds of attention maps) are repeatable only at a fixed thread count."""
+    torch.set_num_threads(1)
+    yield

@@ -52,7 +52,7 @@ def run(
                                   help="Caches, generated samples and records."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N]."),
     precision: str = typer.Option("fp32", help="fp32 | fp16 | bf16."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads (default: min(2, cores))."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads (default: $OMP_NUM_THREADS, else min(2, cores))."),
     shard_size: int = typer.Option(64, "--shard-size", help="Samples per generation shard (the unit of resume)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),

@@ -356,6 +356,12 @@ def _evaluation_to_json(ev: Any) -> dict[str, Any]:
     return dataclasses.asdict(ev)
 
 
+def default_threads() -> int:
+    """CPU threads when ``--threads`` is not given: ``$OMP_NUM_THREADS`` if set, else min(2, cores)."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else min(2, os.cpu_count() or 1)
+
+
 def fit_owner(method_id: str, method_cls: type) -> dict[str, str]:
     """The identity a method's fitted state is cached under: its own, or that of the method named by its
     ``fit_from`` (a method that only samples differently from another, e.g. ZestGuide on DiDGen's fine-tuned
@@ -393,7 +399,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
     device = pick_device(rc.device)
     if rc.profile == "paper" and device.type != "cuda":
         logger.warning("the paper profile is meant for a GPU; running it on %s will be slow", device)
-    torch.set_num_threads(rc.threads or min(2, os.cpu_count() or 1))
+    torch.set_num_threads(rc.threads or default_threads())
     if device.type == "cuda":  # CPU kernels are deterministic at a fixed thread count; importing this costs ~6 s
         torch.use_deterministic_algorithms(True, warn_only=True)
     seed_everything(rc.seed)

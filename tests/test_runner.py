@@ -228,3 +228,14 @@ def test_scales_share_one_generation(tmp_path):
     assert subset["protocol_hash"] != full["protocol_hash"] and subset["n"]["real_train"] == 20
     on_subset, _ = run_one(rc(tmp_path, method="helpers:NoisePairs", sets=["task.n_real=20", "task.fit_on=real-subset"]))
     assert on_subset["cached"]["generate"] is False  # conditions come from the subset then
+
+
+def test_default_threads_follow_omp_num_threads(monkeypatch):
+    from bench.runner import default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")
+    assert default_threads() == min(2, os.cpu_count() or 1)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert default_threads() == min(2, os.cpu_count() or 1)

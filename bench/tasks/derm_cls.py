@@ -48,9 +48,10 @@ class DermClsConfig:
     """Classes the generator is fitted on and generates (thesis: the six minority classes, no NV)."""
     n_per_class: int = 1000
     """Synthetic images per generated class (thesis: 1000)."""
-    conditioning: Literal["label", "reference"] = "label"
+    conditioning: Literal["label", "reference", "mask"] = "label"
     """``label``: class label + class prompt (thesis, text-to-image); ``reference``: a real image (and mask) of the
-    class, for image-to-image methods such as classic-aug."""
+    class, for image-to-image methods such as classic-aug and IP-Adapter; ``mask``: class label + class prompt + the
+    lesion mask of a real training image of the class, for mask-to-image methods such as ControlNet."""
     prompt_template: str = "An image of <lesion> on <skin>. A dermoscopic image of {class_name}."
     """Class prompt given with each condition [I: the thesis does not give its class prompt]."""
     class_words: dict = field(default_factory=lambda: {
@@ -136,10 +137,13 @@ class DermClsTask(Task):
     def given(self) -> frozenset[str]:
         if self.config.conditioning == "label":
             return frozenset({"label", "prompt"})
+        if self.config.conditioning == "mask":
+            return frozenset({"label", "prompt", "mask"})
         return frozenset({"label", "reference", "mask"})
 
     def must_follow(self) -> frozenset[str]:
-        return frozenset({"label"}) if self.config.conditioning == "label" else frozenset({"reference"})
+        return {"label": frozenset({"label"}), "reference": frozenset({"reference"}),
+                "mask": frozenset({"label", "mask"})}[self.config.conditioning]
 
     # -- data -----------------------------------------------------------------------------------
     def load(self, ctx: RunContext) -> TaskData:
@@ -197,7 +201,7 @@ class DermClsTask(Task):
         c = self.config
         names = data.extra["class_names"]
         out = []
-        pool = self.fit_set(data) if c.conditioning == "reference" else None
+        pool = self.fit_set(data) if c.conditioning in ("reference", "mask") else None
         by_class: dict[int, list[int]] = {}
         if pool is not None:
             for i, s in enumerate(pool):
@@ -212,7 +216,11 @@ class DermClsTask(Task):
                 raise DataError(f"no training image of class {names[label]} to use as a reference")
             rng = np.random.default_rng(derive_seed(0, 11, i))
             s = pool[members[int(rng.integers(len(members)))]]
-            out.append(Condition(label=label, reference=s.image, mask=s.mask, meta={**meta, "source_id": s.meta.get("id")}))
+            meta["source_id"] = s.meta.get("id")
+            if c.conditioning == "mask":
+                out.append(Condition(label=label, prompt=self.prompt_for(names[label]), mask=s.mask, meta=meta))
+            else:
+                out.append(Condition(label=label, reference=s.image, mask=s.mask, meta=meta))
         return out
 
     # -- evaluation ------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ run --task derm-cls --method real-only --config "$CLS"
 for m in sl-stylegan pgan; do run --task derm-cls --method $m --config "$CLS"; done
 for m in sd-finetune dreambooth didgen; do run --task derm-cls --method $m --config "$CLS" --set method.prompt=condition; done
 run --task derm-cls --method ip-adapter --config "$CLS" --set task.conditioning=reference
-run --task derm-cls --method controlnet --config "$CLS" --set task.conditioning=reference
+run --task derm-cls --method controlnet --config "$CLS" --set task.conditioning=mask           # class label + a class mask
 
 for t in thesis-4.1 thesis-4.2 thesis-4.3 thesis-4.4 thesis-4.5 thesis-4.6 thesis-4.7; do
     bench table "$t" --profile mini --records "$WORK/records"

@@ -93,3 +93,21 @@ def test_label_conditioning_fits_on_class_captions():
     plain = DermClsTask(dataclasses.replace(task.config, caption_template=None)).fit_set(data)
     assert [s.prompt for s in plain][0].startswith("An image of lesion on skin.")
     assert task.fit_identity() != DermClsTask(dataclasses.replace(task.config, caption_template=None)).fit_identity()
+
+
+def test_mask_conditioning_gives_label_prompt_and_a_class_mask_for_controlnet():
+    task = DermClsTask(DermClsConfig(dataset="derm-mini", dataset_options={"sizes": {"train": 80, "val": 5, "test": 5}},
+                                     image_size=32, transfer_dataset=None, n_per_class=2, conditioning="mask",
+                                     classifiers=("resnet18",), variant="mini"))
+    controlnet = METHODS.get("controlnet")
+    assert task.incompatibility(controlnet.capabilities_for(controlnet.Config())) is None
+    assert "cannot follow" in task.incompatibility(METHODS.get("classic-aug").capabilities)
+    data = task.load(RunContext())
+    names = data.extra["class_names"]
+    by_id = {s.meta["id"]: s for s in data.splits["train"]}
+    conds = task.conditions(data, RunContext())
+    assert len(conds) == 12
+    for cond in conds:  # the mask of a real training image of the class asked for, with the class prompt
+        source = by_id[cond.meta["source_id"]]
+        assert source.label == cond.label and torch.equal(cond.mask, source.mask) and cond.reference is None
+        assert cond.prompt == task.prompt_for(names[cond.label])

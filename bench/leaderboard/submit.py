@@ -158,9 +158,15 @@ def check_metrics(record: dict[str, Any]) -> None:
 
 
 def identity(record: dict[str, Any]) -> tuple[str, ...]:
-    """What makes two records the same run: task, dataset, method, profile, seed, protocol."""
+    """What makes two records the same run: task, dataset, method and its resolved config, profile, seed,
+    protocol, and what the generator was given (a method's variants, e.g. DiDGen's prefix and DermPrompt rows of
+    Table 4.1, are distinct entries)."""
+    from bench.store import stable_hash
+
+    config = record.get("config") or {}
     return (record["task"]["id"], record["dataset"]["id"], record["method"]["id"], record["profile"],
-            str(record["seed"]), record["protocol_hash"])
+            str(record["seed"]), record["protocol_hash"],
+            stable_hash({"method": config.get("method"), "task": config.get("task")}, 16))
 
 
 def existing_identities(leaderboard: Path) -> dict[tuple[str, ...], str]:
@@ -312,7 +318,7 @@ def submit(paths: Iterable[Path], leaderboard: Path | None = None, allow_profile
                 raise SubmissionError(f"duplicate: run id '{record['run_id']}' is already on the leaderboard")
             key = identity(record)
             if key in seen:
-                raise SubmissionError(f"duplicate: the same task, dataset, method, profile, seed and protocol is "
+                raise SubmissionError(f"duplicate: the same task, dataset, method and config, profile, seed and protocol is "
                                       f"already accepted as '{seen[key]}'")
             stored, files, dropped = attachments(record, path)
             if not dry_run:

@@ -110,9 +110,13 @@ def _build() -> MetricCatalogue:
     for avg, what in (("weighted", "support-weighted (the thesis' 'micro')"), ("macro", "unweighted mean over classes")):
         for m, disp in (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1")):
             _add(c, f"{m}_{avg}", True, 0.0, 1.0, f"{disp} ({avg})", f"{disp}, {what} (sklearn average='{avg}').")
+            _add(c, f"{m}_{avg}[*]", True, 0.0, 1.0, f"{disp} ({avg})",
+                 f"{disp}, {what}, on the bracketed external test set, e.g. {m}_{avg}[derm7pt] (Table 4.4).")
     _add(c, "f1[*]", True, 0.0, 1.0, "F1", "Class-wise F1 of the bracketed class, e.g. f1[MEL] (Table 4.3).")
     _add(c, "accuracy", True, 0.0, 1.0, "Accuracy", "Fraction of correct predictions.")
     _add(c, "balanced_accuracy", True, 0.0, 1.0, "Balanced accuracy", "Mean per-class recall.")
+    _add(c, "accuracy[*]", True, 0.0, 1.0, "Accuracy", "Accuracy on the bracketed external test set.")
+    _add(c, "balanced_accuracy[*]", True, 0.0, 1.0, "Balanced accuracy", "Mean per-class recall on the bracketed external test set.")
     _add(c, "auroc", True, 0.0, 1.0, "AUROC", "Area under the ROC curve (binary, or one-vs-rest macro).")
     _add(c, "auroc[*]", True, 0.0, 1.0, "AUROC", "AUROC of the bracketed target, e.g. auroc[Cardiomegaly] (Table 6.2).")
     # image quality

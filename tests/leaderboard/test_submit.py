@@ -117,12 +117,16 @@ def test_refuses_duplicates(tmp_path, valid_record, dump_record) -> None:
     renamed = dict(valid_record, run_id=valid_record["run_id"] + "-copy")
     same_run = one(tmp_path, dump_record(tmp_path / "b.json", renamed))
     assert not same_run.accepted and f"already accepted as '{valid_record['run_id']}'" in same_run.reason
+    # a variant of the method (another resolved config, e.g. DiDGen's DermPrompt row of Table 4.1) is its own entry
+    config = {**valid_record["config"], "method": {**valid_record["config"]["method"], "variant": "other"}}
+    variant = dict(valid_record, run_id=valid_record["run_id"] + "-variant", config=config)
+    assert one(tmp_path, dump_record(tmp_path / "v.json", variant)).accepted
     # twice within one submission
     other = dict(valid_record, seed=1, run_id="seg-aug__classic-aug__derm-mini__mini__s1__00000000")
     path = dump_record(tmp_path / "c.json", other)
     verdicts = submit([path, path], tmp_path / "lb")
     assert [v.accepted for v in verdicts] == [True, False]
-    assert len(leaderboard_files(tmp_path)) == 2
+    assert len(leaderboard_files(tmp_path)) == 3
 
 
 class _Payload:

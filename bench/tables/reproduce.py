@@ -8,7 +8,10 @@ also matches a record's single bracketed variant of the same family.
 
 Records with different protocol hashes are never averaged together: the protocol
 with the most seeds wins (ties: the most recent record), and the others are
-counted in the cell's note. A seed run twice keeps its newest record.
+counted in the cell's note. A seed run twice keeps the record whose method config is
+closest to the method's defaults for the profile (an ablation such as DiDGen
+``ca_guidance=false`` shares the protocol of the default run but does not fill the
+default's cells unless the query asks for it), then the newest.
 """
 from __future__ import annotations
 
@@ -156,13 +159,44 @@ def matches(record: dict[str, Any], query: CellQuery) -> bool:
     return True
 
 
+def method_defaults(method_id: str, profile: str) -> dict[str, Any] | None:
+    """The method's resolved config for the profile with no user overrides (None if the method is not installed)."""
+    from bench import config as cfg
+    from bench.registry import METHODS
+    from bench.runner import method_config_file
+
+    try:
+        method_cls = METHODS.get(method_id)
+        values = cfg.profile_section(method_config_file(method_cls), profile)
+        return cfg.to_dict(cfg.build(method_cls.Config, values, "method"))
+    except Exception as exc:  # an external method or a stale config: fall back to "newest wins"
+        logger.debug("no default config for method %s: %s", method_id, exc)
+        return None
+
+
+def distance_from_defaults(record: dict[str, Any], defaults: dict[str, Any] | None) -> int:
+    """How many method config keys of the record differ from the defaults (0 when the defaults are unknown)."""
+    if defaults is None:
+        return 0
+    config = (record.get("config") or {}).get("method") or {}
+    return sum(1 for key, value in config.items() if key in defaults and not _same(value, defaults[key]))
+
+
 def select_runs(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    """Keep one protocol (most seeds, then newest) and one record per seed (newest)."""
+    """Keep one protocol (most seeds, then newest) and one record per seed (closest to the defaults, then newest)."""
+    defaults: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    def preference(rec: dict[str, Any]) -> tuple[int, str]:
+        key = (rec["method"]["id"], rec["profile"])
+        if key not in defaults:
+            defaults[key] = method_defaults(*key)
+        return -distance_from_defaults(rec, defaults[key]), rec.get("created", "")
+
     by_protocol: dict[str, dict[int, dict[str, Any]]] = {}
     for rec in records:
         seeds = by_protocol.setdefault(rec["protocol_hash"], {})
         old = seeds.get(rec["seed"])
-        if old is None or rec.get("created", "") > old.get("created", ""):
+        if old is None or preference(rec) > preference(old):
             seeds[rec["seed"]] = rec
     ranked = sorted(by_protocol.items(),
                     key=lambda kv: (len(kv[1]), max(r.get("created", "") for r in kv[1].values())), reverse=True)

@@ -68,6 +68,21 @@ def test_rerun_of_a_seed_keeps_the_newest_record(record_factory) -> None:
     assert cell.seeds == (0,) and math.isclose(cell.mean, 0.60) and cell.std is None
 
 
+def test_an_ablation_of_the_same_protocol_does_not_fill_the_default_cell(record_factory) -> None:
+    # DiDGen ca_guidance=false (Table 4.7's "without") shares the protocol and seed of the default run,
+    # and was run later; Table 4.5's DiDGen column must still read the default run.
+    table = load_table("thesis-4.5")
+    default = record_factory(method="didgen", n={"real_train": 520}, method_config={"ca_guidance": True},
+                             per_model={"unet": {"iou": 0.70}}, created="2026-01-01T00:00:00Z")
+    ablation = record_factory(method="didgen", n={"real_train": 520}, method_config={"ca_guidance": False},
+                              per_model={"unet": {"iou": 0.60}}, created="2026-06-01T00:00:00Z")
+    ablation["run_id"] += "x"
+    cell = reproduce_table(table, "mini", [default, ablation]).cell("iou-s2.5k-unet", "didgen")
+    assert cell.seeds == (0,) and math.isclose(cell.mean, 0.70)
+    without = reproduce_table(load_table("thesis-4.7"), "mini", [default, ablation]).cell("iou-unet", "without")
+    assert math.isclose(without.mean, 0.60)
+
+
 def test_setting_keys_read_config_and_percent_scale(record_factory) -> None:
     table = load_table("thesis-4.7")
     rec = record_factory(method="didgen", n={"real_train": 520}, method_config={"ca_guidance": False},

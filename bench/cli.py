@@ -123,7 +123,7 @@ def list_(profile: str = typer.Option("mini", help="Profile whose task configs d
     """Tasks, datasets, methods and profiles, with the task x method compatibility matrix."""
     from bench.config import PROFILES
     from bench.registry import DATASETS, METHODS, TASKS
-    from bench.runner import compatibility
+    from bench.runner import compatibility, conditioning_that_runs
 
     typer.echo(f"profiles: {', '.join(PROFILES)}")
     typer.echo(f"datasets: {', '.join(DATASETS.names())}")
@@ -138,10 +138,16 @@ def list_(profile: str = typer.Option("mini", help="Profile whose task configs d
         typer.echo(f"  {m:<14} accepts {sorted(caps.accepts) or '-'} -> returns {sorted(caps.returns)}")
     matrix = compatibility(profile)
     methods = METHODS.names()
-    typer.echo(f"\ncompatibility ({profile} profile; x = runs, . = incompatible):")
+    options = {(t, m): conditioning_that_runs(t, m, profile)
+               for t, row in matrix.items() for m in methods if row[m] is not None and not row[m].startswith("cannot load")}
+    typer.echo(f"\ncompatibility ({profile} profile; x = runs, o = runs with the task option below, . = incompatible):")
     typer.echo(" " * 16 + " ".join(f"{m:>12}" for m in methods))
     for t, row in matrix.items():
-        typer.echo(f"{t:<16}" + " ".join(f"{'x' if row[m] is None else '.':>12}" for m in methods))
+        marks = ["x" if row[m] is None else "o" if options.get((t, m)) else "." for m in methods]
+        typer.echo(f"{t:<16}" + " ".join(f"{mark:>12}" for mark in marks))
+    for (t, m), option in options.items():
+        if option:
+            typer.echo(f"  o {t} x {m}: --set {option}")
 
 
 @app.command()

@@ -21,6 +21,7 @@ import re
 import shutil
 import threading
 import time
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -568,3 +569,26 @@ def compatibility(profile: str = "mini") -> dict[str, dict[str, str | None]]:
             row[method_id] = task.incompatibility(method_cls.capabilities)
         out[task_id] = row
     return out
+
+
+def conditioning_that_runs(task_id: str, method_id: str, profile: str = "mini") -> str | None:
+    """For a method the task's default conditioning cannot run: the ``task.conditioning=<value>`` under which
+    it runs (e.g. ControlNet on derm-cls with ``mask``), or None."""
+    task_cls = TASKS.get(task_id)
+    conditioning = {f.name: f for f in dataclasses.fields(task_cls.Config)}.get("conditioning")
+    if conditioning is None:
+        return None
+    hints = typing.get_type_hints(task_cls.Config)
+    values = typing.get_args(hints["conditioning"])
+    base = cfg.profile_section(task_cls.config_file(), profile)
+    capabilities = METHODS.get(method_id).capabilities
+    for value in values:
+        if value == base.get("conditioning", conditioning.default):
+            continue
+        try:
+            task = task_cls(cfg.build(task_cls.Config, {**base, "conditioning": value}, "task"))
+        except cfg.ConfigError:
+            continue  # the value needs other settings (e.g. generated-masks needs task.mask_source)
+        if task.incompatibility(capabilities) is None:
+            return f"task.conditioning={value}"
+    return None

@@ -44,6 +44,20 @@ def test_list_shows_ids_and_matrix(cli):
     assert out.exit_code == 0, out.output
     assert "seg-aug" in out.output and "derm-mini" in out.output and "classic-aug" in out.output
     assert "compatibility" in out.output and "smoke, mini, paper" in out.output
+    # a method the default conditioning cannot run is marked o with the option that makes it run
+    assert "o derm-cls x controlnet: --set task.conditioning=mask" in out.output
+    assert "o derm-quality x ip-adapter: --set task.conditioning=masks" in out.output
+    assert "derm-cls x sd-finetune" not in out.output and "seg-aug x sd-finetune" not in out.output
+
+
+def test_conditioning_that_runs_only_names_options_that_make_the_method_run():
+    from bench.runner import compatibility, conditioning_that_runs
+
+    matrix = compatibility("mini")
+    assert matrix["derm-cls"]["controlnet"] is not None
+    assert conditioning_that_runs("derm-cls", "controlnet") == "task.conditioning=mask"
+    assert conditioning_that_runs("seg-aug", "sd-finetune") is None  # returns no masks under any conditioning
+    assert conditioning_that_runs("skin-tone", "controlnet") is None  # the task has no conditioning option
 
 
 @pytest.mark.parametrize("args,expected", [

@@ -393,7 +393,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
     method_cls = resolved.method_cls
     capabilities = capabilities_of(method_cls, resolved.method_config)
     try:
-        task.check_method(rc.method, capabilities)
+        task.check_method(rc.method, capabilities, getattr(method_cls, "produces_samples", True))
     except IncompatibleMethodError as exc:
         raise BenchError(str(exc)) from None
 
@@ -566,7 +566,7 @@ def compatibility(profile: str = "mini") -> dict[str, dict[str, str | None]]:
             except (ImportError, TypeError) as exc:
                 row[method_id] = f"cannot load: {exc}"
                 continue
-            row[method_id] = task.incompatibility(method_cls.capabilities)
+            row[method_id] = task.method_problem(method_cls.capabilities, getattr(method_cls, "produces_samples", True))
         out[task_id] = row
     return out
 

@@ -74,6 +74,8 @@ class Task:
     description: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
     main_metric: ClassVar[str] = ""
+    # False when the task scores only what the method returns (skin-tone annotations): real-only cannot run it
+    has_real_only_arm: ClassVar[bool] = True
     Config: ClassVar[type]
     generator_inputs: ClassVar[frozenset[str]] = frozenset()
     """Config keys that only choose what the generator is given (e.g. which masks condition it): they do not
@@ -115,8 +117,14 @@ class Task:
             problems.append(f"gives {sorted(self.given()) or 'no conditions'}, but the method requires {sorted(unmet)}")
         return "; ".join(problems) or None
 
-    def check_method(self, method_id: str, capabilities: Capabilities) -> None:
-        why = self.incompatibility(capabilities)
+    def method_problem(self, capabilities: Capabilities, produces_samples: bool = True) -> str | None:
+        """`incompatibility`, plus the case of a method that generates nothing on a task without a real-only arm."""
+        if not produces_samples and not self.has_real_only_arm:
+            return "scores only what the method returns, and this method returns nothing (it is a real-only arm)"
+        return self.incompatibility(capabilities)
+
+    def check_method(self, method_id: str, capabilities: Capabilities, produces_samples: bool = True) -> None:
+        why = self.method_problem(capabilities, produces_samples)
         if why:
             raise IncompatibleMethodError(f"Task '{self.id}' cannot run method '{method_id}': task {why}")
 

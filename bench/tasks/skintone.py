@@ -118,6 +118,7 @@ class SkinToneTask(Task):
     version: ClassVar[int] = 1
     description: ClassVar[str] = "annotate skin tone (FST I-II / III-IV / V-VI) of test images; macro P/R/F1"
     needs: ClassVar[frozenset[str]] = frozenset({"label"})
+    has_real_only_arm: ClassVar[bool] = False
     main_metric: ClassVar[str] = "f1_macro"
     Config = SkinToneConfig
 

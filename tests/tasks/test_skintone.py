@@ -107,10 +107,18 @@ def test_user_errors_are_one_line(tmp_path):
         _run(tmp_path, "ita-8patch", "task.label_from=label")
     with pytest.raises(BenchError, match="cannot run method 'classic-aug'"):
         _run(tmp_path, "classic-aug")
-    with pytest.raises(BenchError, match="annotated none of the 24 test images"):
-        _run(tmp_path, "real-only")
+    with pytest.raises(BenchError, match="cannot run method 'real-only': task scores only what the method returns"):
+        _run(tmp_path, "real-only")  # refused before any work, and `bench list` shows it as incompatible
     with pytest.raises(BenchError, match="fit_splits"):
         _run(tmp_path, "ita-8patch", "task.fit_splits=[val]")
     with pytest.raises(BenchError, match="members"):
         _run(tmp_path, "ensemble-lr", "method.members=[alexnet]")
     assert not (tmp_path / "w" / "records").exists()
+
+
+def test_real_only_is_not_listed_as_compatible():
+    from bench.runner import compatibility
+
+    matrix = compatibility("mini")
+    assert "returns nothing" in matrix["skin-tone"]["real-only"]
+    assert matrix["skin-tone"]["vgg16"] is None and matrix["seg-aug"]["real-only"] is None

@@ -408,7 +408,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
     work_dir = Path(rc.work_dir)
     ctx = RunContext(device=device, seed=rc.seed, profile=rc.profile, work_dir=work_dir, data_root=rc.data_root,
                      precision=rc.precision, cache_dir=work_dir / "cache", accelerator=launched_accelerator())
-    task_cfg, method_cfg = to_dict(resolved.task_config), to_dict(resolved.method_config)
+    task_cfg, method_cfg = task.recorded_config(to_dict(resolved.task_config), work_dir), to_dict(resolved.method_config)
     method_version = str(getattr(method_cls, "version", "1"))
     target = f"{method_cls.__module__}:{method_cls.__qualname__}"
 

@@ -206,7 +206,7 @@ def test_fit_from_reuses_another_methods_fit(tmp_path):
 def test_generator_inputs_stay_out_of_the_protocol_but_not_the_run(tmp_path, caplog):
     """seg-aug's conditioning / mask_source choose what the generator is given: records differing there share
     a protocol (Table 4.5 ranks them together) and the real-only arm, but not their samples or run ids."""
-    real_masks, _ = run_one(rc(tmp_path, method="helpers:NoisePairs"))
+    real_masks, real_masks_path = run_one(rc(tmp_path, method="helpers:NoisePairs"))
     source = str(tmp_path / real_masks["stages"]["generate"])
     with caplog.at_level("INFO", logger="bench"):
         generated, _ = run_one(rc(tmp_path, method="helpers:NoisePairs",
@@ -216,6 +216,13 @@ def test_generator_inputs_stay_out_of_the_protocol_but_not_the_run(tmp_path, cap
     assert generated["run_id"] != real_masks["run_id"]
     assert generated["stages"]["generate"] != real_masks["stages"]["generate"]
     assert generated["comparisons"]["reference_metrics"] == real_masks["comparisons"]["reference_metrics"]
+    # the record names its mask source without this machine's paths: a folder relative to the work dir, a record
+    # file by its run id
+    assert generated["config"]["task"]["mask_source"] == real_masks["stages"]["generate"]
+    by_record, _ = run_one(rc(tmp_path, method="helpers:NoisePairs",
+                              sets=["task.conditioning=generated-masks", f"task.mask_source={real_masks_path}"]))
+    assert by_record["config"]["task"]["mask_source"] == real_masks["run_id"]
+    assert str(tmp_path) not in json.dumps(by_record["config"])
     longer, _ = run_one(rc(tmp_path, method="helpers:NoisePairs", sets=["task.patience=3"]))
     assert longer["protocol_hash"] != real_masks["protocol_hash"]
 

@@ -89,6 +89,11 @@ class Task:
         return CONFIG_DIR / f"{cls.id}.yaml"
 
     # -- what the task gives and needs -------------------------------------------------------
+    def recorded_config(self, config: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+        """The task config as the record states it: values naming files on this machine become portable names
+        (seg-aug's ``mask_source`` record path becomes the source run's id)."""
+        return config
+
     def generation_identity(self) -> dict[str, Any] | None:
         """What determines the conditions handed to the generator, when that is less than the whole protocol
         (runs differing only in how the samples are scored then share one generation); None: the protocol."""

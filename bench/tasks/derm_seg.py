@@ -15,6 +15,7 @@ neighbour first, as AlexNet's pooling needs).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -137,6 +138,19 @@ def resolve_generate_dir(source: str, work_dir: Path | None = None) -> Path:
     return folder
 
 
+def portable_mask_source(source: str, work_dir: Path | None = None) -> str:
+    """``mask_source`` without this machine's paths: a record file becomes its run id, a generate folder its
+    path relative to the work dir (else its name); a run id stays as it is."""
+    path = Path(source).expanduser()
+    if path.suffix == ".json" and path.is_file():
+        return str(json.loads(path.read_text()).get("run_id") or path.stem)
+    if path.is_dir():
+        with contextlib.suppress(ValueError):
+            return path.resolve().relative_to(Path(work_dir or ".").resolve()).as_posix()
+        return path.name
+    return source
+
+
 def _generated_masks(source: str | None, work_dir: Path | None = None) -> list[torch.Tensor]:
     """Masks of the shards in another run's generate stage, in shard order."""
     from bench.runner import load_shard
@@ -211,6 +225,10 @@ class SegAugTask(Task):
         return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size,
                 "fit_on": c.fit_on, "n_real": c.n_real if c.fit_on == "real-subset" else None,
                 "subset_seed": c.subset_seed}
+
+    def recorded_config(self, config: dict[str, Any], work_dir: Path) -> dict[str, Any]:
+        source = config.get("mask_source")
+        return {**config, "mask_source": portable_mask_source(source, work_dir)} if source else config
 
     def generation_identity(self) -> dict[str, Any]:
         """Conditions depend on the fit set and the conditioning only: S_1k and S_2.5k share one generation."""

@@ -21,6 +21,7 @@ def test_shipped_record_passes_the_submission_checks(path) -> None:
     check_metrics(record)
     assert record["profile"] == "mini" and path.stem == record["run_id"]
     assert record["protocol_hash"] == expected_protocol_hash(record)
+    assert "/work/" not in path.read_text() and "/home/" not in path.read_text()  # no machine's paths
     attached = [*(record.get("artifacts") or {}).values(), record.get("per_sample_file")]
     for name in filter(None, attached):
         assert (path.parent / name).is_file(), name

@@ -3,7 +3,9 @@
 # Usage: bash docs/reproduce/ch4-mini.sh [WORK_DIR]   (default bench-runs; then `bench table thesis-4.5 --profile mini`)
 # Every command is resumable: rerunning skips finished stages. Runs are sequential on purpose: parallel torch jobs on
 # a 2-core machine slow each other down 10x or more (two queues pinned one per core with `taskset -c 0|1` and
-# `--threads 1` are fine).
+# `--threads 1` are fine). Measured 2026-12-05 at one thread per run: about 7.5 h of runs in all (3.7 h on two
+# pinned queues); a seg-aug run 25-40 min at S_2.5k and 15-25 min at S_1k (the real-only arms are cached per
+# scale), a derm-quality or derm-cls run 2-9 min. The records are in results/leaderboard/.
 set -euo pipefail
 WORK=${1:-bench-runs}
 HERE=$(cd "$(dirname "$0")" && pwd)

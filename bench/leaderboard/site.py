@@ -204,7 +204,7 @@ def _sections(records: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, str, s
 
 def _leader_table(recs: list[dict[str, Any]]) -> str:
     """Methods x metrics (mean ± std over seeds) of one protocol group."""
-    from bench.tables.reproduce import mean_std
+    from bench.tables.reproduce import mean_std, variant_label
 
     metrics: list[str] = []
     info: dict[str, Any] = {}
@@ -213,11 +213,14 @@ def _leader_table(recs: list[dict[str, Any]]) -> str:
             if key not in metrics:
                 metrics.append(key)
         info.update(rec.get("metric_info", {}))
+    # one row per method and config variant (DiDGen and its ca_guidance=False ablation are two entries)
     by_method: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for rec in recs:
-        old = by_method[rec["method"]["id"]].get(rec["seed"])
+        variant = variant_label(rec)
+        entry = f'{rec["method"]["id"]} ({variant})' if variant else rec["method"]["id"]
+        old = by_method[entry].get(rec["seed"])
         if old is None or rec["created"] > old["created"]:
-            by_method[rec["method"]["id"]][rec["seed"]] = rec
+            by_method[entry][rec["seed"]] = rec
     head = ['<th class="text">Method</th>', "<th>Seeds</th>"]
     head += [f"<th>{esc(m)}{esc(_arrow(info.get(m)))}</th>" for m in metrics]
     head += ['<th class="text">Records</th>', '<th class="text">Newest</th>']

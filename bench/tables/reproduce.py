@@ -182,6 +182,36 @@ def distance_from_defaults(record: dict[str, Any], defaults: dict[str, Any] | No
     return sum(1 for key, value in config.items() if key in defaults and not _same(value, defaults[key]))
 
 
+def variant_label(record: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
+    """How a run differs from its method's profile defaults and its task's default generator inputs, as
+    ``key=value, ...`` ('' for a default run): DiDGen ``prompt=dermprompt`` or ``ca_guidance=False``, ControlNet
+    on seg-aug with ``task.conditioning=generated-masks``."""
+    if defaults is None:
+        defaults = method_defaults(record["method"]["id"], record["profile"])
+    config = record.get("config") or {}
+    method = config.get("method") or {}
+    parts = [f"{k}={method[k]}" for k in sorted(method) if defaults and k in defaults and not _same(method[k], defaults[k])]
+    task_defaults = _task_input_defaults(record["task"]["id"], record["profile"])
+    task = config.get("task") or {}
+    parts += [f"task.{k}={task[k]}" for k in sorted(task_defaults) if k in task and not _same(task[k], task_defaults[k])]
+    return ", ".join(parts)
+
+
+def _task_input_defaults(task_id: str, profile: str) -> dict[str, Any]:
+    """Default values of the task's generator inputs (the config keys outside the protocol that choose what the
+    generator is given), or {} if the task is unknown."""
+    from bench import config as cfg
+    from bench.registry import TASKS
+
+    try:
+        task_cls = TASKS.get(task_id)
+        values = cfg.to_dict(cfg.build(task_cls.Config, cfg.profile_section(task_cls.config_file(), profile), "task"))
+    except Exception as exc:
+        logger.debug("no default config for task %s: %s", task_id, exc)
+        return {}
+    return {k: values.get(k) for k in getattr(task_cls, "generator_inputs", ())}
+
+
 def select_runs(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """Keep one protocol (most seeds, then newest) and one record per seed (closest to the defaults, then newest)."""
     defaults: dict[tuple[str, str], dict[str, Any] | None] = {}

@@ -70,3 +70,22 @@ def test_cli_build(tmp_path, site_records) -> None:
     result = CliRunner().invoke(leaderboard_app, ["build", "--records", str(records), "--out", str(tmp_path / "site")])
     assert result.exit_code == 0, result.output
     assert "built 4 page(s) from 5 record(s), 2 image(s)" in result.output
+
+
+def test_config_variants_of_one_method_are_separate_rows(tmp_path) -> None:
+    """DiDGen and its ca_guidance=False ablation share protocol and seed; the ablation, run later, must not
+    replace the default run's row (it did: rows were keyed by method id alone)."""
+    from tests.leaderboard.conftest import base_record, dump
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    common = dict(method={"id": "didgen", "version": "1"}, seed=0, protocol_hash="a" * 64)
+    dump(folder / "d.json", base_record(run_id="d", created="2026-11-23T10:00:00Z", metrics={"dice": 0.91},
+                                        config={"task": {}, "method": {"ca_guidance": True}}, **common))
+    dump(folder / "n.json", base_record(run_id="n", created="2026-11-24T10:00:00Z", metrics={"dice": 0.80},
+                                        config={"task": {}, "method": {"ca_guidance": False}}, **common))
+    build_site([folder], tmp_path / "site", generated="2026-11-25T00:00:00Z")
+    page = (tmp_path / "site" / "task-seg-aug.html").read_text()
+    rows = re.findall(r'<a href="records/[^"]+">(didgen[^<]*)</a>', page)
+    assert rows == ["didgen", "didgen (ca_guidance=False)"]
+    assert "0.9100" in page and "0.8000" in page

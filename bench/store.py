@@ -170,23 +170,30 @@ def iter_records(folder: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
 def records_table(folder: Path, task: str | None = None, method: str | None = None) -> Any:
     """Aggregate records into a pandas DataFrame: mean and std over seeds of every metric.
 
-    Rows are (task, dataset, method, profile, protocol hash); columns ``<metric>`` (mean),
-    ``<metric>_std`` and ``n_seeds``.
+    Rows are (task, dataset, method, config variant, profile, protocol hash); columns ``<metric>`` (mean),
+    ``<metric>_std`` and ``n_seeds``. The variant names how the run differs from the method's defaults (DiDGen
+    ``ca_guidance=False``), so an ablation is never averaged with the default run; a seed run twice within one
+    variant keeps its newest record.
     """
     import pandas as pd
 
-    rows = []
+    from bench.tables.reproduce import variant_label
+
+    newest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for _, rec in iter_records(folder):
         if task and rec["task"]["id"] != task or method and rec["method"]["id"] != method:
             continue
         row = {"task": rec["task"]["id"], "dataset": rec["dataset"]["id"], "method": rec["method"]["id"],
-               "profile": rec["profile"], "protocol": rec["protocol_hash"][:8], "seed": rec["seed"]}
+               "variant": variant_label(rec) or "-", "profile": rec["profile"], "protocol": rec["protocol_hash"][:8],
+               "seed": rec["seed"], "_created": rec.get("created", "")}
         row.update({k: v for k, v in rec["metrics"].items() if isinstance(v, (int, float))})
-        rows.append(row)
-    if not rows:
+        key = tuple(row[k] for k in ("task", "dataset", "method", "variant", "profile", "protocol", "seed"))
+        if key not in newest or row["_created"] > newest[key]["_created"]:
+            newest[key] = row
+    if not newest:
         return pd.DataFrame()
-    df = pd.DataFrame(rows)
-    keys = ["task", "dataset", "method", "profile", "protocol"]
+    df = pd.DataFrame(list(newest.values())).drop(columns="_created")
+    keys = ["task", "dataset", "method", "variant", "profile", "protocol"]
     metric_cols = [c for c in df.columns if c not in keys + ["seed"]]
     grouped = df.groupby(keys, sort=True)
     out = grouped[metric_cols].mean()

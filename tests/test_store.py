@@ -89,6 +89,22 @@ def test_records_table_mean_std_over_seeds(tmp_path):
     assert store.records_table(tmp_path, task="other").empty
 
 
+def test_records_table_keeps_config_variants_apart_and_the_newest_rerun(tmp_path):
+    def didgen(run_id, dice, ca_guidance, created):
+        rec = minimal_record(run_id=run_id, dice=dice)
+        rec.update(method={"id": "didgen", "version": "1"}, created=created,
+                   config={"task": {}, "method": {"ca_guidance": ca_guidance}})
+        return rec
+
+    store.write_record(didgen("d0", 0.90, True, "2026-01-01T00:00:00Z"), tmp_path)
+    store.write_record(didgen("n0", 0.80, False, "2026-01-02T00:00:00Z"), tmp_path)
+    store.write_record(didgen("d0b", 0.92, True, "2026-01-03T00:00:00Z"), tmp_path)  # seed 0 rerun: replaces d0
+    df = store.records_table(tmp_path).set_index("variant")
+    assert set(df.index) == {"-", "ca_guidance=False"}
+    assert math.isclose(df.loc["-", "dice"], 0.92) and df.loc["-", "n_seeds"] == 1
+    assert math.isclose(df.loc["ca_guidance=False", "dice"], 0.80)
+
+
 def test_protocol_hash_depends_on_splits_and_config():
     h = store.protocol_hash("t", 1, {"a": 1}, {"test": "x"})
     assert h == store.protocol_hash("t", 1, {"a": 1}, {"test": "x"})

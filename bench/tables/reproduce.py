@@ -20,6 +20,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +160,10 @@ def matches(record: dict[str, Any], query: CellQuery) -> bool:
     return True
 
 
+@lru_cache(maxsize=None)
 def method_defaults(method_id: str, profile: str) -> dict[str, Any] | None:
-    """The method's resolved config for the profile with no user overrides (None if the method is not installed)."""
+    """The method's resolved config for the profile with no user overrides (None if the method is not installed).
+    Cached: read-only."""
     from bench import config as cfg
     from bench.registry import METHODS
     from bench.runner import method_config_file
@@ -169,37 +172,15 @@ def method_defaults(method_id: str, profile: str) -> dict[str, Any] | None:
         method_cls = METHODS.get(method_id)
         values = cfg.profile_section(method_config_file(method_cls), profile)
         return cfg.to_dict(cfg.build(method_cls.Config, values, "method"))
-    except Exception as exc:  # an external method or a stale config: fall back to "newest wins"
+    except Exception as exc:  # an external method or a stale config: its runs count as default runs
         logger.debug("no default config for method %s: %s", method_id, exc)
         return None
 
 
-def distance_from_defaults(record: dict[str, Any], defaults: dict[str, Any] | None) -> int:
-    """How many method config keys of the record differ from the defaults (0 when the defaults are unknown)."""
-    if defaults is None:
-        return 0
-    config = (record.get("config") or {}).get("method") or {}
-    return sum(1 for key, value in config.items() if key in defaults and not _same(value, defaults[key]))
-
-
-def variant_label(record: dict[str, Any], defaults: dict[str, Any] | None = None) -> str:
-    """How a run differs from its method's profile defaults and its task's default generator inputs, as
-    ``key=value, ...`` ('' for a default run): DiDGen ``prompt=dermprompt`` or ``ca_guidance=False``, ControlNet
-    on seg-aug with ``task.conditioning=generated-masks``."""
-    if defaults is None:
-        defaults = method_defaults(record["method"]["id"], record["profile"])
-    config = record.get("config") or {}
-    method = config.get("method") or {}
-    parts = [f"{k}={method[k]}" for k in sorted(method) if defaults and k in defaults and not _same(method[k], defaults[k])]
-    task_defaults = _task_input_defaults(record["task"]["id"], record["profile"])
-    task = config.get("task") or {}
-    parts += [f"task.{k}={task[k]}" for k in sorted(task_defaults) if k in task and not _same(task[k], task_defaults[k])]
-    return ", ".join(parts)
-
-
+@lru_cache(maxsize=None)
 def _task_input_defaults(task_id: str, profile: str) -> dict[str, Any]:
     """Default values of the task's generator inputs (the config keys outside the protocol that choose what the
-    generator is given), or {} if the task is unknown."""
+    generator is given), or {} if the task is unknown. Cached: read-only."""
     from bench import config as cfg
     from bench.registry import TASKS
 
@@ -212,15 +193,30 @@ def _task_input_defaults(task_id: str, profile: str) -> dict[str, Any]:
     return {k: values.get(k) for k in getattr(task_cls, "generator_inputs", ())}
 
 
+def _changes(values: dict[str, Any], defaults: dict[str, Any] | None, prefix: str = "") -> list[str]:
+    return [f"{prefix}{k}={values[k]}" for k in sorted(values) if defaults and k in defaults
+            and not _same(values[k], defaults[k])]
+
+
+def method_changes(record: dict[str, Any]) -> list[str]:
+    """``key=value`` for each method config key of the record that differs from the method's profile defaults."""
+    config = (record.get("config") or {}).get("method") or {}
+    return _changes(config, method_defaults(record["method"]["id"], record["profile"]))
+
+
+def variant_label(record: dict[str, Any]) -> str:
+    """How a run differs from its method's profile defaults and its task's default generator inputs, as
+    ``key=value, ...`` ('' for a default run): DiDGen ``prompt=dermprompt`` or ``ca_guidance=False``, ControlNet
+    on seg-aug with ``task.conditioning=generated-masks``."""
+    task = (record.get("config") or {}).get("task") or {}
+    task_changes = _changes(task, _task_input_defaults(record["task"]["id"], record["profile"]), "task.")
+    return ", ".join(method_changes(record) + task_changes)
+
+
 def select_runs(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
     """Keep one protocol (most seeds, then newest) and one record per seed (closest to the defaults, then newest)."""
-    defaults: dict[tuple[str, str], dict[str, Any] | None] = {}
-
     def preference(rec: dict[str, Any]) -> tuple[int, str]:
-        key = (rec["method"]["id"], rec["profile"])
-        if key not in defaults:
-            defaults[key] = method_defaults(*key)
-        return -distance_from_defaults(rec, defaults[key]), rec.get("created", "")
+        return -len(method_changes(rec)), rec.get("created", "")
 
     by_protocol: dict[str, dict[int, dict[str, Any]]] = {}
     for rec in records:

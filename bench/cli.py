@@ -120,34 +120,34 @@ def _fmt(v: Any) -> str:
 
 @app.command("list")
 def list_(profile: str = typer.Option("mini", help="Profile whose task configs decide compatibility.")) -> None:
-    """Tasks, datasets, methods and profiles, with the task x method compatibility matrix."""
+    """Tasks, datasets, methods and profiles, with the method x task compatibility matrix."""
+    from bench import terminal
     from bench.config import PROFILES
     from bench.registry import DATASETS, METHODS, TASKS
     from bench.runner import compatibility, conditioning_that_runs
 
-    typer.echo(f"profiles: {', '.join(PROFILES)}")
-    typer.echo(f"datasets: {', '.join(DATASETS.names())}")
-    typer.echo("tasks:")
-    for t in TASKS.names():
-        cls = TASKS.get(t)
-        typer.echo(f"  {t:<14} v{cls.version}  {cls.description}")
-    typer.echo("methods:")
+    lines = terminal.wrapped("profiles", list(PROFILES)) + terminal.wrapped("datasets", DATASETS.names())
+    lines.append("tasks:")
+    lines += terminal.described([(t, f"v{TASKS.get(t).version}  {TASKS.get(t).description}") for t in TASKS.names()])
+    plugins = METHODS.plugins()
+    lines.append("methods (accepts -> returns; * = plugin):")
+    rows = []
     for m in METHODS.names():
-        cls = METHODS.get(m)
-        caps = cls.capabilities
-        typer.echo(f"  {m:<14} accepts {sorted(caps.accepts) or '-'} -> returns {sorted(caps.returns)}")
+        caps = METHODS.get(m).capabilities
+        rows.append((m + (" *" if m in plugins else ""),
+                     f"{', '.join(sorted(caps.accepts)) or '-'} -> {', '.join(sorted(caps.returns))}"))
+    lines += terminal.described(rows)
     matrix = compatibility(profile)
-    methods = METHODS.names()
+    methods, tasks = METHODS.names(), list(matrix)
     options = {(t, m): conditioning_that_runs(t, m, profile)
                for t, row in matrix.items() for m in methods if row[m] is not None and not row[m].startswith("cannot load")}
-    typer.echo(f"\ncompatibility ({profile} profile; x = runs, o = runs with the task option below, . = incompatible):")
-    typer.echo(" " * 16 + " ".join(f"{m:>12}" for m in methods))
-    for t, row in matrix.items():
-        marks = ["x" if row[m] is None else "o" if options.get((t, m)) else "." for m in methods]
-        typer.echo(f"{t:<16}" + " ".join(f"{mark:>12}" for mark in marks))
-    for (t, m), option in options.items():
-        if option:
-            typer.echo(f"  o {t} x {m}: --set {option}")
+    cells = {(m, t): "x" if matrix[t][m] is None else "o" if options.get((t, m)) else "." for t in tasks for m in methods}
+    lines += ["", *terminal.wrapped(f"compatibility ({profile} profile)", ["x = runs", "o = runs with the task option below",
+                                                                         ". = incompatible"])]
+    lines += terminal.matrix(methods, tasks, cells)
+    lines += [f"  o {m} on {t}: --set {option}" for (t, m), option in sorted(options.items(), key=lambda kv: kv[0][::-1])
+              if option]
+    typer.echo("\n".join(lines))
 
 
 @app.command()
@@ -167,7 +167,34 @@ def results(
     if df.empty:
         typer.echo("no records match")
         return
-    typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo(render_results(df))
+
+
+def render_results(df: Any) -> str:
+    """One block per (task, dataset, profile, protocol): a row per method and variant, ``mean +- std`` per metric
+    over seeds (one seed shown as the value alone, with the seed count beside it); wrapped to the terminal."""
+    import math
+
+    from bench import terminal
+
+    section_keys = ["task", "dataset", "profile", "protocol"]
+    metrics = [c for c in df.columns if c not in section_keys + ["method", "variant", "n_seeds"] and not c.endswith("_std")]
+    out: list[str] = []
+    for section, part in df.groupby(section_keys, sort=True):
+        shown = [m for m in metrics if part[m].notna().any()]
+        rows = []
+        for _, r in part.iterrows():
+            cells = []
+            for m in shown:
+                mean, std = r[m], r.get(f"{m}_std")
+                cells.append("-" if mean is None or math.isnan(mean) else
+                             f"{mean:.4f}" if std is None or math.isnan(std) else f"{mean:.4f} +- {std:.4f}")
+            rows.append([r["method"], r["variant"], str(int(r["n_seeds"])), *cells])
+        if out:
+            out.append("")
+        out.append(" | ".join(str(s) for s in section[:3]) + f" | protocol {section[3]}")
+        out += terminal.table(["method", "variant", "seeds", *shown], rows, keys=2, wrap={1: 40})
+    return "\n".join(out)
 
 
 def _mount_subcommands() -> None:

@@ -61,6 +61,7 @@ class Registry(Generic[T]):
         self._targets: dict[str, Any] = {}
         self._resolved: dict[str, T] = {}
         self._entry_points_loaded = entry_point_group is None
+        self._plugins: set[str] = set()
         self._lock = threading.RLock()
 
     def register(self, name: str, target: Any = None) -> Any:
@@ -88,6 +89,13 @@ class Registry(Generic[T]):
                 logger.warning("entry point %s=%s ignored: '%s' is a built-in %s", ep.name, ep.value, ep.name, self.kind)
                 continue
             self._targets[ep.name] = ep.value
+            self._plugins.add(ep.name)
+
+    def plugins(self) -> set[str]:
+        """Names registered by other packages through the entry-point group."""
+        with self._lock:
+            self._load_entry_points()
+            return set(self._plugins)
 
     def names(self) -> list[str]:
         with self._lock:

@@ -36,7 +36,37 @@ def test_run_smoke_prints_table_and_results_aggregates(cli, tmp_path):
     second = run(cli, *args)
     assert "stages: fit cached, generate cached, evaluate cached" in second.output
     table = run(cli, "results", "--work-dir", str(tmp_path))
-    assert table.exit_code == 0 and "classic-aug" in table.output and "dice_std" in table.output
+    assert table.exit_code == 0 and "classic-aug" in table.output and "seeds" in table.output
+    assert "NaN" not in table.output
+
+
+def test_results_show_spread_over_seeds_and_one_seed_as_such(cli, tmp_path):
+    from test_store import minimal_record
+
+    from bench import store
+
+    for seed, dice in [(0, 0.5), (1, 0.7), (2, 0.6)]:
+        store.write_record(minimal_record(run_id=f"r{seed}", seed=seed, dice=dice), tmp_path)
+    one = minimal_record(run_id="other", dice=0.4)
+    one["method"] = {"id": "other-method", "version": "1"}
+    store.write_record(one, tmp_path)
+    out = run(cli, "results", "--records", str(tmp_path))
+    assert out.exit_code == 0, out.output
+    rows = {ln.split()[0]: ln.split() for ln in out.output.splitlines() if ln and not ln.startswith(("-", "method"))}
+    assert rows[minimal_record()["method"]["id"]][2:] == ["3", "0.6000", "+-", "0.1000"]
+    assert rows["other-method"][2:] == ["1", "0.4000"]
+
+
+def test_results_and_table_list_fit_120_columns(cli, monkeypatch):
+    from bench.tables.reproduce import default_record_dirs
+
+    monkeypatch.setenv("COLUMNS", "120")
+    shipped = [d for d in default_record_dirs() if d.name == "leaderboard"]
+    for args in (["results", "--records", str(shipped[0])], ["table", "--list"]):
+        out = run(cli, *args)
+        assert out.exit_code == 0, out.output
+        assert len(out.output.splitlines()) > 5
+        assert max(map(len, out.output.splitlines())) <= 120, (args, max(out.output.splitlines(), key=len))
 
 
 def test_list_shows_ids_and_matrix(cli):
@@ -45,9 +75,52 @@ def test_list_shows_ids_and_matrix(cli):
     assert "seg-aug" in out.output and "derm-mini" in out.output and "classic-aug" in out.output
     assert "compatibility" in out.output and "smoke, mini, paper" in out.output
     # a method the default conditioning cannot run is marked o with the option that makes it run
-    assert "o derm-cls x controlnet: --set task.conditioning=mask" in out.output
-    assert "o derm-quality x ip-adapter: --set task.conditioning=masks" in out.output
-    assert "derm-cls x sd-finetune" not in out.output and "seg-aug x sd-finetune" not in out.output
+    assert "o controlnet on derm-cls: --set task.conditioning=mask" in out.output
+    assert "o ip-adapter on derm-quality: --set task.conditioning=masks" in out.output
+    assert "sd-finetune on derm-cls" not in out.output and "sd-finetune on seg-aug" not in out.output
+
+
+def test_list_fits_the_terminal_with_methods_in_rows(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    out = run(cli, "list")
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert max(map(len, lines)) <= 120, max(lines, key=len)
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("compatibility"))
+    assert lines[header + 1].split() == ["derm-cls", "derm-quality", "lowcontrast", "seg-aug", "skin-tone"][
+        :len(lines[header + 1].split())]
+    didgen = next(ln for ln in lines[header:] if ln.startswith("didgen "))
+    assert didgen.split()[1:] == ["x", "x", "x", "x", "."][:len(didgen.split()) - 1]
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = run(cli, "list").output.splitlines()
+    assert max(map(len, narrow)) <= 80, max(narrow, key=len)
+
+
+def test_matrix_moves_columns_that_do_not_fit_to_a_further_block():
+    from bench.terminal import matrix
+
+    cells = {(r, c): "x" for r in ("a", "bb") for c in ("col-one", "col-two", "col-three")}
+    lines = matrix(["a", "bb"], ["col-one", "col-two", "col-three"], cells, total=24)
+    assert max(map(len, lines)) <= 24
+    assert lines[0].split() == ["col-one", "col-two"] and lines[4].split() == ["col-three"]
+    assert lines[1].split() == ["a", "x", "x"] and lines[6].split() == ["bb", "x"]
+
+
+def test_list_marks_plugin_methods(cli, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    import bench.registry as registry
+
+    plugin = EntryPoint(name="my-plugin", value="helpers:ImageOnly", group="bench.methods")
+    monkeypatch.setattr(registry, "entry_points", lambda group: [plugin] if group == "bench.methods" else [])
+    methods = registry.METHODS
+    methods.names()  # load the real entry points first, then rescan with the plugin on a copy of the state
+    monkeypatch.setattr(methods, "_targets", dict(methods._targets))
+    monkeypatch.setattr(methods, "_plugins", set())
+    monkeypatch.setattr(methods, "_entry_points_loaded", False)
+    out = run(cli, "list")
+    assert out.exit_code == 0, out.output
+    assert "my-plugin *" in out.output and "didgen *" not in out.output
 
 
 def test_conditioning_that_runs_only_names_options_that_make_the_method_run():

@@ -40,9 +40,10 @@ def table_command(
             tables = load_all(paper_dir)
         except TableError as exc:
             _fail(str(exc))
-        for t in tables:
-            n = sum(len(v) for v in t.cells.values())
-            typer.echo(f"{t.id:<14} {t.title:<34} {n:>4} cells  {t.caption}")
+        from bench import terminal
+
+        rows = [(t.id, f"{sum(len(v) for v in t.cells.values())} cells. {t.title}: {t.caption}") for t in tables]
+        typer.echo("\n".join(terminal.described(rows, indent=0)))
         return
     if not table_id:
         _fail("give a table id (bench table --list shows them)")

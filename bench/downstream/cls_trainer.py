@@ -7,6 +7,7 @@ validation accuracy. Loss, epoch cap, weight decay and augmentation are unstated
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,7 +64,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 128
 
 def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor,
                      val_labels: torch.Tensor, config: ClsTrainConfig, seed: int,
-                     advance: Callable[..., None] | None = None) -> ClsTrainResult:
+                     advance: Callable[..., None] | None = None, checkpoint: Path | None = None) -> ClsTrainResult:
     """Train ``model`` and return it at its best validation-accuracy epoch (earliest on ties).
 
     Args:
@@ -71,6 +72,7 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         val_images, val_labels: the validation split, same layout.
         seed: seeds shuffling and flips (initialisation is the caller's).
         advance: progress callback, called once per epoch.
+        checkpoint: per-epoch state file; an interrupted training resumes from it (see ``train_with_early_stopping``).
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -86,7 +88,7 @@ def train_classifier(model: nn.Module, images: torch.Tensor, labels: torch.Tenso
         return float((predict_logits(model, val_images).argmax(1) == val_labels).float().mean())
 
     run = train_with_early_stopping(model, len(images), config.batch_size, config.max_epochs, config.patience,
-                                    gen, step, opt, val_accuracy, advance)
+                                    gen, step, opt, val_accuracy, advance, checkpoint)
     history = [{"epoch": h["epoch"], "loss": h["loss"], "val_accuracy": h["score"]} for h in run.history]
     logger.debug("trained %d epochs, best val accuracy %.4f at epoch %d", run.epochs_run, run.best_score, run.best_epoch)
     return ClsTrainResult(model, run.best_epoch, run.best_score, run.epochs_run, history)

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import copy
+import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,7 +28,8 @@ class EarlyStopped:
 def train_with_early_stopping(model: nn.Module, n_samples: int, batch_size: int, max_epochs: int, patience: int,
                               generator: torch.Generator, step: Callable[[torch.Tensor], torch.Tensor],
                               optimizer: torch.optim.Optimizer, score: Callable[[], float],
-                              advance: Callable[..., None] | None = None) -> EarlyStopped:
+                              advance: Callable[..., None] | None = None,
+                              checkpoint: Path | None = None) -> EarlyStopped:
     """Train for up to ``max_epochs``, stop after ``patience`` epochs without a higher ``score``.
 
     Args:
@@ -30,11 +37,28 @@ def train_with_early_stopping(model: nn.Module, n_samples: int, batch_size: int,
         step: ``step(indices) -> loss`` for one mini-batch (the caller builds inputs and augments).
         score: validation score after an epoch, higher is better; ties keep the earliest epoch.
         advance: progress callback, called once per epoch.
+        checkpoint: file holding the loop's whole state after each epoch (model, optimizer, best epoch so far,
+            random generators); when it exists, training continues after its last epoch and ends exactly as an
+            uninterrupted run would. The caller deletes it once the result is stored.
     """
     best_state, best, best_epoch, stale = copy.deepcopy(model.state_dict()), -1.0, -1, 0
     history: list[dict[str, float]] = []
-    epoch = 0
-    for epoch in range(max_epochs):
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = torch.load(checkpoint, weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        best_state, best, best_epoch, stale, history = (saved["best_state"], saved["best"], saved["best_epoch"],
+                                                         saved["stale"], saved["history"])
+        start = saved["epoch"] + 1
+        logger.info("resuming training at epoch %d from %s", start, checkpoint)
+        if advance is not None:
+            advance(start)
+        if saved["stopped"]:
+            start = max_epochs
+    for epoch in range(start, max_epochs):
         model.train()
         order = torch.randperm(n_samples, generator=generator)
         total, batches = 0.0, 0
@@ -52,15 +76,29 @@ def train_with_early_stopping(model: nn.Module, n_samples: int, batch_size: int,
         history.append({"epoch": epoch, "loss": total / max(batches, 1), "score": value})
         if advance is not None:
             advance()
-        if value > best:
+        improved = value > best
+        if improved:
             best, best_epoch, stale = value, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             stale += 1
-            if stale >= patience:
-                break
+        stopped = not improved and stale >= patience
+        if checkpoint is not None:
+            _save_checkpoint(Path(checkpoint), {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "best_state": best_state, "best": best, "best_epoch": best_epoch,
+                "stale": stale, "history": history, "epoch": epoch, "stopped": stopped})
+        if stopped:
+            break
     model.load_state_dict(best_state)
-    return EarlyStopped(best_epoch, best, epoch + 1, history)
+    return EarlyStopped(best_epoch, best, len(history), history)
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def random_flips(x: torch.Tensor, *others: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:

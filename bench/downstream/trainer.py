@@ -8,6 +8,7 @@ validation Dice as the stopping criterion, documented defaults).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -75,7 +76,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64, thresh
 
 def train_segmenter(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, val_images: torch.Tensor,
                     val_masks: torch.Tensor, config: SegTrainConfig, seed: int,
-                    advance: Callable[..., None] | None = None) -> TrainResult:
+                    advance: Callable[..., None] | None = None, checkpoint: Path | None = None) -> TrainResult:
     """Train ``model`` and return it at its best validation-Dice epoch.
 
     Args:
@@ -83,6 +84,7 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
         val_images, val_masks: the validation split, same layout.
         seed: seeds initialisation-independent randomness (shuffling, flips).
         advance: progress callback, called once per epoch.
+        checkpoint: per-epoch state file; an interrupted training resumes from it (see ``train_with_early_stopping``).
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -98,7 +100,7 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
         return float(dice_iou(predict(model, val_images, threshold=config.threshold), val_masks)[0].mean())
 
     run = train_with_early_stopping(model, len(images), config.batch_size, config.max_epochs, config.patience,
-                                    gen, step, opt, val_dice, advance)
+                                    gen, step, opt, val_dice, advance, checkpoint)
     history = [{"epoch": h["epoch"], "loss": h["loss"], "val_dice": h["score"]} for h in run.history]
     logger.debug("trained %d epochs, best val dice %.4f at epoch %d", run.epochs_run, run.best_score, run.best_epoch)
     return TrainResult(model, run.best_epoch, run.best_score, run.epochs_run, history)

@@ -72,11 +72,28 @@ def header_line(result: TableResult) -> str:
     return line
 
 
+def proxy_metrics(result: TableResult, col: str) -> list[str]:
+    """Metric keys a column's reproduced cells read in this profile where the paper profile reads another metric
+    (``fd[mini-clip]`` for FID, ``ms_ssim[win=3]``...): the column measures a proxy, and its header says so."""
+    t = result.table
+    out = set()
+    for r in t.rows:
+        query, paper = t.cell_query(r.key, col, result.profile), t.cell_query(r.key, col, "paper")
+        if query is not None and (paper is None or query.metric != paper.metric):
+            out.add(query.metric)
+    return sorted(out)
+
+
+def reproduced_label(result: TableResult, col: str) -> str:
+    proxies = proxy_metrics(result, col)
+    return f"reproduced as {', '.join(proxies)}" if proxies else "reproduced"
+
+
 def _grid(result: TableResult, pm: str = "±") -> tuple[list[str], list[list[str]]]:
     t = result.table
     head = ["Row"]
     for c in t.columns:
-        head += [f"{c.label} reported", f"{c.label} reproduced", f"{c.label} Δ"]
+        head += [f"{c.label} reported", f"{c.label} {reproduced_label(result, c.key)}", f"{c.label} Δ"]
     body = []
     for r in t.rows:
         line = [r.label]
@@ -183,7 +200,8 @@ def html_fragment(result: TableResult, record_href: Callable[[str], str] | None 
     out = [f'<section class="paper-table" id="{esc(t.id)}">', f"<h2>{esc(t.id)}: {esc(t.caption)}</h2>",
            f'<p class="meta">{esc(header_line(result))}</p>', '<table class="sortable">', "<thead><tr><th>Row</th>"]
     out += [f'<th colspan="3">{esc(c.label)}</th>' for c in t.columns]
-    out.append("</tr><tr><th></th>" + "".join("<th>reported</th><th>reproduced</th><th>Δ</th>" for _ in t.columns))
+    out.append("</tr><tr><th></th>" + "".join(f"<th>reported</th><th>{esc(reproduced_label(result, c.key))}</th><th>Δ</th>"
+                                              for c in t.columns))
     out.append("</tr></thead><tbody>")
     for r in t.rows:
         out.append(f"<tr><th scope=\"row\">{esc(r.label)}</th>")

@@ -82,3 +82,15 @@ def test_single_seed_and_other_protocol_marks(record_factory) -> None:
     md = render(reproduce_table(table, "mini", recs), "md")
     assert "| 0.847 | 0.800 (n=1) † | -0.047 |" in md
     assert "| 0.913 | 0.900 (n=1) | -0.013 |" in md
+
+
+def test_a_column_measured_by_a_proxy_names_it_in_the_header() -> None:
+    table = load_table("thesis-4.1")
+    mini = reproduce_table(table, "mini", [])
+    head = to_markdown(mini).splitlines()[4]
+    assert "FID ↓ reproduced as fd[mini-clip]" in head and "MS-SSIM ↑ reproduced as ms_ssim[win=3]" in head
+    assert "reproduced as fd[mini-clip]" in to_html(mini)
+    paper = to_markdown(reproduce_table(table, "paper", [])).splitlines()[4]
+    assert "FID ↓ reproduced |" in paper and "as " not in paper
+    seg = to_markdown(reproduce_table(load_table("thesis-4.5"), "mini", []))
+    assert "reproduced as" not in seg  # IoU is IoU in every profile: no proxy to name

@@ -247,9 +247,10 @@ class PeakMemory:
 
 @contextlib.contextmanager
 def progress_factory(enabled: bool) -> Iterator[Any]:
-    """``progress(description, total) -> advance`` backed by rich progress bars (or silent)."""
+    """``progress(description, total) -> advance`` backed by rich progress bars, or, without bars (no TTY,
+    ``--no-progress``), by a log line at most every ``LOG_EVERY_S`` seconds and at the end, with an ETA."""
     if not enabled:
-        yield lambda desc, total=None: (lambda n=1: None)
+        yield progress_logger
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -260,6 +261,33 @@ def progress_factory(enabled: bool) -> Iterator[Any]:
             task_id = bars.add_task(desc, total=total)
             return lambda n=1: bars.advance(task_id, n)
         yield make
+
+
+LOG_EVERY_S = 30.0
+
+
+def progress_logger(desc: str, total: int | None = None, every_s: float | None = None) -> Any:
+    """``advance(n=1)`` that logs ``[desc] done/total, elapsed, ETA`` when ``every_s`` passed since the last line."""
+    every = LOG_EVERY_S if every_s is None else every_s
+    start = last = time.monotonic()
+    done = 0
+
+    def advance(n: int = 1) -> None:
+        nonlocal done, last
+        done += n
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if now - last < every and not finished:
+            return
+        last = now
+        elapsed = now - start
+        if total:
+            eta = "" if finished or not done else f", ETA {elapsed / done * (total - done):.0f}s"
+            logger.info("[%s] %d/%d, %.0fs%s", desc, min(done, total), total, elapsed, eta)
+        else:
+            logger.info("[%s] %d, %.0fs", desc, done, elapsed)
+
+    return advance
 
 
 # --- stages -----------------------------------------------------------------------------------

@@ -213,6 +213,26 @@ def _mount_subcommands() -> None:
     app.add_typer(_import_without_package_init("methods.didgen.caption").derm_app, name="derm")
     app.command("table", epilog=TABLE_EPILOG)(table_command)
     app.command("submit")(submit_command)
+    app.command("verify")(_verify_command())
+
+
+def _verify_command() -> Any:
+    """``bench verify`` with typer's options (the implementation imports nothing heavy until it runs)."""
+    from bench.leaderboard.verify import verify_command
+
+    def verify(
+        record: Path = typer.Argument(..., help="A record JSON file (its per-sample CSV beside it)."),
+        work_dir: Optional[Path] = typer.Option(None, "--work-dir", help="Scratch work dir (default: a temporary one, "
+                                                "removed afterwards)."),
+        data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding the real datasets."),
+        sources: Optional[Path] = typer.Option(None, "--sources", help="Work dir holding the runs the record depends "
+                                               "on (task.mask_source)."),
+        threads: Optional[int] = typer.Option(None, help="CPU threads (default: the record's)."),
+    ) -> None:
+        """Rerun a record from its own configs and compare every metric and per-sample score; exit 1 on a difference."""
+        verify_command(record, work_dir, data_root, sources, threads)
+
+    return verify
 
 
 def _import_without_package_init(name: str) -> Any:

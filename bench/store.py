@@ -225,10 +225,35 @@ def environment(device: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": device,
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "cpu_capability": _cpu_capability(),
         "torch_threads": _torch_threads(),
         "packages": versions,
         "git_commit": git_commit(),
     }
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``): with the kernel set and the thread
+    count it decides whether CPU results repeat bit for bit."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _cpu_capability() -> str | None:
+    """The SIMD kernel set torch dispatches to on this CPU (``DEFAULT``, ``AVX2``, ``AVX512``...)."""
+    try:
+        import torch
+
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (ImportError, AttributeError):
+        return None
 
 
 def _torch_threads() -> int | None:

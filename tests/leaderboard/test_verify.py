@@ -1,0 +1,77 @@
+"""`bench verify`: a rerun from the record's own configs matches it; an edited value is found."""
+import csv
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.leaderboard.verify import verify
+from bench.paths import project_dir
+from bench.runner import RunConfig, run_one
+
+FAST = ["task.segmenters=[unet]", "task.max_epochs=2", "task.n_generate=8"]
+
+
+@pytest.fixture(scope="module")
+def smoke_record(tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")
+    record, path = run_one(RunConfig(task="seg-aug", method="classic-aug", profile="smoke", seed=1, sets=FAST,
+                                     work_dir=work, threads=1, progress=False))
+    return path
+
+
+def _copy(path, dest):
+    dest.mkdir()
+    shutil.copy(path, dest / path.name)
+    record = json.loads(path.read_text())
+    shutil.copy(path.parent / record["per_sample_file"], dest / record["per_sample_file"])
+    return dest / path.name, dest / record["per_sample_file"]
+
+
+def test_a_fresh_record_reruns_bit_for_bit(smoke_record):
+    result = verify(smoke_record)
+    assert result.exact and result.matched, [vars(d) for d in result.differences]
+    assert result.rerun_id == json.loads(smoke_record.read_text())["run_id"]
+    assert result.compared > 50 and result.identical == result.compared  # every per-sample score counted
+
+
+def test_an_edited_per_sample_score_is_reported(smoke_record, tmp_path):
+    record, scores = _copy(smoke_record, tmp_path / "edited")
+    rows = list(csv.DictReader(scores.open()))
+    rows[3]["dice"] = str(float(rows[3]["dice"]) * 0.5 + 0.25)
+    with scores.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = CliRunner().invoke(app, ["verify", str(record)])
+    assert out.exit_code == 1, out.output
+    ident = "/".join(rows[3][k] for k in ("model", "arm", "id"))
+    assert f"per_sample[{ident}].dice: recorded {rows[3]['dice']}" in out.output
+    assert out.output.strip().splitlines()[-1].startswith("not verified: 1 of ")
+
+
+def test_an_edited_headline_metric_is_reported(smoke_record, tmp_path):
+    record, _ = _copy(smoke_record, tmp_path / "edited")
+    data = json.loads(record.read_text())
+    data["metrics"]["dice"] = 0.999
+    record.write_text(json.dumps(data))
+    result = verify(record)
+    assert [d.where for d in result.differences] == ["metrics.dice"] and not result.matched
+
+
+def test_a_missing_source_run_is_one_error_line(tmp_path):
+    shipped = sorted((project_dir() / "results" / "leaderboard").glob("seg-aug__controlnet__*.json"))[0]
+    out = CliRunner().invoke(app, ["verify", str(shipped)])
+    assert out.exit_code == 2 and out.output.count("\n") == 1
+    assert "depends on run seg-aug__didgen__" in out.output and "--sources" in out.output
+
+
+def test_a_shipped_mini_record_reruns_here():
+    shipped = project_dir() / "results" / "leaderboard" / "derm-quality__real-only__derm-mini__mini__s0__0786e6e2.json"
+    result = verify(shipped)
+    assert result.matched, [vars(d) for d in result.differences]
+    # made before records named their CPU: compared within tolerance, and the verdict says why
+    assert not result.exact and "cpu_model" in result.environment_differences
+    assert "within tolerance" in result.summary()

@@ -208,3 +208,13 @@ def config_file_sections(path: Path | None) -> tuple[dict, dict]:
         if data.get(k) is not None and not isinstance(data[k], dict):
             raise ConfigError(f"{path}: section '{k}' must be a mapping")
     return dict(data.get("task") or {}), dict(data.get("method") or {})
+
+
+def method_config_file(method_cls: type) -> Path | None:
+    """``config.yaml`` beside the module defining the method, if any."""
+    import inspect
+
+    try:
+        return Path(inspect.getfile(method_cls)).parent / "config.yaml"
+    except (TypeError, OSError):
+        return None

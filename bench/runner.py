@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from bench import config as cfg
+from bench.config import method_config_file
 from bench.interface import Condition, RunContext, Sample, capabilities_of, derive_seed
 from bench.registry import DATASETS, METHODS, TASKS, UnknownEntryError
 from bench.store import (SCHEMA_VERSION, atomic_write_text, environment, protocol_hash, stable_hash, utc_now,
@@ -122,16 +123,6 @@ def resolve(rc: RunConfig) -> Resolved:
     if dataset is not None and dataset not in DATASETS:
         raise BenchError(DATASETS.unknown_message(dataset))
     return Resolved(task_cls, method_cls, rc.method, task_config, method_config)
-
-
-def method_config_file(method_cls: type) -> Path | None:
-    """``config.yaml`` beside the module defining the method, if any."""
-    import inspect
-
-    try:
-        return Path(inspect.getfile(method_cls)).parent / "config.yaml"
-    except (TypeError, OSError):
-        return None
 
 
 def protocol_of(task_config: Any, task_cls: Any = None) -> dict[str, Any]:

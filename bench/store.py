@@ -177,7 +177,7 @@ def records_table(folder: Path, task: str | None = None, method: str | None = No
     """
     import pandas as pd
 
-    from bench.tables.reproduce import variant_label
+    from bench.variants import variant_label
 
     newest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for _, rec in iter_records(folder):

@@ -22,14 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis.bias import DEFAULT_THRESHOLDS, compare_subsets, plot_model
+from bench.analysis.records import AnalysisError, find_record  # noqa: F401 (the CLI imports them from here)
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_ARM = "real-only"
-
-
-class AnalysisError(ValueError):
-    """The record cannot be analysed (one line naming what is missing)."""
 
 
 @dataclass
@@ -38,17 +35,6 @@ class BiasReport:
     stats_path: Path
     plots: dict[str, Path]
     summary: dict[str, Any]
-
-
-def find_record(run_id: str, work_dir: Path) -> Path:
-    """``<work_dir>/records/<run_id>.json`` (or a path given directly)."""
-    direct = Path(run_id)
-    if direct.suffix == ".json" and direct.is_file():
-        return direct
-    path = Path(work_dir) / "records" / f"{run_id}.json"
-    if not path.is_file():
-        raise AnalysisError(f"no record '{run_id}' in {Path(work_dir) / 'records'} (pass --work-dir DIR)")
-    return path
 
 
 def load_test_samples(record: dict[str, Any], data_root: Path | None) -> Sequence[Any]:

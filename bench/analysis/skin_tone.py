@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from bench.analysis.report import AnalysisError, find_record
+from bench.analysis.records import AnalysisError, find_record
 
 
 def load_annotator(run: str, work_dir: Path) -> tuple[Any, str]:

@@ -1,0 +1,74 @@
+"""How a record's run differs from its method's and task's profile defaults (``ca_guidance=False``,
+``task.conditioning=generated-masks``): the label that keeps config variants apart in tables, results and the site.
+
+It sits beside the record it labels, below the runner and the tables (imports only config and the registries).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from functools import lru_cache
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Config values equal as a user means them: bools only equal bools, numbers within float noise."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+@lru_cache(maxsize=None)
+def method_defaults(method_id: str, profile: str) -> dict[str, Any] | None:
+    """The method's resolved config for the profile with no user overrides (None if the method is not installed).
+    Cached: read-only."""
+    from bench import config as cfg
+    from bench.registry import METHODS
+
+    try:
+        method_cls = METHODS.get(method_id)
+        values = cfg.profile_section(cfg.method_config_file(method_cls), profile)
+        return cfg.to_dict(cfg.build(method_cls.Config, values, "method"))
+    except Exception as exc:  # an external method or a stale config: its runs count as default runs
+        logger.debug("no default config for method %s: %s", method_id, exc)
+        return None
+
+
+@lru_cache(maxsize=None)
+def _task_input_defaults(task_id: str, profile: str) -> dict[str, Any]:
+    """Default values of the task's generator inputs (the config keys outside the protocol that choose what the
+    generator is given), or {} if the task is unknown. Cached: read-only."""
+    from bench import config as cfg
+    from bench.registry import TASKS
+
+    try:
+        task_cls = TASKS.get(task_id)
+        values = cfg.to_dict(cfg.build(task_cls.Config, cfg.profile_section(task_cls.config_file(), profile), "task"))
+    except Exception as exc:
+        logger.debug("no default config for task %s: %s", task_id, exc)
+        return {}
+    return {k: values.get(k) for k in getattr(task_cls, "generator_inputs", ())}
+
+
+def _changes(values: dict[str, Any], defaults: dict[str, Any] | None, prefix: str = "") -> list[str]:
+    return [f"{prefix}{k}={values[k]}" for k in sorted(values) if defaults and k in defaults
+            and not same_value(values[k], defaults[k])]
+
+
+def method_changes(record: dict[str, Any]) -> list[str]:
+    """``key=value`` for each method config key of the record that differs from the method's profile defaults."""
+    config = (record.get("config") or {}).get("method") or {}
+    return _changes(config, method_defaults(record["method"]["id"], record["profile"]))
+
+
+def variant_label(record: dict[str, Any]) -> str:
+    """How a run differs from its method's profile defaults and its task's default generator inputs, as
+    ``key=value, ...`` ('' for a default run): DiDGen ``prompt=dermprompt`` or ``ca_guidance=False``, ControlNet
+    on seg-aug with ``task.conditioning=generated-masks``."""
+    task = (record.get("config") or {}).get("task") or {}
+    task_changes = _changes(task, _task_input_defaults(record["task"]["id"], record["profile"]), "task.")
+    return ", ".join(method_changes(record) + task_changes)

@@ -54,6 +54,11 @@ class ClaimResult:
     note: str = ""
     stated_matches_table: bool = True
     """False where the source's stated value is known not to follow from its own table."""
+    source: str = ""
+    """Where the stated value is printed when that is not the table's own document (a paper abstract, a README)."""
+    effect: float | None = None
+    """For a reproduced p-value: the mean relative gain of the same records, so the p-value's sign is visible (a tiny
+    p-value of a loss is no confirmation)."""
 
 
 def gain(kind: str, a: list[float], b: list[float]) -> float:
@@ -100,17 +105,22 @@ def _gain_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | Non
     return from_reported, from_reproduced, detail
 
 
-def _pvalue_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | None, str]:
+def _pvalue_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | None, float | None, str]:
+    """(median p over seeds, mean relative gain of the same records, detail)."""
     cell = result.cell(*claim["cell"])
-    ps = []
+    ps, gains = [], []
     for rec in cell.records:
-        test = ((rec.get("comparisons") or {}).get("paired_ttest") or {}).get(claim["metric"]) or {}
+        comparisons = rec.get("comparisons") or {}
+        test = (comparisons.get("paired_ttest") or {}).get(claim["metric"]) or {}
         if isinstance(test.get("p"), (int, float)):
             ps.append(float(test["p"]))
+            gain_value = (comparisons.get("relative_gain") or {}).get(claim["metric"])
+            if isinstance(gain_value, (int, float)):
+                gains.append(float(gain_value))
     if not ps:
-        return None, "no reproduced run with a paired t-test" if cell.records else "cell not reproduced"
+        return None, None, "no reproduced run with a paired t-test" if cell.records else "cell not reproduced"
     detail = f"median over {len(ps)} seed(s)" if len(ps) > 1 else ""
-    return statistics.median(ps), detail
+    return statistics.median(ps), statistics.mean(gains) if len(gains) == len(ps) else None, detail
 
 
 def evaluate_claims(result: TableResult) -> list[ClaimResult]:
@@ -120,13 +130,13 @@ def evaluate_claims(result: TableResult) -> list[ClaimResult]:
         kind = claim["kind"]
         stated = claim.get("stated") or {}
         if kind == "paired_ttest_p":
-            reproduced, detail = _pvalue_claim(claim, result)
+            reproduced, effect, detail = _pvalue_claim(claim, result)
             out.append(ClaimResult(claim["id"], claim["text"], kind, stated.get("value"), stated.get("printed"),
                                    None, reproduced, False, detail or "a p-value cannot be recomputed from the table",
-                                   claim.get("note", "")))
+                                   claim.get("note", ""), source=claim.get("source", ""), effect=effect))
             continue
         reported, reproduced, detail = _gain_claim(claim, result)
         out.append(ClaimResult(claim["id"], claim["text"], kind, stated.get("value"), stated.get("printed"),
                                reported, reproduced, bool(claim.get("percent", True)), detail, claim.get("note", ""),
-                               bool(claim.get("stated_matches_table", True))))
+                               bool(claim.get("stated_matches_table", True)), claim.get("source", "")))
     return out

@@ -108,9 +108,11 @@ def _claim_rows(result: TableResult) -> list[tuple[ClaimResult, list[str]]]:
     rows = []
     for claim in evaluate_claims(result):
         stated = (claim.stated_printed or "—") + ("" if claim.stated_matches_table else " (≠ table)")
-        detail = "; ".join(x for x in (claim.detail, claim.note) if x)
-        rows.append((claim, [claim.text, stated, fmt_claim_value(claim.from_reported, claim),
-                             fmt_claim_value(claim.from_reproduced, claim), detail]))
+        detail = "; ".join(x for x in (claim.detail, claim.note, claim.source and f"stated in: {claim.source}") if x)
+        reproduced = fmt_claim_value(claim.from_reproduced, claim)
+        if claim.effect is not None and claim.from_reproduced is not None:
+            reproduced += f" (gain {claim.effect * 100:+.2f}%)"
+        rows.append((claim, [claim.text, stated, fmt_claim_value(claim.from_reported, claim), reproduced, detail]))
     return rows
 
 

@@ -67,3 +67,26 @@ def test_pvalue_claim_reads_the_records_ttest(record_factory) -> None:
             for s, p in ((0, 0.01), (1, 0.03), (2, 0.02))]
     claim = next(c for c in evaluate_claims(reproduce_table(table, "mini", recs)) if c.id == "ttest")
     assert claim.from_reproduced == 0.02 and "median over 3 seed(s)" in claim.detail
+
+
+def test_a_reproduced_pvalue_shows_the_sign_of_its_effect(record_factory) -> None:
+    from bench.tables.render import to_markdown
+
+    table = load_table("thesis-4.5")
+    recs = [record_factory(method="didgen", seed=s, n={"real_train": 520}, per_model={"unet": {"iou": 0.7}},
+                           comparisons={"paired_ttest": {"iou": {"t": -6.0, "p": 1e-9, "n": 10, "mean_diff": -0.01}},
+                                        "relative_gain": {"iou": g}})
+            for s, g in ((0, -0.012), (1, -0.008))]
+    result = reproduce_table(table, "mini", recs)
+    claim = next(c for c in evaluate_claims(result) if c.id == "ttest")
+    assert abs(claim.effect + 0.010) < 1e-12
+    assert "1.00e-09 (gain -1.00%)" in to_markdown(result)  # a tiny p of a loss reads as a loss
+
+
+def test_a_claim_stated_outside_the_table_document_names_its_source() -> None:
+    from bench.tables.render import to_markdown
+
+    result = reproduce_table(load_table("thesis-6.1"), "paper", [])
+    claim = next(c for c in evaluate_claims(result) if c.id == "fid-rie")
+    assert claim.source.startswith("CXR-IRGen paper abstract")
+    assert "stated in: CXR-IRGen paper abstract" in to_markdown(result)

@@ -123,15 +123,64 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_record(record: dict[str, Any], records_dir: Path) -> Path:
-    """Validate ``record`` and write it atomically as ``<records_dir>/<run_id>.json``."""
+    """Validate ``record`` and write it atomically as ``<records_dir>/<run_id>.json``, with its provenance (content
+    hashes of itself and of the files it names in ``records_dir``)."""
     record = sanitize(record)
     validate_record(record)
     run_id = record["run_id"]
     if "/" in run_id or "\\" in run_id or run_id.startswith("."):
         raise RecordError(f"run_id '{run_id}' is not a plain file name")
+    record = with_provenance(record, Path(records_dir))
     path = Path(records_dir) / f"{run_id}{RECORD_SUFFIX}"
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def named_files(record: dict[str, Any]) -> list[str]:
+    """The files a record names beside itself: its per-sample scores and its artefacts."""
+    names = [record.get("per_sample_file")] + list((record.get("artifacts") or {}).values())
+    return [n for n in names if isinstance(n, str) and n]
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """SHA-256 of the record's canonical JSON with ``provenance.record_sha256`` left out (its file hashes included)."""
+    body = {k: v for k, v in record.items() if k != "provenance"}
+    files = (record.get("provenance") or {}).get("files", {})
+    return hashlib.sha256(canonical_json({**body, "provenance": {"files": files}}).encode()).hexdigest()
+
+
+def with_provenance(record: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The record with ``provenance``: hashes of the files it names that exist in ``folder``, then of itself."""
+    files = {name: file_digest(folder / name) for name in named_files(record) if (folder / name).is_file()}
+    out = {k: v for k, v in record.items() if k != "provenance"}
+    out["provenance"] = {"files": files}
+    out["provenance"]["record_sha256"] = record_digest(out)
+    return out
+
+
+def check_provenance(record: dict[str, Any], folder: Path) -> list[str]:
+    """Problems showing that the record or a file it names changed after the run (empty if none). A record written
+    before records carried provenance gets one problem saying so."""
+    prov = record.get("provenance")
+    if not isinstance(prov, dict):
+        return ["the record carries no provenance hashes (written before 2026-12-05's records did)"]
+    problems = []
+    if record_digest(record) != prov.get("record_sha256"):
+        problems.append("the record was edited after its run (its content hash differs)")
+    files = prov.get("files") or {}
+    for name in named_files(record):
+        path = Path(folder) / Path(name).name
+        if name not in files:
+            problems.append(f"{name} is named by the record but was not hashed with it")
+        elif not path.is_file():
+            problems.append(f"{name} is missing beside the record")
+        elif file_digest(path) != files[name]:
+            problems.append(f"{name} was edited after the run (its content hash differs)")
+    return problems
 
 
 def read_record(path: Path) -> dict[str, Any]:

@@ -111,3 +111,23 @@ def test_protocol_hash_depends_on_splits_and_config():
     assert h != store.protocol_hash("t", 1, {"a": 2}, {"test": "x"})
     assert h != store.protocol_hash("t", 1, {"a": 1}, {"test": "y"})
     assert h != store.protocol_hash("t", 2, {"a": 1}, {"test": "x"})
+
+
+def test_a_record_and_its_files_carry_content_hashes_that_reveal_an_edit(tmp_path):
+    rec = minimal_record()
+    rec["per_sample_file"] = "r.scores.csv"
+    (tmp_path / "r.scores.csv").write_text("model,arm,id,dice\nunet,m,a,0.5\n")
+    path = store.write_record(rec, tmp_path)
+    written = json.loads(path.read_text())
+    assert store.check_provenance(written, tmp_path) == []
+    assert set(written["provenance"]["files"]) == {"r.scores.csv"}
+    edited = json.loads(path.read_text())
+    edited["metrics"]["dice"] = 0.999
+    assert store.check_provenance(edited, tmp_path) == ["the record was edited after its run (its content hash differs)"]
+    (tmp_path / "r.scores.csv").write_text("model,arm,id,dice\nunet,m,a,0.9\n")
+    assert store.check_provenance(written, tmp_path) == ["r.scores.csv was edited after the run (its content hash differs)"]
+    forged = dict(written, provenance={"files": {"r.scores.csv": store.file_digest(tmp_path / "r.scores.csv")},
+                                        "record_sha256": written["provenance"]["record_sha256"]})
+    assert store.check_provenance(forged, tmp_path) == ["the record was edited after its run (its content hash differs)"]
+    assert store.check_provenance(minimal_record(), tmp_path) == [
+        "the record carries no provenance hashes (written before 2026-12-05's records did)"]

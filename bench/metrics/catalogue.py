@@ -146,6 +146,10 @@ def _build() -> MetricCatalogue:
     for k, disp in (("clip_i", "CLIP-I"), ("clip_t", "CLIP-T"), ("dino", "DINO")):
         _add(c, f"{k}[*]", True, -1.0, 1.0, disp, f"{disp} with the bracketed encoder or variant, e.g. {k}[masked], {k}[mini-clip].")
     _add(c, "clip_i_sync[*]", False, 0.0, 2.0, "CLIP-I-sync", "CLIP-I-sync with the bracketed encoder or variant.")
+    # concept-mini ground truth (concept task, beyond the thesis; bench/metrics/concept.py)
+    _add(c, "presence[*]", True, 0.0, 1.0, "Presence", "Share of images showing their concept(s)' distinctive colours (single / group).")
+    _add(c, "leakage[*]", False, 0.0, 1.0, "Leakage", "Share of [V_i]-only images showing another concept's distinctive colours.")
+    _add(c, "attn_mask_iou", True, 0.0, 1.0, "Attention-mask IoU", "IoU of a method's learned concept masks with the true object masks.")
     # contrast (ch5 1)
     _add(c, "ita_lesion", None, -90.0, 90.0, "ITA lesion", "ITA (deg) over lesion pixels (ch5 Eq. 5.1).")
     _add(c, "ita_skin", None, -90.0, 90.0, "ITA skin", "ITA (deg) over non-lesion pixels (ch5 Eq. 5.1).")

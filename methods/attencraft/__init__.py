@@ -1,0 +1,3 @@
+from .method import AttenCraft, AttenCraftConfig
+
+__all__ = ["AttenCraft", "AttenCraftConfig"]

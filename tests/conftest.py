@@ -19,8 +19,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real sample data not found at {SHARED_DATA} (../shared/data beside the checkout)")
+    from inputs import require
+
+    require(SHARED_DATA.is_dir(), f"real sample data not found at {SHARED_DATA} (../shared/data beside the checkout)")
     return SHARED_DATA
 
 

@@ -77,7 +77,6 @@ def test_ce_f1_hand_case_and_identity():
 
 
 def test_iu_xray_reports_and_mesh_mapping():
-    pytest.importorskip("torchxrayvision")
     from bench.metrics.chexlabel_iu import load_iu_reports, mesh_to_labels
 
     reports = load_iu_reports()

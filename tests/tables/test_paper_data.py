@@ -19,7 +19,11 @@ REPO = Path(__file__).resolve().parents[2]
 SPEC_DIR = REPO.parent / "shared" / "research"
 NUMBER = re.compile(r"^[-+]?\d+(\.\d+)?(\s*±\s*\d+(\.\d+)?)?$")
 
-needs_specs = pytest.mark.skipif(not SPEC_DIR.is_dir(), reason=f"research specs not found at {SPEC_DIR} (they live beside the repo)")
+@pytest.fixture
+def needs_specs() -> None:
+    from inputs import require
+
+    require(SPEC_DIR.is_dir(), f"research specs not found at {SPEC_DIR} (they live beside the repo)")
 
 
 def markdown_table_after(text: str, anchor: str) -> tuple[list[str], list[list[str]]]:
@@ -102,7 +106,7 @@ def spec_cells(table) -> dict[tuple[str, str], tuple[tuple[str, ...], int, str]]
     return out, parsed
 
 
-@needs_specs
+@pytest.mark.usefixtures("needs_specs")
 @pytest.mark.parametrize("table_id", table_ids())
 def test_reported_cells_match_spec(table_id: str) -> None:
     """Each reported value equals the spec's printed number (string, value, std, mark)."""
@@ -126,7 +130,7 @@ def test_reported_cells_match_spec(table_id: str) -> None:
     assert checked == sum(len(v) for v in table.cells.values())
 
 
-@needs_specs
+@pytest.mark.usefixtures("needs_specs")
 @pytest.mark.parametrize("table_id", table_ids())
 def test_every_spec_number_is_in_the_table_file(table_id: str) -> None:
     """No number of the spec table is left out of the layout (completeness, the other direction)."""

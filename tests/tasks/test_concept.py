@@ -92,8 +92,10 @@ def test_mask_folder(tmp_path):
         task.load(RunContext())
 
 
-@pytest.mark.skipif(not (SHARED / "disendiff").is_dir(), reason="no DisenDiff copy in ../shared/data")
 def test_real_disendiff_scenes_at_low_resolution():
+    from inputs import require
+
+    require((SHARED / "disendiff").is_dir(), "no DisenDiff copy in ../shared/data")
     cfg = ConceptConfig(dataset="disendiff", image_size=32, prompts_per_kind=10, images_per_prompt=1, dino=None)
     task = ConceptTask(cfg)
     data = task.load(RunContext(data_root=SHARED / "disendiff"))

@@ -14,7 +14,10 @@ nothing is imported from it, executed or unpickled. A record is accepted when:
    split checksums (`bench.runner.recompute_protocol_hash`);
 7. it is not already on the leaderboard: neither the same run id nor the same
    (task, dataset, method, profile, seed, protocol) — nor twice in one submission;
-8. its profile is ``mini`` or ``paper`` (``smoke`` only when explicitly allowed).
+8. its profile is ``mini`` or ``paper`` (``smoke`` only when explicitly allowed);
+9. it agrees with itself (`bench.leaderboard.checks`): run id, dataset, profile and configs tell one story; its
+   content hashes match; headline, per-model values and comparisons recompute from its per-sample scores, which
+   cover exactly the protocol's test split.
 
 Accepted records are re-serialised from the parsed object and written atomically
 without ever replacing an existing file (temporary file + hard link). The files a
@@ -62,7 +65,8 @@ class Verdict:
     def line(self) -> str:
         if self.accepted:
             extra = self.reason[self.reason.index("("):] if "(" in self.reason else ""
-            return f"accepted {self.source} -> {self.destination} {extra}".rstrip()
+            verb = "would accept" if self.reason.startswith("dry run") else "accepted"
+            return f"{verb} {self.source} -> {self.destination} {extra}".rstrip()
         return f"refused {self.source}: {self.reason}"
 
 
@@ -190,7 +194,9 @@ def check_record(record: dict[str, Any], leaderboard: Path, allow_profiles: Sequ
         raise SubmissionError(str(exc)) from None
     dest = leaderboard_path(record["run_id"], leaderboard)
     if record["profile"] not in allow_profiles:
-        raise SubmissionError(f"profile '{record['profile']}' is not ranked; the leaderboard takes {', '.join(allow_profiles)}")
+        hint = " (--allow-smoke accepts smoke records, for testing the pipeline)" if record["profile"] == "smoke" else ""
+        raise SubmissionError(f"profile '{record['profile']}' is not ranked; the leaderboard takes "
+                              f"{', '.join(allow_profiles)}{hint}")
     task_id = record["task"]["id"]
     if task_id not in TASKS:
         raise SubmissionError(TASKS.unknown_message(task_id))
@@ -314,6 +320,9 @@ def submit(paths: Iterable[Path], leaderboard: Path | None = None, allow_profile
             record = read_submission(path)
             run_id = record.get("run_id") if isinstance(record.get("run_id"), str) else None
             dest = check_record(record, leaderboard, allow_profiles, protocol_hash_of)
+            from bench.leaderboard.checks import self_consistency
+
+            notes = self_consistency(record, path.parent)
             if dest.exists():
                 raise SubmissionError(f"duplicate: run id '{record['run_id']}' is already on the leaderboard")
             key = identity(record)
@@ -328,8 +337,9 @@ def submit(paths: Iterable[Path], leaderboard: Path | None = None, allow_profile
                     raise SubmissionError(f"duplicate: run id '{record['run_id']}' or one of its files is already on "
                                           "the leaderboard") from None
             seen[key] = record["run_id"]
-            note = f" ({len(files)} file(s) stored" + (f"; not taken: {', '.join(dropped)}" if dropped else "") + ")"
-            reason = ("dry run: would be accepted" if dry_run else "accepted") + (note if files or dropped else "")
+            stored_note = f"{len(files) + 1} file(s) {'to store' if dry_run else 'stored'}"
+            note = " (" + "; ".join([stored_note] + ([f"not taken: {', '.join(dropped)}"] if dropped else []) + notes) + ")"
+            reason = ("dry run: would accept" if dry_run else "accepted") + note
             verdicts.append(Verdict(path, True, reason, run_id, dest))
             logger.info("accepted %s as %s", path, dest)
         except SubmissionError as exc:

@@ -59,6 +59,22 @@ class Evaluation:
     artifacts: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SampleScores:
+    """How a task's headline metrics follow from its per-sample scores, so ``bench submit`` can recompute them.
+
+    Each of ``columns`` is a per-sample score; its mean over the ``arm`` rows of one model is that model's
+    ``per_model`` value, and the mean over models is the headline metric. The ``reference_arm`` rows give the
+    comparison (relative gain over models, paired t-test pooled over models). ``split``: the value of the CSV's
+    ``split`` column the headline reads (None when the CSV has no such column).
+    """
+
+    columns: tuple[str, ...]
+    arm: str = "augmented"
+    reference_arm: str = "real-only"
+    split: str | None = None
+
+
 class Task:
     """Base class of tasks.
 
@@ -80,6 +96,9 @@ class Task:
     generator_inputs: ClassVar[frozenset[str]] = frozenset()
     """Config keys that only choose what the generator is given (e.g. which masks condition it): they do not
     change what is measured, so they stay out of the protocol hash and records differing there rank together."""
+    sample_scores: ClassVar[SampleScores | None] = None
+    """How the headline metrics recompute from the per-sample file; None where they are not per-sample means
+    (Frechet distances, classification metrics over a confusion matrix) and a submission cannot recompute them."""
 
     def __init__(self, config: Any) -> None:
         self.config = config

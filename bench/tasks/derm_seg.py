@@ -30,7 +30,7 @@ from bench.data.base import DataError
 from bench.data.validate import verify_samples
 from bench.interface import Condition, RunContext, Sample, derive_seed
 from bench.store import atomic_write_text, stable_hash
-from bench.tasks.base import Evaluation, Task, TaskData
+from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import open_dataset, save_pair_grid, stack_pairs
 
 logger = logging.getLogger(__name__)
@@ -173,6 +173,7 @@ class SegAugTask(Task):
     description: ClassVar[str] = "train segmenters on real + generated image-mask pairs; Dice/IoU on the test split"
     needs: ClassVar[frozenset[str]] = frozenset({"image", "mask"})
     main_metric: ClassVar[str] = "dice"
+    sample_scores: ClassVar[SampleScores] = SampleScores(("dice", "iou"))
     Config = SegAugConfig
     # Table 4.5 ranks DiDGen (real masks) beside baselines conditioned on DiDGen's masks: one protocol.
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning", "mask_source"})

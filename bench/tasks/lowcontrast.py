@@ -37,7 +37,7 @@ import torch
 from bench.data.base import DataError
 from bench.interface import Condition, RunContext, Sample, derive_seed
 from bench.store import atomic_write_text, stable_hash
-from bench.tasks.base import Evaluation, Task, TaskData
+from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import open_dataset, save_pair_grid, stack_pairs
 
 logger = logging.getLogger(__name__)
@@ -193,6 +193,7 @@ class LowContrastTask(Task):
                                   "Dice/IoU on all test images and on the poorly segmented subsets S_x")
     needs: ClassVar[frozenset[str]] = frozenset({"image", "mask"})
     main_metric: ClassVar[str] = "iou[S_0.6]"
+    sample_scores: ClassVar[SampleScores] = SampleScores(("dice", "iou"), arm="finetuned", split="test")
     Config = LowContrastConfig
 
     def given(self) -> frozenset[str]:

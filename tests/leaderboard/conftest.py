@@ -50,8 +50,46 @@ def seg_mini_record() -> dict[str, Any]:
     record = base_record(config={"task": task_config, "method": json.loads(json.dumps(cfg.to_dict(resolved.method_config)))})
     record["dataset"]["splits"] = expected_split_checksums(resolved.task_config, ("train", "val", "test"))
     record["protocol_hash"] = recompute_protocol_hash(record)
+    _add_consistent_scores(record, resolved.task_config)
     validate_record(record)
     return record
+
+
+#: run id -> per-sample CSV text of the hand-made records; `dump` writes it beside the record.
+SCORES: dict[str, str] = {}
+
+
+def _add_consistent_scores(record: dict[str, Any], task_config: Any) -> None:
+    """Per-sample scores on the protocol's test ids, with headline, per-model values and comparisons computed from
+    them as seg-aug computes them (what `bench submit` recomputes)."""
+    import pandas as pd
+
+    from bench.metrics.stats import paired_ttest, relative_gain
+    from bench.registry import DATASETS
+
+    ds = DATASETS.get(task_config.dataset)(root=None, image_size=task_config.image_size, **task_config.dataset_options)
+    ids = ds.split_ids("test")
+    rng = np.random.default_rng(0)
+    rows, arms = [], {"augmented": {}, "real-only": {}}
+    for k, model in enumerate(("unet", "attention-unet")):
+        base = np.clip(rng.normal(0.8, 0.1, len(ids)), 0, 1)
+        for arm, shift in (("real-only", 0.0), ("augmented", 0.02 + 0.01 * k)):
+            dice = np.clip(base + shift + rng.normal(0, 0.01, len(ids)), 0, 1)
+            iou = dice / (2 - dice)
+            arms[arm][model] = {"dice": dice, "iou": iou}
+            rows += [{"model": model, "arm": arm, "id": i, "dice": float(d), "iou": float(j)} for i, d, j in zip(ids, dice, iou)]
+    mean = {arm: {m: {c: float(np.mean(v[c])) for c in ("dice", "iou")} for m, v in by.items()} for arm, by in arms.items()}
+    record["per_model"] = mean["augmented"]
+    record["metrics"] = {c: float(np.mean([v[c] for v in mean["augmented"].values()])) for c in ("dice", "iou")}
+    record["comparisons"] = {
+        "reference": "real-only", "reference_per_model": mean["real-only"],
+        "relative_gain": {c: relative_gain({m: v[c] for m, v in mean["augmented"].items()},
+                                           {m: v[c] for m, v in mean["real-only"].items()}) for c in ("dice", "iou")},
+        "paired_ttest": {c: paired_ttest(np.concatenate([arms["augmented"][m][c] for m in arms["augmented"]]),
+                                         np.concatenate([arms["real-only"][m][c] for m in arms["real-only"]]))
+                         for c in ("dice", "iou")}}
+    record["per_sample_file"] = f"{record['run_id']}.scores.csv"
+    SCORES[record["run_id"]] = pd.DataFrame(rows).to_csv(index=False)
 
 
 @pytest.fixture
@@ -60,7 +98,11 @@ def valid_record(seg_mini_record) -> dict[str, Any]:
 
 
 def dump(path: Path, record: dict[str, Any]) -> Path:
+    """Write the record, and beside it the per-sample scores of a hand-made record that names them."""
     path.write_text(json.dumps(record), encoding="utf-8")
+    name = record.get("per_sample_file")
+    if isinstance(name, str) and record.get("run_id") in SCORES and not (path.parent / name).exists():
+        (path.parent / name).write_text(SCORES[record["run_id"]], encoding="utf-8")
     return path
 
 

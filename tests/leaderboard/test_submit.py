@@ -30,7 +30,8 @@ def test_accepts_a_valid_record_and_copies_it(tmp_path, valid_record, dump_recor
     stored = tmp_path / "lb" / f"{valid_record['run_id']}.json"
     assert verdict.destination == stored.resolve()
     assert json.loads(stored.read_text()) == valid_record
-    assert leaderboard_files(tmp_path) == [stored.name]  # no temporary files left behind
+    assert leaderboard_files(tmp_path) == [stored.name, valid_record["per_sample_file"]]  # no temporary files left
+    assert "(2 file(s) stored" in verdict.reason
 
 
 def test_real_runner_record_is_accepted(tmp_path) -> None:
@@ -56,11 +57,13 @@ def test_png_artefacts_and_scores_come_along_only_from_the_record_folder(tmp_pat
     (src / "grid.png").write_bytes(png)
     (src / "fake.png").write_text("print('not a png')")
     (tmp_path / "outside.png").write_bytes(png)
-    (src / "scores.csv").write_text("model,id,iou\nunet,a,0.5\n")
+    dump_record(tmp_path / "x.json", valid_record)  # writes the record's consistent scores beside it
+    (src / "scores.csv").write_text((tmp_path / valid_record["per_sample_file"]).read_text())
     rec = dict(valid_record, artifacts={"samples": "grid.png", "fake": "fake.png", "escape": "../outside.png",
                                         "abs": str(tmp_path / "outside.png")}, per_sample_file="scores.csv")
     verdict = one(tmp_path, dump_record(src / "r.json", rec))
     assert verdict.accepted and "not taken: artifacts.abs, artifacts.escape, artifacts.fake" in verdict.reason
+    assert "(3 file(s) stored" in verdict.reason  # the record, its scores and one sample grid
     run_id = rec["run_id"]
     assert sorted(leaderboard_files(tmp_path)) == sorted([f"{run_id}.json", f"{run_id}.samples.png", f"{run_id}.scores.csv"])
     stored = json.loads((tmp_path / "lb" / f"{run_id}.json").read_text())
@@ -126,7 +129,7 @@ def test_refuses_duplicates(tmp_path, valid_record, dump_record) -> None:
     path = dump_record(tmp_path / "c.json", other)
     verdicts = submit([path, path], tmp_path / "lb")
     assert [v.accepted for v in verdicts] == [True, False]
-    assert len(leaderboard_files(tmp_path)) == 3
+    assert len(leaderboard_files(tmp_path)) == 6  # three records, each with its per-sample scores
 
 
 class _Payload:

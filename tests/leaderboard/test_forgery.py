@@ -1,0 +1,128 @@
+"""Records edited after their run, as a hostile submitter would edit them: each is refused with its own line."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.leaderboard.submit import default_leaderboard_dir, submit
+from bench.runner import RunConfig, run_one
+
+SMALL = ("task.max_epochs=2", "task.segmenters=[unet]", "task.n_generate=4",
+         "task.dataset_options={sizes: {train: 16, val: 8, test: 8}}")
+
+
+def one(tmp_path: Path, path: Path, **kw):
+    (verdict,) = submit([path], tmp_path / "lb", **kw)
+    return verdict
+
+
+def _copy_shipped(pattern: str, dest: Path) -> tuple[dict, Path]:
+    src = sorted(default_leaderboard_dir().glob(pattern))[0]
+    record = json.loads(src.read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src.parent / record["per_sample_file"], dest / record["per_sample_file"])
+    return record, dest
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("runs")
+    record, path = run_one(RunConfig(task="seg-aug", method="classic-aug", profile="smoke", work_dir=work, seed=0,
+                                     threads=1, progress=False, sets=SMALL))
+    return record, path
+
+
+def test_a_shipped_record_copied_as_another_seed_with_better_scores(tmp_path):
+    record, folder = _copy_shipped("seg-aug__didgen__derm-mini__mini__s0__*.json", tmp_path / "forged")
+    record["seed"], record["run_id"] = 1, record["run_id"].replace("__s0__", "__s1__")
+    record["metrics"].update(dice=0.999, iou=0.999)
+    path = folder / "r.json"
+    path.write_text(json.dumps(record))
+    verdict = one(tmp_path, path)
+    assert not verdict.accepted and verdict.reason.startswith("metrics.dice is 0.999, the mean of its per-model")
+
+
+def test_a_headline_that_disagrees_with_the_per_model_values(tmp_path, valid_record, dump_record):
+    valid_record["per_model"]["unet"]["dice"] += 0.05
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", valid_record))
+    assert not verdict.accepted and verdict.reason.startswith("per_model.unet.dice is ")
+
+
+def test_a_comparison_that_does_not_recompute(tmp_path, valid_record, dump_record):
+    valid_record["comparisons"]["relative_gain"]["iou"] = 0.5
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", valid_record))
+    assert not verdict.accepted and verdict.reason.startswith("comparisons.relative_gain.iou is 0.5")
+    valid_record["comparisons"]["relative_gain"].pop("iou")
+    valid_record["comparisons"]["paired_ttest"]["dice"]["p"] = 1e-30
+    verdict = one(tmp_path, dump_record(tmp_path / "s.json", valid_record))
+    assert not verdict.accepted and "comparisons.paired_ttest.dice (p = 1e-30) does not recompute" in verdict.reason
+
+
+def test_a_record_without_per_sample_scores(tmp_path, valid_record, dump_record):
+    valid_record["per_sample_file"] = None
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", valid_record))
+    assert not verdict.accepted and verdict.reason == "no per-sample file: task seg-aug's metrics must recompute from one"
+
+
+def test_scores_of_other_images_than_the_test_split(tmp_path, valid_record, dump_record):
+    path = dump_record(tmp_path / "r.json", valid_record)
+    scores = tmp_path / valid_record["per_sample_file"]
+    scores.write_text(scores.read_text().replace("dm-2018-test-00007", "dm-2018-train-00007"))
+    verdict = one(tmp_path, path)
+    assert not verdict.accepted and verdict.reason == "the per-sample ids of model unet are not the protocol's test split"
+
+
+def test_a_smoke_record_relabelled_mini(tmp_path, smoke_run):
+    record, path = smoke_run
+    forged = dict(record, profile="mini", run_id=record["run_id"].replace("__smoke__", "__mini__"))
+    shutil.copy(path.parent / record["per_sample_file"], tmp_path / record["per_sample_file"])
+    target = tmp_path / "r.json"
+    target.write_text(json.dumps(forged))
+    verdict = one(tmp_path, target)
+    assert not verdict.accepted
+    assert verdict.reason.startswith("the record is labelled profile 'mini' but its configs are the 'smoke' profile's")
+
+
+def test_a_mini_record_relabelled_paper_on_a_real_dataset(tmp_path, valid_record, dump_record):
+    forged = dict(valid_record, profile="paper", dataset={**valid_record["dataset"], "id": "isic2018-task1"},
+                  run_id=valid_record["run_id"].replace("__derm-mini__mini__", "__isic2018-task1__paper__"))
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", forged))
+    assert not verdict.accepted
+    assert verdict.reason == "the record says dataset 'isic2018-task1', its task config ran 'derm-mini'"
+
+
+def test_a_run_id_that_names_another_seed(tmp_path, valid_record, dump_record):
+    forged = dict(valid_record, seed=3)
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", forged))
+    assert not verdict.accepted and verdict.reason == "the run id says seed 's0', the record says 's3'"
+
+
+def test_an_edit_to_a_record_with_provenance(tmp_path, smoke_run):
+    record, path = smoke_run
+    edited = json.loads(path.read_text())
+    edited["per_model"]["unet"]["dice"] = edited["metrics"]["dice"] = 0.99  # consistent with itself, not its scores
+    folder = tmp_path / "e"
+    folder.mkdir()
+    shutil.copy(path.parent / record["per_sample_file"], folder / record["per_sample_file"])
+    (folder / "r.json").write_text(json.dumps(edited))
+    verdict = one(tmp_path, folder / "r.json", allow_profiles=("smoke",))
+    assert not verdict.accepted and verdict.reason == "the record was edited after its run (its content hash differs)"
+
+
+def test_a_genuine_record_passes_and_the_cli_says_what_it_did(tmp_path, smoke_run):
+    _, path = smoke_run
+    runner = CliRunner()
+    refused = runner.invoke(app, ["submit", str(path), "--leaderboard", str(tmp_path / "lb")])
+    assert refused.exit_code == 1 and "--allow-smoke accepts smoke records" in refused.output
+    dry = runner.invoke(app, ["submit", str(path), "--leaderboard", str(tmp_path / "lb"), "--allow-smoke", "--dry-run"])
+    assert dry.exit_code == 0 and dry.output.startswith(f"would accept {path}"), dry.output
+    assert not (tmp_path / "lb").exists() or not list((tmp_path / "lb").iterdir())
+    real = runner.invoke(app, ["submit", str(path), "--leaderboard", str(tmp_path / "lb"), "--allow-smoke"])
+    assert real.exit_code == 0, real.output
+    stored = sorted(p.name for p in (tmp_path / "lb").iterdir())
+    assert f"({len(stored)} file(s) stored" in real.output

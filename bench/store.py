@@ -192,6 +192,8 @@ def read_record(path: Path) -> dict[str, Any]:
         raise RecordError(f"{path}: no such record file") from None
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise RecordError(f"{path}: not a JSON record ({exc})") from None
+    except RecursionError:
+        raise RecordError(f"{path}: not a JSON record (nested too deeply to read)") from None
     if not isinstance(record, dict):
         raise RecordError(f"{path}: not a JSON object")
     try:

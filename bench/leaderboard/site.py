@@ -17,11 +17,13 @@ PNG files, so a record cannot make the builder copy files from elsewhere.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
 import re
 import shutil
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -183,11 +185,23 @@ def bias_plot(csv_path: Path, out_png: Path, thresholds: Sequence[float] = (0.8,
     return True
 
 
-def _prepare_out(out: Path) -> None:
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (not (out / SITE_MARKER).exists() and any(out.iterdir()))):
+        raise SiteError(f"{out} exists, is not empty and was not built by bench leaderboard build; choose another --out")
+
+
+def _swap_in(built: Path, out: Path) -> None:
+    """Replace ``out`` by the complete build: the previous site is only removed once the new one is in place."""
+    old = out.with_name(f".{out.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
     if out.exists():
-        if not (out / SITE_MARKER).exists() and any(out.iterdir()):
-            raise SiteError(f"{out} exists, is not empty and was not built by bench leaderboard build; choose another --out")
-        shutil.rmtree(out)
+        out.rename(old)
+    built.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _prepare_out(out: Path) -> None:
     (out / "records").mkdir(parents=True)
     (out / "img").mkdir()
     (out / SITE_MARKER).write_text("built by bench leaderboard build; the folder is replaced on every build\n")
@@ -251,7 +265,7 @@ def _gallery(recs: list[dict[str, Any]], out: Path) -> tuple[str, int]:
             src = safe_artifact(rec, rel)
             if src is None:
                 continue
-            target = out / "img" / f"{rec['run_id']}.{name}.png"
+            target = out / "img" / f"{rec['run_id']}.{re.sub(r'[^A-Za-z0-9_-]', '_', str(name))[:60]}.png"
             shutil.copyfile(src, target)
             figures.append(f'<figure><img src="img/{esc(target.name)}" alt="{esc(name)} of {esc(rec["run_id"])}">'
                            f'<figcaption>{esc(rec["method"]["id"])} · seed {rec["seed"]} · {esc(name)}</figcaption></figure>')
@@ -351,9 +365,24 @@ def build_site(record_dirs: Sequence[Path], out: Path | None = None, paper_dir: 
     from bench.store import utc_now
     from bench.tables.reproduce import load_records
 
-    out = Path(out) if out else default_site_dir()
+    final = Path(out) if out else default_site_dir()
     generated = generated or utc_now()
+    _check_out(final)
     records = load_records(record_dirs)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.building-", dir=final.parent))
+    try:
+        summary = _build(records, out, paper_dir, generated)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    _swap_in(out, final)
+    logger.info("site: %d page(s), %d record(s), %d image(s) in %s", len(summary.pages), summary.n_records,
+                summary.n_images, final)
+    return dataclasses.replace(summary, out=final)
+
+
+def _build(records: Sequence[dict[str, Any]], out: Path, paper_dir: Path | None, generated: str) -> SiteSummary:
     _prepare_out(out)
     for rec in records:
         clean = {k: v for k, v in rec.items() if not k.startswith("_")}
@@ -370,5 +399,4 @@ def build_site(record_dirs: Sequence[Path], out: Path | None = None, paper_dir: 
     pages["tables.html"] = ("Paper tables", _tables_page(records, paper_dir))
     for name, (title, body) in pages.items():
         (out / name).write_text(page(title, body, generated, len(records)), encoding="utf-8")
-    logger.info("site: %d page(s), %d record(s), %d image(s) in %s", len(pages), len(records), n_images, out)
     return SiteSummary(out=out, pages=tuple(sorted(pages)), n_records=len(records), n_images=n_images)

@@ -124,6 +124,8 @@ def read_submission(path: Path) -> dict[str, Any]:
         obj = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicate_keys)
     except (json.JSONDecodeError, ValueError) as exc:
         raise SubmissionError(f"not JSON: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise SubmissionError("not a record: the JSON is nested too deeply to read") from None
     if not isinstance(obj, dict):
         raise SubmissionError(f"not a record: the JSON top level is a {type(obj).__name__}, not an object")
     return obj
@@ -213,6 +215,7 @@ def write_new(dest: Path, content: str | bytes) -> None:
     data = content.encode("utf-8") if isinstance(content, str) else content
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the leaderboard from other users
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -220,6 +223,12 @@ def write_new(dest: Path, content: str | bytes) -> None:
         os.link(tmp, dest)  # atomic, and never replaces an existing file
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _inside(folder: Path, rel: Any) -> Path | None:
@@ -249,6 +258,8 @@ def attachments(record: dict[str, Any], source: Path) -> tuple[dict[str, Any], l
     dropped: list[str] = []
     kept: dict[str, str] = {}
     for name, rel in sorted((record.get("artifacts") or {}).items()):
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,60}", name):
+            raise SubmissionError(f"artefact key '{name}' is not a plain name (letters, digits, '_' and '-')")
         path = _inside(folder, rel)
         data = path.read_bytes() if path is not None and path.suffix.lower() == ".png" else b""
         safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:60] or "artifact"

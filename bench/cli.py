@@ -228,9 +228,11 @@ def _verify_command() -> Any:
         sources: Optional[Path] = typer.Option(None, "--sources", help="Work dir holding the runs the record depends "
                                                "on (task.mask_source)."),
         threads: Optional[int] = typer.Option(None, help="CPU threads (default: the record's)."),
+        write_stamp: bool = typer.Option(False, "--stamp", help="When it matches, keep <run_id>.verified.yaml beside "
+                                         "the record (the leaderboard marks the entry verified)."),
     ) -> None:
         """Rerun a record from its own configs and compare every metric and per-sample score; exit 1 on a difference."""
-        verify_command(record, work_dir, data_root, sources, threads)
+        verify_command(record, work_dir, data_root, sources, threads, write_stamp)
 
     return verify
 

@@ -13,7 +13,15 @@ header a { color: #fff; text-decoration: none; margin-right: 1.5em; }
 main { padding: 1em 2em 3em; max-width: 1300px; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; } h3 { font-size: 1.05em; }
 table { border-collapse: collapse; margin: 0.6em 0 1.2em; background: #fff; font-size: 0.92em; }
-th, td { border: 1px solid #d6dbe1; padding: 4px 9px; text-align: right; white-space: nowrap; }
+th, td { border: 1px solid #d6dbe1; padding: 4px 7px; text-align: right; white-space: nowrap; }
+th { white-space: normal; vertical-align: bottom; overflow-wrap: anywhere; max-width: 8em; }
+th.short { white-space: nowrap; overflow-wrap: normal; }
+td.method { white-space: normal; min-width: 11em; max-width: 16em; }
+td.method .variant { display: block; font-size: 0.8em; color: #5a6472; overflow-wrap: anywhere; }
+.ci { color: #5a6472; font-size: 0.85em; }
+.verified { color: #1a7f37; font-weight: 600; }
+.self-reported { color: #6e7781; }
+.scroll { max-width: 100%; overflow-x: auto; }
 th { background: #eef1f5; }
 td.text, th.text, th[scope=row] { text-align: left; }
 table.sortable thead th { cursor: pointer; user-select: none; }

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.leaderboard.assets import SORT_JS, STYLE_CSS
 
 logger = logging.getLogger(__name__)
@@ -216,8 +218,35 @@ def _sections(records: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, str, s
     return sorted(groups.items(), key=lambda kv: (PROFILE_ORDER.get(kv[0][0], 9), kv[0][1], -len(kv[1]), kv[0][2]))
 
 
+def verification(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``bench verify --stamp`` result kept beside the record (``<run_id>.verified.yaml``), if any."""
+    import yaml
+
+    if "_path" not in record:
+        return None
+    path = Path(record["_path"]).with_name(f"{record['run_id']}.verified.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) and data.get("matched") is True else None
+
+
+def _status_cell(runs: list[dict[str, Any]]) -> str:
+    stamps = [verification(r) for r in runs]
+    if stamps and all(stamps):
+        newest = max(stamps, key=lambda s: str(s.get("date", "")))
+        title = (f"rerun by bench verify on {newest.get('date')} ({newest.get('environment', '')}); "
+                 f"{'bit for bit' if newest.get('exact') else 'within tolerance'}")
+        return f'<td class="text"><span class="verified" title="{esc(title)}">verified</span></td>'
+    return '<td class="text"><span class="self-reported" title="not rerun by a maintainer">self-reported</span></td>'
+
+
 def _leader_table(recs: list[dict[str, Any]]) -> str:
-    """Methods x metrics (mean ± std over seeds) of one protocol group."""
+    """One protocol group ranked by the task's headline metric: rank, method and variant, seeds, headline, gain
+    over real-only with its 95 % bootstrap CI and paired-test p, the other metrics, verified or self-reported."""
+    from bench.leaderboard.ranking import entry_gain
+    from bench.registry import TASKS
     from bench.tables.reproduce import mean_std, variant_label
 
     metrics: list[str] = []
@@ -227,35 +256,61 @@ def _leader_table(recs: list[dict[str, Any]]) -> str:
             if key not in metrics:
                 metrics.append(key)
         info.update(rec.get("metric_info", {}))
+    task_id = recs[0]["task"]["id"]
+    main = getattr(TASKS.get(task_id), "main_metric", "") if task_id in TASKS else ""
+    main = main if main in metrics else metrics[0]
+    higher = (info.get(main) or {}).get("higher_is_better", True) is not False
     # one row per method and config variant (DiDGen and its ca_guidance=False ablation are two entries)
-    by_method: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    by_entry: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
     for rec in recs:
-        variant = variant_label(rec)
-        entry = f'{rec["method"]["id"]} ({variant})' if variant else rec["method"]["id"]
-        old = by_method[entry].get(rec["seed"])
+        key = (rec["method"]["id"], variant_label(rec))
+        old = by_entry[key].get(rec["seed"])
         if old is None or rec["created"] > old["created"]:
-            by_method[entry][rec["seed"]] = rec
-    head = ['<th class="text">Method</th>', "<th>Seeds</th>"]
-    head += [f"<th>{esc(m)}{esc(_arrow(info.get(m)))}</th>" for m in metrics]
-    head += ['<th class="text">Records</th>', '<th class="text">Newest</th>']
-    rows = []
-    for method, seeds in sorted(by_method.items()):
+            by_entry[key][rec["seed"]] = rec
+    entries = []
+    for (method, variant), seeds in by_entry.items():
         runs = [seeds[s] for s in sorted(seeds)]
-        cells = [f'<td class="text"><a href="records/{esc(runs[0]["run_id"])}.json">{esc(method)}</a></td>',
-                 f'<td data-value="{len(runs)}">{len(runs)}</td>']
-        for m in metrics:
+        values = [r["metrics"][main] for r in runs if isinstance(r["metrics"].get(main), (int, float))]
+        entries.append((method, variant, runs, mean_std(values) if values else (None, None)))
+    entries.sort(key=lambda e: (e[3][0] is None, -(e[3][0] or 0) if higher else (e[3][0] or 0), e[0], e[1]))
+    others = [m for m in metrics if m != main]
+    head = ['<th class="short">#</th>', '<th class="text">Method</th>', '<th class="short">Seeds</th>',
+            f"<th>{esc(main)}{esc(_arrow(info.get(main)))}</th>",
+            f'<th title="mean over models of method / real-only - 1; 95 % bootstrap CI over test images">'
+            f"gain vs real-only [95 % CI]</th>", '<th class="short" title="paired t-test over per-image scores">p</th>']
+    head += [f"<th>{esc(m)}{esc(_arrow(info.get(m)))}</th>" for m in others]
+    head += ['<th class="text short">Status</th>', '<th class="text short">Records</th>']
+    rows = []
+    for rank, (method, variant, runs, (mean, std)) in enumerate(entries, 1):
+        label = f'<a href="records/{esc(runs[0]["run_id"])}.json">{esc(method)}</a>'
+        if variant:
+            label += f'<span class="variant">{esc(variant)}</span>'
+        cells = [f'<td data-value="{rank}">{rank}</td>', f'<td class="text method">{label}</td>',
+                 f'<td data-value="{len(runs)}">{len(runs)}</td>',
+                 f'<td data-value="{mean!r}">{esc(_fmt(mean, std))}</td>' if mean is not None else '<td data-value="">—</td>']
+        gain = entry_gain(runs, main, per_sample_csv) if task_id in TASKS else None
+        if gain is not None:
+            cells.append(f'<td data-value="{gain.value!r}">{gain.value * 100:+.2f} % '
+                         f'<span class="ci">[{gain.low * 100:+.2f}, {gain.high * 100:+.2f}]</span></td>')
+            cells.append(f'<td data-value="{gain.p!r}">{gain.p:.2g}</td>' if gain.p is not None else '<td data-value="">—</td>')
+        else:
+            gains = [((r.get("comparisons") or {}).get("relative_gain") or {}).get(main) for r in runs]
+            gains = [g for g in gains if isinstance(g, (int, float))]
+            cells.append(f'<td data-value="{np.mean(gains)!r}">{np.mean(gains) * 100:+.2f} %</td>' if gains
+                         else '<td data-value="">—</td>')
+            cells.append('<td data-value="">—</td>')
+        for m in others:
             values = [r["metrics"][m] for r in runs if isinstance(r["metrics"].get(m), (int, float))]
             if values:
-                mean, std = mean_std(values)
-                cells.append(f'<td data-value="{mean!r}">{esc(_fmt(mean, std))}</td>')
+                m_mean, m_std = mean_std(values)
+                cells.append(f'<td data-value="{m_mean!r}">{esc(_fmt(m_mean, m_std))}</td>')
             else:
                 cells.append('<td data-value="">—</td>')
         links = " ".join(f'<a href="records/{esc(r["run_id"])}.json">s{r["seed"]}</a>' for r in runs)
-        newest = max(r["created"] for r in runs)
-        cells += [f'<td class="text">{links}</td>', f'<td class="text" data-value="">{esc(newest)}</td>']
+        cells += [_status_cell(runs), f'<td class="text">{links}</td>']
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return ('<table class="sortable leaderboard"><thead><tr>' + "".join(head) + "</tr></thead><tbody>\n"
-            + "\n".join(rows) + "\n</tbody></table>")
+    return ('<div class="scroll"><table class="sortable leaderboard"><thead><tr>' + "".join(head) + "</tr></thead><tbody>\n"
+            + "\n".join(rows) + "\n</tbody></table></div>")
 
 
 def _gallery(recs: list[dict[str, Any]], out: Path) -> tuple[str, int]:
@@ -286,10 +341,26 @@ def _gallery(recs: list[dict[str, Any]], out: Path) -> tuple[str, int]:
     return '<div class="gallery">' + "\n".join(figures) + "</div>", len(figures)
 
 
+def paper_tables_of(task: str, paper_dir: Path | None = None) -> list[str]:
+    """Ids of the paper tables with a cell read from this task's records (in any profile)."""
+    from bench.tables.paper import TableError, for_profile, load_all
+
+    try:
+        tables = load_all(paper_dir)
+    except TableError:
+        return []
+    return [t.id for t in tables if any(for_profile(t.raw_query(r.key, c.key).get("task"), p) == task
+                                        for r in t.rows for c in t.columns for p in ("mini", "paper"))]
+
+
 def _task_page(task: str, recs: list[dict[str, Any]], out: Path) -> tuple[str, int]:
     parts = [f"<h1>Task <code>{esc(task)}</code></h1>",
              '<p class="meta">Each section holds records of one profile, dataset and protocol hash; records of different '
              "protocols are never ranked together. Values are mean ± sample std over seeds; click a column header to sort.</p>"]
+    tables = paper_tables_of(task)
+    if tables:
+        links = ", ".join(f'<a href="tables.html#{esc(t)}">{esc(t)}</a>' for t in tables)
+        parts.append(f'<p class="meta">Reported vs reproduced: {links} (the papers\' numbers beside these records).</p>')
     n_images = 0
     for (profile, dataset, proto), group in _sections(recs):
         parts.append(f'<h2 id="{esc(profile)}-{esc(dataset)}-{esc(proto[:12])}">Profile <code>{esc(profile)}</code> · dataset '
@@ -342,7 +413,7 @@ def _tables_page(records: list[dict[str, Any]], paper_dir: Path | None) -> str:
         for profile in ("paper", "mini"):
             result = reproduce_table(table, profile, records)
             if result.n_reproduced:
-                parts.append(html_fragment(result, record_href=lambda run_id: f"records/{run_id}.json"))
+                parts.append('<div class="scroll">' + html_fragment(result, record_href=lambda run_id: f"records/{run_id}.json") + "</div>")
                 shown = True
         if not shown:
             empty.append(f"<li><code>{esc(table.id)}</code>: {esc(table.caption)} ({esc(table.title)})</li>")

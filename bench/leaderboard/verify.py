@@ -201,8 +201,25 @@ def _link_sources(record: dict[str, Any], scratch: Path, sources: Path | None) -
     (scratch / generate).symlink_to((Path(sources) / generate).resolve(), target_is_directory=True)
 
 
+def stamp(record_path: Path, result: Verification) -> Path:
+    """Keep a matched verification beside the record (``<run_id>.verified.yaml``, read by the leaderboard site)."""
+    import datetime
+
+    import yaml
+
+    from bench.store import atomic_write_text, cpu_model, environment
+
+    env = environment("cpu")
+    data = {"run_id": result.run_id, "matched": result.matched, "exact": result.exact,
+            "date": datetime.date.today().isoformat(), "compared": result.compared, "identical": result.identical,
+            "environment": f"{cpu_model()}, {env.get('cpu_capability')}, torch {env['packages'].get('torch')}"}
+    path = Path(record_path).with_name(f"{result.run_id}.verified.yaml")
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def verify_command(record: Path, work_dir: Path | None, data_root: Path | None, sources: Path | None,
-                   threads: int | None) -> None:
+                   threads: int | None, write_stamp: bool = False) -> None:
     """The CLI's ``bench verify``: print the differences and the verdict; exit 0 verified, 1 differs, 2 cannot rerun."""
     import typer
 
@@ -224,4 +241,6 @@ def verify_command(record: Path, work_dir: Path | None, data_root: Path | None, 
     if len(result.differences) > 50:
         typer.echo(f"  ... and {len(result.differences) - 50} more")
     typer.echo(result.summary())
+    if write_stamp and result.matched:
+        typer.echo(f"stamp: {stamp(record, result)}")
     raise typer.Exit(0 if result.matched else 1)

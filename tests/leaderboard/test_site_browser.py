@@ -81,18 +81,55 @@ def test_front_page_loads_and_task_table_sorts(browser, tmp_path, site_records) 
     table = browser.find_element(By.CSS_SELECTOR, "table.leaderboard")
     headers = table.find_elements(By.CSS_SELECTOR, "thead th")
     dice = next(i for i, th in enumerate(headers) if th.text.startswith("dice"))
-    assert column_texts(browser, table, 0) == ["classic-aug", "real-only"]  # built in method order
+    assert column_texts(browser, table, 1) == ["classic-aug", "real-only"]  # ranked by dice: 0.82 > 0.78
     headers[dice].click()
-    assert column_texts(browser, table, 0) == ["real-only", "classic-aug"]  # dice 0.78 < 0.82
+    assert column_texts(browser, table, 1) == ["real-only", "classic-aug"]
     assert headers[dice].get_attribute("aria-sort") == "ascending"
     headers[dice].click()
-    assert column_texts(browser, table, 0) == ["classic-aug", "real-only"]
+    assert column_texts(browser, table, 1) == ["classic-aug", "real-only"]
     assert headers[dice].get_attribute("aria-sort") == "descending"
-    headers[0].click()
-    assert column_texts(browser, table, 0) == ["classic-aug", "real-only"]  # text sort, ascending
+    headers[1].click()
+    assert column_texts(browser, table, 1) == ["classic-aug", "real-only"]  # text sort, ascending
     assert severe(browser) == []
     browser.save_screenshot(str(ARTIFACTS / "leaderboard-task-page.png"))
     assert (ARTIFACTS / "leaderboard-task-page.png").stat().st_size > 10_000
 
     browser.find_element(By.LINK_TEXT, "Paper tables").click()
     assert browser.title.startswith("Paper tables") and severe(browser) == []
+
+
+def test_the_seg_aug_page_ranks_entries_with_gain_ci_and_verified_mark_without_horizontal_scroll(browser, tmp_path):
+    """The shipped seg-aug records (one stamped as verified) at 1366 x 900: a reader can read a ranking."""
+    from selenium.webdriver.common.by import By
+
+    from bench.leaderboard.submit import default_leaderboard_dir
+
+    records = tmp_path / "records"
+    records.mkdir()
+    for path in default_leaderboard_dir().glob("seg-aug__*"):
+        shutil.copy(path, records / path.name)
+    verified = sorted(records.glob("seg-aug__didgen__*.json"))[0]
+    (records / f"{verified.stem}.verified.yaml").write_text(
+        "matched: true\nexact: true\ndate: '2026-12-05'\nenvironment: test\n")
+    out = tmp_path / "site"
+    build_site([records], out, generated="2026-12-05T00:00:00Z")
+    browser.set_window_size(1366, 900)
+    browser.get((out / "task-seg-aug.html").as_uri())
+    table = browser.find_element(By.CSS_SELECTOR, "table.leaderboard")
+    ranks = column_texts(browser, table, 0)
+    assert ranks == [str(i) for i in range(1, len(ranks) + 1)] and len(ranks) >= 5
+    dice = [float(v) for v in column_texts(browser, table, 3)]
+    assert dice == sorted(dice, reverse=True)  # ranked by the task's headline metric
+    gains = column_texts(browser, table, 4)
+    assert sum("%" in g and "[" in g for g in gains) == len(gains) - 1  # every entry but real-only has a CI
+    assert len(browser.find_elements(By.CSS_SELECTOR, "span.verified")) == 1
+    assert browser.find_elements(By.CSS_SELECTOR, "span.self-reported")
+    widths = browser.execute_script(
+        "return {page: document.documentElement.scrollWidth, window: window.innerWidth,"
+        " tables: Array.from(document.querySelectorAll('table.leaderboard')).map("
+        "t => [t.scrollWidth, t.parentElement.clientWidth])}")
+    assert widths["page"] <= widths["window"], widths
+    assert all(table_w <= box_w for table_w, box_w in widths["tables"]), widths
+    assert severe(browser) == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "leaderboard-seg-aug-1366x900.png"))

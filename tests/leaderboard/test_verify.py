@@ -75,3 +75,14 @@ def test_a_shipped_mini_record_reruns_here():
     # made before records named their CPU: compared within tolerance, and the verdict says why
     assert not result.exact and "cpu_model" in result.environment_differences
     assert "within tolerance" in result.summary()
+
+
+def test_a_matched_verification_is_stamped_beside_the_record(smoke_record, tmp_path):
+    import yaml
+
+    record, _ = _copy(smoke_record, tmp_path / "stamped")
+    out = CliRunner().invoke(app, ["verify", str(record), "--stamp"])
+    assert out.exit_code == 0, out.output
+    run_id = json.loads(record.read_text())["run_id"]
+    stamp = yaml.safe_load((record.parent / f"{run_id}.verified.yaml").read_text())
+    assert stamp["matched"] is True and stamp["exact"] is True and stamp["run_id"] == run_id

@@ -66,6 +66,7 @@ def run(
         _fail(f"--shard-size must be >= 1, got {shard_size}")
     if data_root is not None and not data_root.is_dir():
         _fail(f"--data-root {data_root}: no such folder")
+    from bench.errors import UserInputError
     from bench.runner import BenchError, RunConfig, run_one
 
     rc = RunConfig(task=task, method=method, profile=profile, seed=seed, dataset=dataset, sets=list(set_),
@@ -74,6 +75,9 @@ def run(
     try:
         record, path = run_one(rc)
     except BenchError as exc:
+        _fail(str(exc))
+        return
+    except UserInputError as exc:  # an unusable file the user gave (pickled weights ...)
         _fail(str(exc))
         return
     except FileNotFoundError as exc:  # a weight or model folder the user has to provide (one line says where)

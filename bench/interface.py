@@ -51,6 +51,11 @@ class Sample:
         """Names of the fields that are present (meta excluded)."""
         return frozenset(f for f in SAMPLE_FIELDS if getattr(self, f) is not None)
 
+    def nonfinite_fields(self) -> list[str]:
+        """Tensor fields holding NaN or infinity (a diverged generator; stored as uint8 they would look valid)."""
+        return [f for f in ("image", "labels") if getattr(self, f) is not None
+                and not bool(torch.isfinite(getattr(self, f).float()).all())]
+
 
 @dataclass
 class Condition:

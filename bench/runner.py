@@ -364,6 +364,9 @@ def _generate_stage(method: Any, conditions: Sequence[Condition], gen_dir: Path,
             missing = needs - smp.fields()
             if missing:
                 raise BenchError(f"method '{method_id}' returned a sample without {sorted(missing)}")
+            if smp.nonfinite_fields():
+                raise BenchError(f"method '{method_id}' returned a sample whose {', '.join(smp.nonfinite_fields())} "
+                                 "holds NaN or infinite values (nothing of this shard was written)")
         save_shard(samples, shard)
         advance(len(chunk))
     out: list[Sample] = []

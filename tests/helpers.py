@@ -97,3 +97,27 @@ class BrighterGrey(FitOnceGrey):
             h, w = cond.mask.shape
             level = min(1.0, self.level * self.config.brightness + self.config.offset)
             yield Sample(image=torch.full((3, h, w), level), mask=cond.mask.clone())
+
+
+class NaNPairs(GeneratorBase):
+    """A diverged generator: images full of NaN, masks copied from the condition."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts={"mask"}, returns={"image", "mask"}, requires={"mask"})
+
+    def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        for cond in conditions:
+            h, w = cond.mask.shape
+            yield Sample(image=torch.full((3, h, w), float("nan")), mask=cond.mask.clone())
+
+
+class ConstantImages(GeneratorBase):
+    """Every image one flat grey (every mask copied from the condition when there is one): a degenerate but valid
+    generator that metrics must score without crashing (zero variance features, identical pairs)."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts={"mask", "label", "prompt"}, returns={"image", "mask"})
+
+    def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        for cond in conditions:
+            mask = cond.mask.clone() if cond.mask is not None else torch.zeros(64, 64, dtype=torch.bool)
+            h, w = mask.shape
+            yield Sample(image=torch.full((3, h, w), 0.5), mask=mask, label=cond.label)

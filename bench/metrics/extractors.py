@@ -81,12 +81,16 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a pickled module, not a state dict
-        raise ValueError(
+        from bench.errors import UnsafeWeightsError
+
+        raise UnsafeWeightsError(
             f"{path} is not a plain state dict loadable with weights_only=True ({type(exc).__name__}); "
             "convert it once on a trusted machine: torch.save(torch.load(f, weights_only=False).state_dict(), out)"
         ) from None
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, expected a state dict")
+        from bench.errors import UnsafeWeightsError
+
+        raise UnsafeWeightsError(f"{path} holds a {type(state).__name__}, expected a state dict")
     return state
 
 

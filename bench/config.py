@@ -132,10 +132,30 @@ def build(cls: type, values: dict[str, Any], where: str) -> Any:
         obj = cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where} config: {exc}") from None
+    for key, value in values.items():
+        _check_bound(key, kwargs[key], f"{where}.{key}")
     check = getattr(obj, "validate", None)
     if callable(check):
         check()
     return obj
+
+
+#: Lower bounds of numeric keys that tasks and methods share: a value outside is a typo or a misunderstanding
+#: (``max_epochs=-3`` trained nothing and wrote a record). (bound, inclusive)
+NUMERIC_BOUNDS: dict[str, tuple[float, bool]] = {
+    "max_epochs": (1, True), "epochs": (1, True), "batch_size": (1, True), "patience": (0, True),
+    "steps": (0, True), "n_generate": (0, True), "n_real": (0, True), "image_size": (8, True), "resolution": (8, True),
+    "lr": (0, False), "guidance_scale": (0, True), "num_inference_steps": (1, True), "grid_size": (0, True),
+}
+
+
+def _check_bound(key: str, value: Any, where: str) -> None:
+    bound = NUMERIC_BOUNDS.get(key)
+    if bound is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, inclusive = bound
+    if value < low or (value == low and not inclusive):
+        raise ConfigError(f"{where}={value}: must be {'>=' if inclusive else '>'} {low:g}")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

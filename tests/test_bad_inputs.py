@@ -309,3 +309,21 @@ def test_a_refused_submission_prints_its_reason_and_stores_nothing(tmp_path, cas
 
 
 # -- the document ---------------------------------------------------------------------------------------------------
+
+
+def _tests_in(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.name.startswith("test")}
+
+
+def test_every_row_of_the_bad_input_table_names_a_test_that_exists():
+    doc = (REPO / "docs" / "bad-inputs.md").read_text()
+    rows = [ln for ln in doc.splitlines() if ln.startswith("| ") and not ln.startswith(("| #", "|---", "| ---"))]
+    assert len(rows) >= 30
+    for row in rows:
+        refs = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", row)
+        assert refs, f"row names no test: {row}"
+        for file, name in refs:
+            assert name in _tests_in(REPO / file), f"{file}::{name} does not exist (row: {row[:80]})"
+

@@ -288,6 +288,16 @@ FORGED = {
                            "no per-sample file: task seg-aug's metrics must recompute from one"),
     "artefact key with /": (lambda r: r.update(artifacts={"a/../b": r["per_sample_file"]}),
                             "artefact key 'a/../b' is not a plain name (letters, digits, '_' and '-')"),
+    "relabelled paper on a real dataset": (
+        lambda r: r.update(profile="paper", dataset={**r["dataset"], "id": "isic2018-task1"},
+                           run_id=r["run_id"].replace("__derm-mini__mini__", "__isic2018-task1__paper__")),
+        "the record says dataset 'isic2018-task1', its task config ran 'derm-mini'"),
+    "seed that the run id does not name": (lambda r: r.update(seed=3), "the run id says seed 's0', the record says 's3'"),
+    "gain that does not recompute": (lambda r: r["comparisons"]["relative_gain"].update(iou=0.5),
+                                     "comparisons.relative_gain.iou is 0.5, the per-sample scores give -0.0109"),
+    "t-test that does not recompute": (lambda r: r["comparisons"]["paired_ttest"]["dice"].update(p=1e-30),
+                                       "comparisons.paired_ttest.dice (p = 1e-30) does not recompute from the "
+                                       "per-sample scores (p = 1.11"),
     "nested JSON": (None, "not a record: the JSON is nested too deeply to read"),
 }
 
@@ -308,6 +318,49 @@ def test_a_refused_submission_prints_its_reason_and_stores_nothing(tmp_path, cas
     assert not (tmp_path / "lb").exists() or not list((tmp_path / "lb").iterdir())
 
 
+@pytest.fixture(scope="module")
+def smoke_record(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("runs")
+    out = run(work, "--task", "seg-aug", "--method", "classic-aug", "--profile", "smoke", "--quiet", "--set",
+              "task.max_epochs=2", "--set", "task.segmenters=[unet]", "--set", "task.n_generate=4")
+    assert out.exit_code == 0, out.output
+    (path,) = (work / "records").glob("*.json")
+    return path
+
+
+def _relabelled_mini(record: dict) -> None:
+    record.update(profile="mini", run_id=record["run_id"].replace("__smoke__", "__mini__"))
+
+
+def _edited(record: dict) -> None:
+    record["per_model"]["unet"]["dice"] = record["metrics"]["dice"] = 0.99  # consistent with itself, not its scores
+
+
+FORGED_SMOKE = {
+    "relabelled mini": (_relabelled_mini, "the record is labelled profile 'mini' but its configs are the 'smoke' "
+                                          "profile's (task.dataset_options, task.image_size, "),
+    "edited after its run": (_edited, "the record was edited after its run (its content hash differs)"),
+    "genuine, without --allow-smoke": (None, "profile 'smoke' is not ranked; the leaderboard takes mini, paper "
+                                             "(--allow-smoke accepts smoke records, for testing the pipeline)"),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED_SMOKE))
+def test_a_refused_smoke_submission_prints_its_reason_and_stores_nothing(tmp_path, smoke_record, case):
+    edit, reason = FORGED_SMOKE[case]
+    record = json.loads(smoke_record.read_text())
+    shutil.copy(smoke_record.parent / record["per_sample_file"], tmp_path / record["per_sample_file"])
+    path = tmp_path / "r.json"
+    if edit:
+        edit(record)
+    path.write_text(json.dumps(record))
+    allow = ["--allow-smoke"] if case == "edited after its run" else []
+    out = bench("submit", str(path), "--leaderboard", str(tmp_path / "lb"), *allow)
+    (line,) = [ln for ln in out.output.splitlines() if ln.startswith("refused ")]
+    assert out.exit_code == 1 and line.startswith(f"refused {path}: {reason}"), out.output
+    assert not (tmp_path / "lb").exists() or not list((tmp_path / "lb").iterdir())
+
+
 # -- the document ---------------------------------------------------------------------------------------------------
 
 
@@ -319,11 +372,12 @@ def _tests_in(path: Path) -> set[str]:
 
 def test_every_row_of_the_bad_input_table_names_a_test_that_exists():
     doc = (REPO / "docs" / "bad-inputs.md").read_text()
-    rows = [ln for ln in doc.splitlines() if ln.startswith("| ") and not ln.startswith(("| #", "|---", "| ---"))]
-    assert len(rows) >= 30
+    rows = [ln for ln in doc.splitlines() if re.match(r"^\| \d+ \|", ln)]
+    assert len(rows) >= 30 and [int(r.split("|")[1]) for r in rows] == list(range(1, len(rows) + 1))
     for row in rows:
+        if row.rstrip(" |").endswith("| pending"):  # a fix still in progress: its row says so, with no output
+            continue
         refs = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", row)
         assert refs, f"row names no test: {row}"
         for file, name in refs:
             assert name in _tests_in(REPO / file), f"{file}::{name} does not exist (row: {row[:80]})"
-

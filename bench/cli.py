@@ -83,6 +83,8 @@ def run(
     except FileNotFoundError as exc:  # a weight or model folder the user has to provide (one line says where)
         _fail(str(exc) if not exc.filename else f"{exc.strerror or exc}: {exc.filename}")
         return
+    if record is None:  # a non-main process of `accelerate launch`: the main process prints the run
+        return
     typer.echo(render_run(record))
     typer.echo(f"record: {path}")
 

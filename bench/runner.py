@@ -34,8 +34,8 @@ from bench import config as cfg
 from bench.config import method_config_file
 from bench.interface import Condition, RunContext, Sample, capabilities_of, derive_seed
 from bench.registry import DATASETS, METHODS, TASKS, UnknownEntryError
-from bench.store import (SCHEMA_VERSION, atomic_write_text, environment, protocol_hash, stable_hash, utc_now,
-                         write_record)
+from bench.store import (SCHEMA_VERSION, atomic_write_text, environment, new_file_mode, protocol_hash, stable_hash,
+                         utc_now, write_record)
 
 logger = logging.getLogger(__name__)
 
@@ -191,14 +191,21 @@ def pick_device(name: str) -> torch.device:
         raise BenchError(f"--device '{name}' is not a valid device; use auto, cpu or cuda[:N]") from None
 
 
-def launched_accelerator() -> Any:
-    """An ``accelerate.Accelerator`` when the run was started by ``accelerate launch`` (several processes), else None."""
+def launched_accelerator(cpu: bool = False) -> Any:
+    """An ``accelerate.Accelerator`` when the run was started by ``accelerate launch`` or ``torchrun`` (several
+    processes), else None. ``cpu``: the processes work on CPU and talk through gloo (without it accelerate sees no
+    distributed run on a machine without GPUs)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and "ACCELERATE_USE_CPU" not in os.environ \
             and not any(k.startswith("ACCELERATE_DYNAMO") for k in os.environ):
         return None
-    from accelerate import Accelerator
+    from datetime import timedelta
 
-    return Accelerator()
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    # A barrier may wait for a fit another run holds the stage lock of: far longer than torch's 30-minute default.
+    timeout = InitProcessGroupKwargs(timeout=timedelta(hours=24))
+    return Accelerator(cpu=True, kwargs_handlers=[timeout]) if cpu else Accelerator(kwargs_handlers=[timeout])
 
 
 def seed_everything(seed: int) -> None:
@@ -291,6 +298,66 @@ def _mark_done(path: Path, info: dict[str, Any]) -> None:
     atomic_write_text(path / "done.json", json.dumps(info, sort_keys=True))
 
 
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def stage_lock(stage_dir: Path, stage: str, accelerator: Any = None, shared: bool = False) -> Iterator[None]:
+    """Hold the stage's lock while it runs, so that concurrent identical runs do its work once.
+
+    A finished stage (``done.json``) is not locked. A process that finds the lock held says so, waits, and then
+    finds the stage done. The lock is an ``flock`` on ``<stage_dir>/.lock``: the kernel releases it when its holder
+    dies, so a killed run's leftover file never blocks; whoever takes the lock removes the temporaries a killed
+    holder left. Under ``accelerate launch`` the main process takes the lock first; the others then wait for it
+    (fit: they load the main process's fit) or, with ``shared``, work inside it (generate: each makes its shards).
+    """
+    main = accelerator is None or accelerator.is_main_process
+    fd = _take_stage_lock(stage_dir, stage, announce=True) if main else None
+    try:
+        if accelerator is not None and accelerator.num_processes > 1:
+            accelerator.wait_for_everyone()
+        if not main and not shared:
+            fd = _take_stage_lock(stage_dir, stage, announce=False)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
+
+def _take_stage_lock(stage_dir: Path, stage: str, announce: bool) -> int | None:
+    """Block until this process holds the stage's flock and return its descriptor (None: the stage is done)."""
+    import fcntl
+
+    if _done(stage_dir):
+        return None
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(stage_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            (logger.info if announce else logger.debug)(
+                "[%s] another process is running this stage (%s); waiting for it to finish", stage, stage_dir)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        remove_stale_temporaries(stage_dir)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def remove_stale_temporaries(stage_dir: Path) -> list[Path]:
+    """Delete the temporaries of atomic writes (``save_shard``, ``atomic_write_text``) that a killed run left in
+    ``stage_dir``; only safe while holding the stage's lock. Returns what was removed."""
+    stale = sorted({*stage_dir.rglob("*.tmp"), *stage_dir.rglob("*.tmp.*")})
+    for path in stale:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+    if stale:
+        logger.info("[resume] removed %d temporary file(s) a killed run left in %s", len(stale), stage_dir)
+    return stale
+
+
 def _restrict(cond: Condition, accepts: frozenset[str]) -> Condition:
     """The condition with only the fields the generator accepts (meta always passes)."""
     kept = {f: getattr(cond, f) for f in ("mask", "label", "labels", "report", "prompt", "reference") if f in accepts}
@@ -323,6 +390,7 @@ def save_shard(samples: Sequence[Sample], path: Path) -> None:
     text = [{"label": s.label, "report": s.report, "prompt": s.prompt, "meta": s.meta} for s in samples]
     tmp = path.with_name(path.name + ".tmp.safetensors")
     save_file(tensors, str(tmp))
+    os.chmod(tmp, new_file_mode())  # safetensors creates it 0600
     os.replace(tmp, path.with_suffix(".safetensors"))
     atomic_write_text(path.with_suffix(".json"), json.dumps(text, default=str))
 
@@ -344,18 +412,28 @@ def load_shard(path: Path) -> list[Sample]:
 
 def _generate_stage(method: Any, conditions: Sequence[Condition], gen_dir: Path, ctx: RunContext,
                     shard_size: int, needs: frozenset[str], method_id: str) -> list[Sample]:
+    """Write the missing shards of this process (all of them, or under ``accelerate launch`` shard s on process
+    s % world size) and return every sample on the main process, nothing on the others."""
     gen_dir.mkdir(parents=True, exist_ok=True)
     n_shards = (len(conditions) + shard_size - 1) // shard_size
-    existing = sum((gen_dir / f"shard-{s:05d}.json").exists() for s in range(n_shards))
-    if existing:
-        logger.info("[generate] resuming: %d of %d shards already written", existing, n_shards)
-    advance = ctx.progress("generate", len(conditions))
-    advance(existing * shard_size if existing < n_shards else len(conditions))
-    for s in range(n_shards):
+    accelerator = ctx.accelerator
+    world = accelerator.num_processes if accelerator is not None else 1
+    rank = accelerator.process_index if accelerator is not None else 0
+    mine = range(rank, n_shards, world)
+
+    def chunk_of(s: int) -> Sequence[Condition]:
+        return conditions[s * shard_size:(s + 1) * shard_size]
+
+    written = [s for s in mine if (gen_dir / f"shard-{s:05d}.json").exists()]
+    if written:
+        logger.info("[generate] resuming: %d of %d shards already written", len(written), len(mine))
+    advance = ctx.progress("generate", sum(len(chunk_of(s)) for s in mine))
+    advance(sum(len(chunk_of(s)) for s in written))
+    for s in mine:
         shard = gen_dir / f"shard-{s:05d}"
         if shard.with_suffix(".json").exists():
             continue
-        chunk = conditions[s * shard_size:(s + 1) * shard_size]
+        chunk = chunk_of(s)
         seed_everything(derive_seed(ctx.seed, 7, s))
         samples = list(method.generate(chunk, ctx))
         if len(samples) != len(chunk):
@@ -369,6 +447,10 @@ def _generate_stage(method: Any, conditions: Sequence[Condition], gen_dir: Path,
                                  "holds NaN or infinite values (nothing of this shard was written)")
         save_shard(samples, shard)
         advance(len(chunk))
+    if world > 1:
+        accelerator.wait_for_everyone()  # the shards are gathered through the (shared) work dir
+        if not accelerator.is_main_process:
+            return []
     out: list[Sample] = []
     for s in range(n_shards):
         out.extend(load_shard(gen_dir / f"shard-{s:05d}"))
@@ -400,8 +482,11 @@ def fit_owner(method_id: str, method_cls: type) -> dict[str, str]:
             "method_version": str(getattr(donor, "version", "1"))}
 
 
-def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
+def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
     """Run one task x method x seed; return the record and its path.
+
+    Under ``accelerate launch`` the main process fits, the processes share the generation, and the main process
+    evaluates and writes the record; the other processes return ``(None, None)`` once their shards are written.
 
     Raises:
         BenchError: for user errors, before any expensive work where they can be known then.
@@ -419,7 +504,12 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
     except IncompatibleMethodError as exc:
         raise BenchError(str(exc)) from None
 
-    device = pick_device(rc.device)
+    accelerator = launched_accelerator(cpu=rc.device == "cpu" or not torch.cuda.is_available())
+    # under accelerate, "auto" is this process's own GPU (cuda:<local rank>), not every process on cuda:0
+    own_gpu = accelerator is not None and rc.device == "auto" and accelerator.device.type == "cuda"
+    device = accelerator.device if own_gpu else pick_device(rc.device)
+    if accelerator is not None and not accelerator.is_main_process:  # the main process reports for the run
+        logging.getLogger("bench").setLevel(max(logging.WARNING, logging.getLogger("bench").getEffectiveLevel()))
     if rc.profile == "paper" and device.type != "cuda":
         logger.warning("the paper profile is meant for a GPU; running it on %s will be slow", device)
     torch.set_num_threads(rc.threads or default_threads())
@@ -429,7 +519,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
 
     work_dir = Path(rc.work_dir)
     ctx = RunContext(device=device, seed=rc.seed, profile=rc.profile, work_dir=work_dir, data_root=rc.data_root,
-                     precision=rc.precision, cache_dir=work_dir / "cache", accelerator=launched_accelerator())
+                     precision=rc.precision, cache_dir=work_dir / "cache", accelerator=accelerator)
     task_cfg, method_cfg = task.recorded_config(to_dict(resolved.task_config), work_dir), to_dict(resolved.method_config)
     method_version = str(getattr(method_cls, "version", "1"))
     target = f"{method_cls.__module__}:{method_cls.__qualname__}"
@@ -438,7 +528,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
     peaks: dict[str, float] = {}
     cached: dict[str, bool] = {}
 
-    with progress_factory(rc.progress) as progress:
+    with progress_factory(rc.progress and ctx.is_main_process) as progress:
         ctx.progress = progress
         try:
             data = task.load(ctx)
@@ -460,7 +550,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
                                "stage": "fit", "fit_data": task.fit_identity(),
                                "splits": {"train": data.checksums.get("train")}}, 16)
         fit_dir = work_dir / "fit" / fit_key
-        with PeakMemory() as mem:
+        with PeakMemory() as mem, stage_lock(fit_dir, "fit", ctx.accelerator):
             t0 = time.perf_counter()
             if _done(fit_dir):
                 logger.info("[fit] cached: skipped (%s)", fit_dir)
@@ -491,7 +581,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
                                "shard_size": rc.shard_size, **({"method_config": method_cfg} if generation_only else {})},
                               16)
         gen_dir = work_dir / "generate" / gen_key
-        with PeakMemory() as mem:
+        with PeakMemory() as mem, stage_lock(gen_dir, "generate", ctx.accelerator, shared=True):
             t0 = time.perf_counter()
             if _done(gen_dir):
                 logger.info("[generate] cached: skipped (%s)", gen_dir)
@@ -501,16 +591,19 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path]:
             else:
                 synthetic = _generate_stage(method, conditions, gen_dir, dataclasses.replace(ctx, work_dir=gen_dir),
                                             rc.shard_size, task.needs, rc.method)
-                _mark_done(gen_dir, {"key": gen_key, "n": len(synthetic)})
+                if ctx.is_main_process:
+                    _mark_done(gen_dir, {"key": gen_key, "n": len(synthetic)})
                 cached["generate"] = False
             timings["generate"] = time.perf_counter() - t0
         peaks["generate"] = mem.peak_mb
         del method
+        if not ctx.is_main_process:
+            return None, None  # its shards are written; the main process evaluates and writes the record
 
         # 3. evaluate
         eval_key = stable_hash({"generate": gen_key, "stage": "evaluate", "protocol": proto, "seed": rc.seed}, 16)
         eval_dir = work_dir / "evaluate" / eval_key
-        with PeakMemory() as mem:
+        with PeakMemory() as mem, stage_lock(eval_dir, "evaluate"):
             t0 = time.perf_counter()
             if _done(eval_dir):
                 logger.info("[evaluate] cached: skipped (%s)", eval_dir)

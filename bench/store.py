@@ -106,12 +106,23 @@ def validate_record(record: dict[str, Any]) -> None:
         raise RecordError(f"record does not follow schema v{SCHEMA_VERSION} at '{at}': {err.message}{more}")
 
 
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the umask (0644 under the usual 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    The file gets the mode of an ordinary new file (mkstemp's 0600 would hide records from other users).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

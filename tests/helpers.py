@@ -121,3 +121,31 @@ class ConstantImages(GeneratorBase):
             mask = cond.mask.clone() if cond.mask is not None else torch.zeros(64, 64, dtype=torch.bool)
             h, w = mask.shape
             yield Sample(image=torch.full((3, h, w), 0.5), mask=mask, label=cond.label)
+
+
+class GatedFit(NoisePairs):
+    """NoisePairs with a fit a test can observe and hold: it appends its pid to BENCH_TEST_FIT_LOG and, when
+    BENCH_TEST_FIT_GATE names a file, waits until that file exists. BENCH_TEST_MAKER_LOG: append
+    ``<pid> <condition index>`` for each sample made (which process made what)."""
+
+    def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
+        if os.environ.get("BENCH_TEST_FIT_LOG"):
+            with open(os.environ["BENCH_TEST_FIT_LOG"], "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+        gate = os.environ.get("BENCH_TEST_FIT_GATE")
+        while gate and not os.path.exists(gate):
+            time.sleep(0.05)
+
+    def save(self, path) -> None:
+        (path / "fitted.txt").write_text("fitted")
+
+    def load(self, path) -> None:
+        if (path / "fitted.txt").read_text() != "fitted":
+            raise RuntimeError("GatedFit: no fitted state")
+
+    def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        for sample in super().generate(conditions, ctx):
+            if os.environ.get("BENCH_TEST_MAKER_LOG"):
+                with open(os.environ["BENCH_TEST_MAKER_LOG"], "a") as fh:
+                    fh.write(f"{os.getpid()} {sample.meta['index']}\n")
+            yield sample

@@ -83,6 +83,25 @@ def test_concurrent_identical_runs_fit_once_and_the_second_waits(tmp_path):
     assert [s.meta["index"] for s in shard_samples(tmp_path / "run")] == list(range(12))
 
 
+def test_a_run_killed_inside_its_fit_leaves_a_lock_file_that_does_not_block(tmp_path):
+    gate = tmp_path / "gate"
+    env = bench_env(tmp_path, BENCH_TEST_FIT_GATE=str(gate))
+    cmd = bench_run(tmp_path / "run", "helpers:GatedFit")
+    killed = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(lines(tmp_path / "fits.txt")) == 1, "the run to enter its fit", killed)
+    finally:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+    fit_dir = next((tmp_path / "run" / "fit").iterdir())
+    assert (fit_dir / LOCK_FILE).exists() and not (fit_dir / "done.json").exists()
+    gate.touch()
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "another process is running" not in rerun.stderr
+    assert len(lines(tmp_path / "fits.txt")) == 2 and "fit cached" not in stages_line(rerun.stdout)
+
+
 def test_killed_run_leaves_no_temporaries_and_its_lock_does_not_block(tmp_path):
     """SIGKILL a run inside its generate stage (it holds that stage's lock), add the temporaries a kill inside a
     write leaves (a kill cannot be aimed inside a write), resume: the lock is taken over, the temporaries removed,

@@ -31,7 +31,8 @@ def test_two_cpu_processes_split_generation_and_match_one_process(tmp_path):
     # accelerate's --cpu launcher starts one process (several need mpirun); --multi_gpu starts them through
     # torchrun, and `--device cpu` makes them CPU processes talking through gloo
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--main_process_port", str(port)]
     run = ["-m", "bench", "run", "--task", "seg-aug", "--method", "helpers:GatedFit", "--profile", "smoke",
            "--device", "cpu", "--shard-size", "4", "--threads", "1", "--no-progress",
            *[a for s in FAST for a in ("--set", s)], "--work-dir", str(tmp_path / "multi")]

@@ -11,6 +11,7 @@ import torch
 
 from bench.runner import LOCK_FILE, RunConfig, load_shard, run_one, stage_lock
 from bench.store import atomic_write_text
+from methods.didgen.caption import write_caption_file
 
 TESTS = Path(__file__).resolve().parent
 FAST = ["task.segmenters=[unet]", "task.max_epochs=1", "task.n_generate=12"]
@@ -150,12 +151,13 @@ def test_records_scores_and_shards_follow_the_umask(tmp_path):
     try:
         record, path = run_one(RunConfig(task="seg-aug", method="helpers:NoisePairs", profile="smoke", sets=FAST,
                                          shard_size=4, work_dir=tmp_path, progress=False, threads=1))
+        write_caption_file(tmp_path / "captions.csv", [("ISIC_0000000", "A pink lesion.")])
         os.umask(0o027)
         atomic_write_text(tmp_path / "other.txt", "x")
     finally:
         os.umask(old)
     gen = tmp_path / record["stages"]["generate"]
     for written in (path, path.parent / record["per_sample_file"], gen / "shard-00000.safetensors",
-                    gen / "shard-00000.json", gen / "done.json"):
+                    gen / "shard-00000.json", gen / "done.json", tmp_path / "captions.csv"):
         assert oct(written.stat().st_mode & 0o777) == oct(0o644), written
     assert oct((tmp_path / "other.txt").stat().st_mode & 0o777) == oct(0o640)

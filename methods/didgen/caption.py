@@ -31,6 +31,8 @@ from typing import Any, Optional
 
 import typer
 
+from bench.store import new_file_mode
+
 logger = logging.getLogger(__name__)
 
 DERMPROMPT_QUESTION = ("This is an dermoscopic image of skin lesion, describe the shape, size, color of the lesion, "
@@ -174,6 +176,7 @@ def write_caption_file(path: str | Path, rows: Iterable[tuple[str, str]]) -> int
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     count = 0
     try:
+        os.fchmod(fd, new_file_mode())  # an ordinary file's mode, not mkstemp's 0600
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(CAPTION_COLUMNS)

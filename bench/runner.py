@@ -649,6 +649,8 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
         "profile": rc.profile,
         "seed": rc.seed,
         "config": {"task": task_cfg, "method": method_cfg},
+        "overrides": cfg.recorded_overrides(resolved.task_cls, method_cls, rc.profile, rc.config_file, rc.sets,
+                                            rc.dataset, portable=lambda values: task.recorded_config(values, work_dir)),
         "protocol_hash": proto,
         "metrics": evaluation.metrics,
         "metric_info": {k: {"higher_is_better": v} for k, v in evaluation.higher_is_better.items()},

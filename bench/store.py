@@ -194,10 +194,16 @@ def check_provenance(record: dict[str, Any], folder: Path) -> list[str]:
     return problems
 
 
+#: A record is a few kB; anything this large is not one (and would be read whole into memory).
+MAX_RECORD_BYTES = 5_000_000
+
+
 def read_record(path: Path) -> dict[str, Any]:
     """Read and validate one record (RecordError with the file named on any problem)."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            raise RecordError(f"{path}: {path.stat().st_size} bytes, more than the {MAX_RECORD_BYTES} a record may have")
         record = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise RecordError(f"{path}: no such record file") from None

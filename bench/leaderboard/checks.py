@@ -9,8 +9,11 @@ dataset, method or seed that disagrees with the run id or with the resolved conf
 from __future__ import annotations
 
 import csv
+import json
 import math
+import re
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +43,20 @@ def read_scores(record: dict[str, Any], folder: Path) -> list[dict[str, str]] | 
         return list(csv.DictReader(fh))
 
 
-def check_identity(record: dict[str, Any]) -> None:
-    """Run id fields, dataset and profile agree with each other and with the resolved configs."""
+def _slug(method_id: str) -> str:
+    """The method as `bench.runner.run_one` writes it into a run id (a module:Class path made file-name safe)."""
+    return re.sub(r"[^A-Za-z0-9_.=+-]", ".", method_id)
+
+
+def check_identity(record: dict[str, Any]) -> str:
+    """Run id fields, dataset and profile agree with each other and with the resolved configs; returns a note."""
     parts = record["run_id"].split("__")
     if len(parts) != 6:
         raise SubmissionError(f"run_id '{record['run_id']}' is not task__method__dataset__profile__sSEED__hash")
-    task, _method, dataset, profile, seed, _ = parts
-    stated = {"task": (task, record["task"]["id"]), "dataset": (dataset, record["dataset"]["id"]),
-              "profile": (profile, record["profile"]), "seed": (seed, f"s{record['seed']}")}
+    task, method, dataset, profile, seed, _ = parts
+    stated = {"task": (task, record["task"]["id"]), "method": (method, _slug(record["method"]["id"])),
+              "dataset": (dataset, record["dataset"]["id"]), "profile": (profile, record["profile"]),
+              "seed": (seed, f"s{record['seed']}")}
     for what, (in_id, in_record) in stated.items():
         if in_id != in_record:
             raise SubmissionError(f"the run id says {what} '{in_id}', the record says '{in_record}'")
@@ -55,54 +64,112 @@ def check_identity(record: dict[str, Any]) -> None:
     if config_dataset is not None and config_dataset != record["dataset"]["id"]:
         raise SubmissionError(f"the record says dataset '{record['dataset']['id']}', its task config ran "
                               f"'{config_dataset}'")
-    check_profile(record)
+    return check_profile(record)
 
 
-def _profile_defaults(record: dict[str, Any], profile: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+def _show(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _resolved(task_cls: type, method_cls: type, profile: str, task_over: dict[str, Any],
+              method_over: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The configs ``profile`` resolves to with these values on top, as a record states them (JSON types)."""
+    from bench import config as cfg
+
+    task = cfg.build(task_cls.Config, {**cfg.profile_section(task_cls.config_file(), profile), **task_over}, "task")
+    method = cfg.build(method_cls.Config, {**cfg.profile_section(cfg.method_config_file(method_cls), profile),
+                                           **method_over}, "method")
+    return json.loads(json.dumps({"task": cfg.to_dict(task), "method": cfg.to_dict(method)}))
+
+
+def _differences(config: dict[str, Any], expected: dict[str, dict[str, Any]],
+                 keys: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """The (section, key) pairs where ``config`` differs from ``expected`` (all keys of either, or ``keys``)."""
+    from bench.variants import same_value
+
+    missing = object()
+    if keys is None:
+        keys = [(s, k) for s in ("task", "method") for k in dict.fromkeys([*expected[s], *(config.get(s) or {})])]
+    return [(section, key) for section, key in keys
+            if not same_value((config.get(section) or {}).get(key, missing), expected[section].get(key, missing))]
+
+
+def _refuse_profile(record: dict[str, Any], expected: dict[str, dict[str, Any]], diffs: list[tuple[str, str]],
+                    others: dict[str, dict[str, dict[str, Any]]], given: str) -> None:
+    """One line for configs that are not the stated profile's: name the profile they are, when they are one."""
+    config, profile = record["config"], record["profile"]
+    as_other = {p: [d for d in diffs if not _differences(config, o, [d])] for p, o in others.items()}
+    other = max(as_other, key=lambda p: len(as_other[p]), default=None)
+    if other is not None and as_other[other]:
+        keys = as_other[other]
+        listed = ", ".join(f"{s}.{k}" for s, k in keys[:4]) + (" ..." if len(keys) > 4 else "")
+        raise SubmissionError(f"the record is labelled profile '{profile}' but its configs are the '{other}' "
+                              f"profile's ({listed})")
+    section, key = diffs[0]
+    raise SubmissionError(f"config.{section}.{key} is {_show(config[section].get(key))}, profile '{profile}' "
+                          f"{given} gives {_show(expected[section].get(key))}")
+
+
+@lru_cache(maxsize=1)
+def campaign_sections() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]:
+    """``(name, task, method)`` of the committed campaign config files (``docs/reproduce/*.yaml`` that are
+    ``--config`` files), which the shipped records were run with before records stated their overrides."""
+    from bench import config as cfg
+    from bench.paths import project_dir
+
+    out = []
+    for path in sorted((project_dir() / "docs" / "reproduce").glob("*.yaml")):
+        try:
+            task, method = cfg.config_file_sections(path)
+        except cfg.ConfigError:
+            continue  # a sweep file, not a --config file
+        out.append((path.name, task, method))
+    return tuple(out)
+
+
+def check_profile(record: dict[str, Any]) -> str:
+    """A profile is not a label: the record's task and method configs must be the stated profile's resolved
+    defaults plus the recorded ``overrides`` (``bench run`` writes the --config sections, --dataset and --set
+    values there). Returns a note for the verdict.
+
+    A record without ``overrides`` (written before the field existed) is held to its profile's own settings:
+    every config key whose default differs between the stated profile and another one must hold the stated
+    profile's value, or the value a committed campaign config file (`campaign_sections`) gives it; keys that
+    every profile sets alike (conditioning, prompts, n_real) are choices a user may override.
+    """
     from bench import config as cfg
     from bench.registry import METHODS, TASKS
 
+    profile, config = record["profile"], record["config"]
     try:
-        task_cls = TASKS.get(record["task"]["id"])
-        task = cfg.to_dict(cfg.build(task_cls.Config, cfg.profile_section(task_cls.config_file(), profile), "task"))
-        method_cls = METHODS.get(record["method"]["id"])
-        method = cfg.to_dict(cfg.build(method_cls.Config, cfg.profile_section(cfg.method_config_file(method_cls),
-                                                                             profile), "method"))
-    except Exception:  # noqa: BLE001 - an external method or a config this install cannot build
-        return None
-    return task, method
-
-
-def check_profile(record: dict[str, Any]) -> None:
-    """A profile is not a label: refuse a record whose configs carry another profile's own settings.
-
-    For each other profile, its *signature* is every config key whose default differs from the stated profile's.
-    A record whose values on those keys agree with the other profile more often than with the stated one (smoke's
-    tiny sizes, epoch counts and widths in a record labelled mini) ran that profile; overriding some keys (a
-    campaign's --config, a few --set) keeps the majority with the profile the run used.
-    """
-    from bench.config import PROFILES
-    from bench.variants import same_value
-
-    stated = _profile_defaults(record, record["profile"])
-    if stated is None:
-        return
-    config = record["config"]
-    for other in PROFILES:
-        if other == record["profile"]:
-            continue
-        defaults = _profile_defaults(record, other)
-        if defaults is None:
-            continue
-        signature = [(section, key, value, d_stated[key])
-                     for section, d_other, d_stated in (("task", defaults[0], stated[0]), ("method", defaults[1], stated[1]))
-                     for key, value in d_other.items() if key in d_stated and not same_value(value, d_stated[key])]
-        as_other = [(s, k) for s, k, value, _ in signature if same_value((config.get(s) or {}).get(k), value)]
-        as_stated = [(s, k) for s, k, _, value in signature if same_value((config.get(s) or {}).get(k), value)]
-        if len(as_other) > len(as_stated):
-            keys = ", ".join(f"{s}.{k}" for s, k in as_other[:4]) + (" ..." if len(as_other) > 4 else "")
-            raise SubmissionError(f"the record is labelled profile '{record['profile']}' but its configs are the "
-                                  f"'{other}' profile's ({keys})")
+        task_cls, method_cls = TASKS.get(record["task"]["id"]), METHODS.get(record["method"]["id"])
+    except Exception:  # noqa: BLE001 - an external method this install cannot load
+        return f"configs not checked against profile '{profile}': method '{record['method']['id']}' is not installed"
+    others = {p: _resolved(task_cls, method_cls, p, {}, {}) for p in cfg.PROFILES if p != profile}
+    overrides = record.get("overrides")
+    if overrides is not None:
+        try:
+            expected = _resolved(task_cls, method_cls, profile, overrides.get("task") or {}, overrides.get("method") or {})
+        except cfg.ConfigError as exc:
+            raise SubmissionError(f"the recorded overrides do not apply to profile '{profile}': {exc}") from None
+        diffs = _differences(config, expected)
+        if diffs:
+            _refuse_profile(record, expected, diffs, others, "with the recorded overrides")
+        return ""
+    stated = _resolved(task_cls, method_cls, profile, {}, {})
+    own_keys = [(s, k) for s in ("task", "method") for k in stated[s]
+                if any(_differences(o, stated, [(s, k)]) for o in others.values())]
+    for name, task_over, method_over in campaign_sections():
+        try:
+            campaign = _resolved(task_cls, method_cls, profile, task_over, method_over)
+        except cfg.ConfigError:
+            continue  # a campaign of another task
+        if not _differences(config, campaign, own_keys):
+            return f"no recorded overrides: configs match profile '{profile}' with {name}"
+    diffs = _differences(config, stated, own_keys)
+    if diffs:
+        _refuse_profile(record, stated, diffs, others, "(the record states no overrides)")
+    return f"no recorded overrides: configs match profile '{profile}'s own settings"
 
 
 def _mean(values: list[float]) -> float:
@@ -114,11 +181,24 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None) -> s
     verdict ('' or why nothing could be recomputed)."""
     from bench.registry import TASKS
 
-    spec = getattr(TASKS.get(record["task"]["id"]), "sample_scores", None)
+    task_id = record["task"]["id"]
+    spec = getattr(TASKS.get(task_id), "sample_scores", None)
     if spec is None:
-        return f"headline metrics of task {record['task']['id']} are not per-sample means: not recomputed"
+        raise SubmissionError(f"task {task_id} does not declare which of its metrics recompute from per-sample "
+                              "scores (Task.sample_scores): its records cannot be checked")
+    unchecked = [k for k in record["metrics"] if k not in spec.columns]
+    undeclared = [k for k in unchecked if not any(_matches(k, pattern) for pattern in spec.not_recomputed)]
+    if undeclared:
+        raise SubmissionError(f"metric '{undeclared[0]}' of task {task_id} is neither recomputed from the per-sample "
+                              "scores nor declared as not recomputable (Task.sample_scores)")
+    note = f"not recomputable from per-sample scores: {', '.join(unchecked)}" if unchecked else ""
     if rows is None:
-        raise SubmissionError(f"no per-sample file: task {record['task']['id']}'s metrics must recompute from one")
+        if spec.has_file:
+            raise SubmissionError(f"no per-sample file: task {task_id}'s metrics must recompute from one" if spec.columns
+                                  else f"no per-sample file: task {task_id} writes one with every run")
+        return note
+    if not spec.columns:
+        return note
     if spec.split is not None:
         rows = [r for r in rows if r.get("split") == spec.split]
     missing = [c for c in ("model", "arm", "id", *spec.columns) if rows and c not in rows[0]]
@@ -133,9 +213,10 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None) -> s
     if set(mine) != set(record["per_model"]):
         raise SubmissionError(f"the per-sample file scores models {sorted(mine)}, the record reports {sorted(record['per_model'])}")
     expected_ids = test_split_ids(record)
-    note = "" if expected_ids is not None else "per-sample ids not checked: the test split's ids need the data"
+    if expected_ids is None:
+        note = "; ".join(filter(None, [note, "per-sample ids not checked: the test split's ids need the data"]))
     for model, model_rows in mine.items():
-        if expected_ids is not None and [r["id"] for r in model_rows] != expected_ids:
+        if expected_ids is not None and sorted(r["id"] for r in model_rows) != expected_ids:
             raise SubmissionError(f"the per-sample ids of model {model} are not the protocol's test split")
     means = {m: {c: _mean([float(r[c]) for r in model_rows]) for c in spec.columns} for m, model_rows in mine.items()}
     for model, values in means.items():
@@ -153,16 +234,32 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None) -> s
     return note
 
 
+def _matches(key: str, pattern: str) -> bool:
+    return key.startswith(pattern[:-1]) if pattern.endswith("*") else key == pattern
+
+
 def test_split_ids(record: dict[str, Any]) -> list[str] | None:
-    """The test split's ids from the dataset definition alone (procedural worlds, committed split files); None when
-    they cannot be known without the data. The protocol-hash check ties this definition to the record's checksum."""
+    """The test split's ids, sorted, from the dataset definition alone: procedural worlds generate them, real
+    datasets with a committed split file (``datasets/splits/<id>.csv``) list them; None when they cannot be known
+    without the data. The protocol-hash check ties this definition to the record's split checksum."""
+    from bench.data.cards import split_file
+    from bench.data.splits import read_split_csv
     from bench.registry import DATASETS
 
     task = record["config"].get("task") or {}
+    dataset_id = task.get("dataset") or record["dataset"]["id"]
     try:
-        dataset = DATASETS.get(task.get("dataset") or record["dataset"]["id"])
-        return list(dataset(root=None, image_size=task.get("image_size"), **(task.get("dataset_options") or {}))
-                    .split_ids("test"))
+        dataset = DATASETS.get(dataset_id)
+    except Exception:  # noqa: BLE001 - unknown here (the task check refuses it)
+        return None
+    if getattr(dataset, "split_mode", None) == "committed":
+        try:
+            return sorted(read_split_csv(split_file(dataset_id))["test"])
+        except Exception:  # noqa: BLE001 - no committed file in this install
+            return None
+    try:
+        return sorted(dataset(root=None, image_size=task.get("image_size"), **(task.get("dataset_options") or {}))
+                      .split_ids("test"))
     except Exception:  # noqa: BLE001 - a real dataset whose ids live in its files
         return None
 
@@ -210,6 +307,5 @@ def check_provenance(record: dict[str, Any], folder: Path) -> str:
 
 def self_consistency(record: dict[str, Any], folder: Path) -> list[str]:
     """Every check above; returns the notes for the verdict."""
-    check_identity(record)
-    notes = [check_provenance(record, folder), check_scores(record, read_scores(record, folder))]
+    notes = [check_identity(record), check_provenance(record, folder), check_scores(record, read_scores(record, folder))]
     return [n for n in notes if n]

@@ -40,9 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.store import MAX_RECORD_BYTES
+
 logger = logging.getLogger(__name__)
 
-MAX_RECORD_BYTES = 5_000_000
 MAX_ATTACHMENT_BYTES = 5_000_000
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RANKED_PROFILES = ("mini", "paper")

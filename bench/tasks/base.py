@@ -67,12 +67,23 @@ class SampleScores:
     ``per_model`` value, and the mean over models is the headline metric. The ``reference_arm`` rows give the
     comparison (relative gain over models, paired t-test pooled over models). ``split``: the value of the CSV's
     ``split`` column the headline reads (None when the CSV has no such column).
+
+    ``not_recomputed``: the other headline metric keys (a trailing ``*`` matches any rest), which the file cannot
+    give back (Frechet distances, diversity over pairs, scores on sets the file lacks, confusion-matrix metrics).
+    ``bench submit`` refuses a metric that is in neither list, so a new metric is never silently unchecked.
+    ``has_file``: the task writes a per-sample file (a record without one is refused).
     """
 
     columns: tuple[str, ...]
     arm: str = "augmented"
     reference_arm: str = "real-only"
     split: str | None = None
+    not_recomputed: tuple[str, ...] = ()
+    has_file: bool = True
+
+
+#: Metric families computed over a confusion matrix (``bench.metrics.classification``): not per-sample means.
+CONFUSION_MATRIX_METRICS = ("accuracy*", "balanced_accuracy*", "f1*", "precision*", "recall*")
 
 
 class Task:
@@ -96,9 +107,9 @@ class Task:
     generator_inputs: ClassVar[frozenset[str]] = frozenset()
     """Config keys that only choose what the generator is given (e.g. which masks condition it): they do not
     change what is measured, so they stay out of the protocol hash and records differing there rank together."""
-    sample_scores: ClassVar[SampleScores | None] = None
-    """How the headline metrics recompute from the per-sample file; None where they are not per-sample means
-    (Frechet distances, classification metrics over a confusion matrix) and a submission cannot recompute them."""
+    sample_scores: ClassVar[SampleScores]
+    """Which headline metrics recompute from the per-sample file and which cannot (every task declares it;
+    ``bench submit`` refuses records of a task that does not)."""
 
     def __init__(self, config: Any) -> None:
         self.config = config

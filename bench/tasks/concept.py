@@ -33,7 +33,7 @@ import torch
 
 from bench.data.base import DataError
 from bench.interface import Condition, RunContext, Sample
-from bench.tasks.base import Evaluation, Task, TaskData
+from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import open_dataset, resize_image, resize_mask
 
 logger = logging.getLogger(__name__)
@@ -146,6 +146,8 @@ class ConceptTask(Task):
     description: ClassVar[str] = "learn two concepts from one image; CLIP-I / CLIP-T / DINO / CLIP-I-sync"
     needs: ClassVar[frozenset[str]] = frozenset({"image"})
     main_metric: ClassVar[str] = "clip_i[single]"
+    # scene means over the per-sample rows; recomputing them at submit is not implemented yet
+    sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=("*",))
     has_real_only_arm: ClassVar[bool] = False
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"fit_masks", "mask_dir"})
     Config = ConceptConfig

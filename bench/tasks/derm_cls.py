@@ -26,7 +26,7 @@ import torch
 from bench.data.base import DataError
 from bench.interface import Condition, RunContext, Sample, derive_seed
 from bench.store import atomic_write_text, stable_hash
-from bench.tasks.base import Evaluation, Task, TaskData
+from bench.tasks.base import CONFUSION_MATRIX_METRICS, Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import open_dataset, resize_image
 
 logger = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class DermClsTask(Task):
     description: ClassVar[str] = "train classifiers on real + generated minority-class images; weighted P/R/F1"
     needs: ClassVar[frozenset[str]] = frozenset({"image"})
     main_metric: ClassVar[str] = "f1_weighted"
+    sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=CONFUSION_MATRIX_METRICS)
     Config = DermClsConfig
     # Label-prompted and reference-conditioned generators are ranked together (Table 4.2 has both kinds).
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning"})

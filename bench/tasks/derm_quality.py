@@ -23,7 +23,7 @@ import torch
 
 from bench.data.base import DataError
 from bench.interface import Capabilities, Condition, RunContext, Sample, derive_seed
-from bench.tasks.base import Evaluation, Task, TaskData
+from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import open_dataset, resize_image, save_pair_grid
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,8 @@ class DermQualityTask(Task):
     description: ClassVar[str] = "FD and MS-SSIM against the test images, LPIPS diversity of the generated images"
     needs: ClassVar[frozenset[str]] = frozenset({"image"})
     main_metric: ClassVar[str] = "fd"
+    # distances between image sets and diversity over pairs; no per-sample file
+    sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=("fd*", "ms_ssim*", "lpips*"), has_file=False)
     Config = DermQualityConfig
 
     def given(self) -> frozenset[str]:

@@ -173,7 +173,9 @@ class SegAugTask(Task):
     description: ClassVar[str] = "train segmenters on real + generated image-mask pairs; Dice/IoU on the test split"
     needs: ClassVar[frozenset[str]] = frozenset({"image", "mask"})
     main_metric: ClassVar[str] = "dice"
-    sample_scores: ClassVar[SampleScores] = SampleScores(("dice", "iou"))
+    # transfer-set scores and mask diversity are not in the per-sample file
+    sample_scores: ClassVar[SampleScores] = SampleScores(("dice", "iou"),
+                                                         not_recomputed=("dice[*", "iou[*", "lpips_diversity*"))
     Config = SegAugConfig
     # Table 4.5 ranks DiDGen (real masks) beside baselines conditioned on DiDGen's masks: one protocol.
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning", "mask_source"})

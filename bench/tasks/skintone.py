@@ -32,7 +32,7 @@ import numpy as np
 from bench.data.base import DataError, LazySamples
 from bench.data.skintone import SKIN_GROUPS
 from bench.interface import Condition, RunContext, Sample
-from bench.tasks.base import Evaluation, Task, TaskData
+from bench.tasks.base import CONFUSION_MATRIX_METRICS, Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import open_dataset
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class SkinToneTask(Task):
     needs: ClassVar[frozenset[str]] = frozenset({"label"})
     has_real_only_arm: ClassVar[bool] = False
     main_metric: ClassVar[str] = "f1_macro"
+    sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=CONFUSION_MATRIX_METRICS)
     Config = SkinToneConfig
 
     def given(self) -> frozenset[str]:

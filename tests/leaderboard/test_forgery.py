@@ -126,3 +126,111 @@ def test_a_genuine_record_passes_and_the_cli_says_what_it_did(tmp_path, smoke_ru
     assert real.exit_code == 0, real.output
     stored = sorted(p.name for p in (tmp_path / "lb").iterdir())
     assert f"({len(stored)} file(s) stored" in real.output
+
+
+# -- a profile is not a label: configs = the profile's defaults + the recorded overrides ---------------------------
+
+def test_the_runner_records_what_it_put_over_the_profile(smoke_run):
+    record, _ = smoke_run
+    assert record["overrides"] == {"task": {"max_epochs": 2, "segmenters": ["unet"], "n_generate": 4,
+                                            "dataset_options": {"sizes": {"train": 16, "val": 8, "test": 8}}},
+                                   "method": {}}
+
+
+def test_a_smoke_record_relabelled_mini_without_its_overrides(tmp_path, smoke_run):
+    """Records written before `overrides` existed are held to the stated profile's own settings."""
+    record, path = smoke_run
+    forged = dict(record, profile="mini", run_id=record["run_id"].replace("__smoke__", "__mini__"))
+    forged.pop("overrides")
+    shutil.copy(path.parent / record["per_sample_file"], tmp_path / record["per_sample_file"])
+    target = tmp_path / "r.json"
+    target.write_text(json.dumps(forged))
+    verdict = one(tmp_path, target)
+    assert not verdict.accepted
+    assert verdict.reason.startswith("the record is labelled profile 'mini' but its configs are the 'smoke' profile's")
+
+
+def test_a_config_edited_beyond_its_recorded_overrides(tmp_path, smoke_run):
+    record, path = smoke_run
+    forged = json.loads(json.dumps(record))
+    forged["config"]["method"]["degrees"] = 33.0  # a task key would change the protocol hash, refused before
+    shutil.copy(path.parent / record["per_sample_file"], tmp_path / record["per_sample_file"])
+    target = tmp_path / "r.json"
+    target.write_text(json.dumps(forged))
+    verdict = one(tmp_path, target, allow_profiles=("smoke",))
+    assert not verdict.accepted
+    assert verdict.reason == (f"config.method.degrees is 33.0, profile 'smoke' with the recorded overrides gives "
+                              f"{json.dumps(record['config']['method']['degrees'])}")
+
+
+def test_overrides_that_do_not_build_a_config(tmp_path, valid_record, dump_record):
+    valid_record["overrides"] = {"task": {"no_such_key": 1}, "method": {}}
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", valid_record))
+    assert not verdict.accepted
+    assert verdict.reason.startswith("the recorded overrides do not apply to profile 'mini': unknown task config key "
+                                     "'no_such_key'")
+
+
+def test_a_mini_record_relabelled_paper_keeping_its_dataset(tmp_path, valid_record, dump_record):
+    forged = dict(valid_record, profile="paper", run_id=valid_record["run_id"].replace("__mini__", "__paper__"))
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", forged))
+    assert not verdict.accepted
+    assert verdict.reason.startswith("the record is labelled profile 'paper' but its configs are the 'mini' profile's")
+
+
+def test_a_mini_record_relabelled_paper_in_the_record_only(tmp_path, valid_record, dump_record):
+    """The issue's case as written: profile and dataset edited, the run id left alone."""
+    forged = dict(valid_record, profile="paper", dataset={**valid_record["dataset"], "id": "isic2018-task1"})
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", forged))
+    assert not verdict.accepted and verdict.reason == "the run id says dataset 'derm-mini', the record says 'isic2018-task1'"
+
+
+def test_a_run_id_that_names_another_method(tmp_path, valid_record, dump_record):
+    forged = dict(valid_record, method={**valid_record["method"], "id": "didgen"})
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", forged))
+    assert not verdict.accepted and verdict.reason == "the run id says method 'classic-aug', the record says 'didgen'"
+
+
+# -- every metric is recomputed or declared as not recomputable ------------------------------------------------------
+
+def test_every_task_declares_which_metrics_recompute():
+    from bench.registry import TASKS
+    from bench.tasks.base import SampleScores
+
+    undeclared = [t for t in TASKS.names() if not isinstance(getattr(TASKS.get(t), "sample_scores", None), SampleScores)]
+    assert not undeclared
+
+
+def test_a_metric_the_task_does_not_declare(tmp_path, valid_record, dump_record):
+    valid_record["metrics"]["fd[mini-clip]"] = 3.0
+    valid_record["metric_info"]["fd[mini-clip]"] = {"higher_is_better": False}
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", valid_record))
+    assert not verdict.accepted
+    assert verdict.reason == ("metric 'fd[mini-clip]' of task seg-aug is neither recomputed from the per-sample scores "
+                              "nor declared as not recomputable (Task.sample_scores)")
+
+
+def test_a_task_without_a_declaration_is_not_silently_unchecked(tmp_path, valid_record, dump_record, monkeypatch):
+    from bench.tasks.derm_seg import SegAugTask
+
+    monkeypatch.delattr(SegAugTask, "sample_scores")
+    verdict = one(tmp_path, dump_record(tmp_path / "r.json", valid_record))
+    assert not verdict.accepted
+    assert verdict.reason.startswith("task seg-aug does not declare which of its metrics recompute")
+
+
+def test_a_classification_record_without_its_per_sample_file(tmp_path):
+    src = sorted(default_leaderboard_dir().glob("derm-cls__didgen__*.json"))[0]
+    record = json.loads(src.read_text())
+    record["per_sample_file"] = None
+    (tmp_path / "r.json").write_text(json.dumps(record))
+    verdict = one(tmp_path, tmp_path / "r.json")
+    assert not verdict.accepted and verdict.reason == "no per-sample file: task derm-cls writes one with every run"
+
+
+def test_test_split_ids_of_a_real_dataset_come_from_its_committed_split_file():
+    from bench.leaderboard.checks import test_split_ids
+
+    ids = test_split_ids({"config": {"task": {"dataset": "ph2"}}, "dataset": {"id": "ph2"}})
+    assert ids is not None and len(ids) == 60 and ids == sorted(ids)
+    assert test_split_ids({"config": {"task": {"dataset": "isic2018-task1"}}, "dataset": {"id": "isic2018-task1"}}) is None

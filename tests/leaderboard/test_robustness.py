@@ -59,3 +59,28 @@ def test_leaderboard_files_are_readable_by_everyone(tmp_path, valid_record, dump
         os.umask(old)
     assert verdict.accepted
     assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "lb").iterdir()} == {0o644}
+
+
+def test_an_artefact_key_with_a_path_in_a_stored_record_cannot_break_the_build(tmp_path, site_records):
+    """A record put into the leaderboard folder by hand (not through bench submit) with a key like a/../b."""
+    records = site_records(tmp_path / "records")
+    record = json.loads((records / "r-a-1.json").read_text())
+    record["artifacts"] = {"a/../b": "grid.png", "../../x": "grid.png"}
+    (records / "r-a-1.json").write_text(json.dumps(record))
+    summary = build_site([records], tmp_path / "site")
+    assert summary.n_records == 5
+    assert all(p.resolve().is_relative_to((tmp_path / "site").resolve()) for p in (tmp_path / "site").rglob("*"))
+
+
+def test_a_huge_file_is_one_line_at_submit_and_skipped_at_build(tmp_path, valid_record, dump_record, site_records,
+                                                                 record_template):
+    from bench.store import MAX_RECORD_BYTES
+
+    huge = tmp_path / "huge.json"  # schema-valid: only its size is wrong
+    huge.write_text(json.dumps(record_template(run_id="r-huge", comparisons={"pad": "x" * (MAX_RECORD_BYTES + 1)})))
+    verdicts = submit([huge, dump_record(tmp_path / "r.json", valid_record)], tmp_path / "lb")
+    assert [v.accepted for v in verdicts] == [False, True]
+    assert verdicts[0].reason == f"file is {huge.stat().st_size} bytes, more than the {MAX_RECORD_BYTES} allowed for a record"
+    records = site_records(tmp_path / "records")
+    (records / "zz-huge.json").write_bytes(huge.read_bytes())
+    assert build_site([records], tmp_path / "site").n_records == 5

@@ -6,7 +6,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 
 import pytest
 
-from bench.leaderboard.submit import check_metrics, default_leaderboard_dir, expected_protocol_hash
+from bench.leaderboard.submit import check_metrics, default_leaderboard_dir, expected_protocol_hash, submit
 from bench.store import read_record
 from bench.tables.paper import load_table
 from bench.tables.reproduce import load_records, reproduce_table
@@ -43,6 +43,18 @@ def test_shipped_record_passes_the_submission_checks(path) -> None:
     attached = [*(record.get("artifacts") or {}).values(), record.get("per_sample_file")]
     for name in filter(None, attached):
         assert (path.parent / name).is_file(), name
+
+
+def test_shipped_records_pass_every_submission_check_including_self_consistency(tmp_path) -> None:
+    """What `bench submit --dry-run` says of each: identity, profile (no recorded overrides: the mini profile or a
+    committed campaign file), headline / per-model / comparisons from the per-sample scores, test split ids."""
+    verdicts = submit(SHIPPED, tmp_path / "lb", dry_run=True)
+    refused = [v.line() for v in verdicts if not v.accepted]
+    assert not refused
+    assert all("no recorded overrides: configs match profile 'mini'" in v.reason for v in verdicts)
+    recomputed = [v for v in verdicts if v.run_id.startswith("seg-aug__")]
+    assert recomputed and all("not recomputable from per-sample scores: dice[ph2], iou[ph2]" in v.reason
+                              and "per-sample ids not checked" not in v.reason for v in recomputed)
 
 
 @pytest.mark.parametrize("table_id", CHAPTER_4)

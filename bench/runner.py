@@ -22,7 +22,7 @@ import shutil
 import threading
 import time
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,6 +198,11 @@ def launched_accelerator(cpu: bool = False) -> Any:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and "ACCELERATE_USE_CPU" not in os.environ \
             and not any(k.startswith("ACCELERATE_DYNAMO") for k in os.environ):
         return None
+    if one_process_of_several(os.environ):
+        logger.warning("accelerate launch started one process, not several: without --multi_gpu (or GPUs) it "
+                       "starts one process unless through mpirun; for N CPU processes use `accelerate launch "
+                       "--multi_gpu --num_processes N -m bench run ... --device cpu` or `torchrun --nproc_per_node N "
+                       "-m bench run ... --device cpu`")
     from datetime import timedelta
 
     from accelerate import Accelerator
@@ -206,6 +211,14 @@ def launched_accelerator(cpu: bool = False) -> Any:
     # A barrier may wait for a fit another run holds the stage lock of: far longer than torch's 30-minute default.
     timeout = InitProcessGroupKwargs(timeout=timedelta(hours=24))
     return Accelerator(cpu=True, kwargs_handlers=[timeout]) if cpu else Accelerator(kwargs_handlers=[timeout])
+
+
+def one_process_of_several(env: Mapping[str, str]) -> bool:
+    """Whether ``accelerate launch`` was asked for several processes and started one: its simple launcher (the
+    ``--cpu`` one, and the default without GPUs) sets MASTER_ADDR for ``--num_processes`` > 1, but starts several
+    processes only through mpirun (which sets its own size variables)."""
+    sizes = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+    return "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env and not any(k in env for k in sizes)
 
 
 def seed_everything(seed: int) -> None:

@@ -108,9 +108,22 @@ def validate_record(record: dict[str, Any]) -> None:
 
 def new_file_mode() -> int:
     """The mode ``open()`` gives a new file: 0o666 less the umask (0644 under the usual 022)."""
-    mask = os.umask(0)
+    return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (setting it briefly, the fallback, would
+    let a file another thread creates meanwhile escape the umask)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from bench.runner import RunConfig, load_shard, run_one
+from bench.runner import RunConfig, load_shard, one_process_of_several, run_one
 
 TESTS = Path(__file__).resolve().parent
 FAST = ["task.segmenters=[unet]", "task.max_epochs=1", "task.n_generate=12"]
@@ -64,3 +64,14 @@ def test_two_cpu_processes_split_generation_and_match_one_process(tmp_path):
     got, want = shard_samples(tmp_path / "multi"), shard_samples(tmp_path / "single")
     assert [s.meta["index"] for s in got] == [s.meta["index"] for s in want] == list(range(12))
     assert all(torch.equal(x.image, y.image) and torch.equal(x.mask, y.mask) for x, y in zip(got, want))
+
+
+def test_a_several_process_launch_that_started_one_process_is_recognised():
+    # what `accelerate launch --cpu --num_processes 2 ...` (accelerate 1.16, no mpirun) gives its single process
+    lone = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500",
+            "ACCELERATE_MIXED_PRECISION": "no", "ACCELERATE_DYNAMO_BACKEND": "NO"}
+    assert one_process_of_several(lone)
+    assert not one_process_of_several({k: v for k, v in lone.items() if k != "MASTER_ADDR"})  # --num_processes 1
+    assert not one_process_of_several({**lone, "WORLD_SIZE": "2"})  # through torchrun (--multi_gpu)
+    assert not one_process_of_several({**lone, "OMPI_COMM_WORLD_SIZE": "2"})  # through mpirun
+    assert not one_process_of_several({"MASTER_ADDR": "10.0.0.1"})  # not accelerate launch

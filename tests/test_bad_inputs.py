@@ -7,9 +7,14 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +82,12 @@ REFUSED_UP_FRONT = {
                                    "error: Task 'derm-cls' cannot run method 'classic-aug': task conditions on "
                                    "['label'], which the method cannot follow (it accepts ['mask', 'reference']); "
                                    "gives ['label', 'prompt'], but the method requires ['mask', 'reference']"),
-    "malformed YAML": (["--config", "{tmp}/bad.yaml"], "error: {tmp}/bad.yaml: malformed YAML (while parsing a flow mapping)"),
+    "malformed YAML": (["--config", "{tmp}/bad.yaml"],
+                       "error: {tmp}/bad.yaml: malformed YAML (while parsing a flow mapping)"),
     "unknown key in --config": (["--config", "{tmp}/unknown.yaml"],
                                 "error: unknown task config key 'nonsense_key'; valid keys: dataset, "),
-    "wrong type in --config": (["--config", "{tmp}/type.yaml"], "error: task.max_epochs: expected an integer, got 'many'"),
+    "wrong type in --config": (["--config", "{tmp}/type.yaml"],
+                               "error: task.max_epochs: expected an integer, got 'many'"),
     "--config not a mapping": (["--config", "{tmp}/list.yaml"],
                                "error: {tmp}/list.yaml: expected a mapping at the top level, got list"),
     "--config missing": (["--config", "{tmp}/missing.yaml"], "error: config file not found: {tmp}/missing.yaml"),
@@ -264,6 +271,75 @@ def test_the_paper_profile_without_its_weights_is_one_line(tmp_path, monkeypatch
     assert no_record(tmp_path / "runs")
 
 
+# -- a run killed at a stage, then rerun (fit, generate: tests/test_runner_locks.py) ---------------------------------
+KILL_FAST = ["task.segmenters=[unet]", "task.max_epochs=2", "task.n_generate=8"]
+
+
+def bench_process(work: Path, method: str) -> list[str]:
+    return [sys.executable, "-m", "bench", "run", "--task", "seg-aug", "--method", method, "--profile", "smoke",
+            "--threads", "1", "--no-progress", "--work-dir", str(work), *[a for s in KILL_FAST for a in ("--set", s)]]
+
+
+def kill_when(cmd: list[str], env: dict[str, str], condition) -> None:
+    """Start ``cmd``, SIGKILL it as soon as ``condition()`` holds (fails if it ends first)."""
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        try:
+            deadline = time.monotonic() + 300  # a safety net only; the test waits for an event, not a duration
+            while not condition():
+                if proc.poll() is not None:
+                    err.seek(0)
+                    raise AssertionError(f"the run ended before it could be killed: {err.read()}")
+                assert time.monotonic() < deadline, "gave up waiting for the stage to start"
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO / "tests"), "OMP_NUM_THREADS": "1"}
+
+
+def run_in_process(work: Path, method: str) -> tuple[dict, Path]:
+    from bench.runner import RunConfig, run_one
+
+    return run_one(RunConfig(task="seg-aug", method=method, profile="smoke", sets=KILL_FAST, threads=1,
+                             work_dir=work, progress=False))
+
+
+def no_leftovers(work: Path) -> bool:
+    return not [p for p in work.rglob("*") if ".tmp" in p.name]
+
+
+def test_a_run_killed_in_its_evaluation_leaves_no_record_and_the_rerun_evaluates(tmp_path):
+    work = tmp_path / "w"
+    kill_when(bench_process(work, "helpers:NoisePairs"), child_env(),
+              lambda: bool(list(work.glob("evaluate/*/.lock"))))
+    assert no_record(work) and not list(work.glob("evaluate/*/done.json"))
+    record, path = run_in_process(work, "helpers:NoisePairs")
+    assert record["cached"] == {"fit": True, "generate": True, "evaluate": False}
+    reference, reference_path = run_in_process(tmp_path / "reference", "helpers:NoisePairs")
+    assert record["metrics"] == reference["metrics"]
+    scores = (path.parent / record["per_sample_file"]).read_text()
+    assert scores == (reference_path.parent / reference["per_sample_file"]).read_text()  # image by image
+    assert no_leftovers(work)
+
+
+def test_a_run_killed_while_writing_its_record_is_completed_by_the_rerun(tmp_path):
+    """A kill cannot be aimed inside a write, so the test leaves what one leaves: the per-sample scores written,
+    the record's temporary half written (atomic_write_text's name), no record. The rerun reads every stage from the
+    cache and writes the record; the hidden temporary is never read as a record."""
+    whole, path = run_in_process(tmp_path, "helpers:NoisePairs")
+    path.unlink()
+    (path.parent / f".{path.name}.k1ll3d.tmp").write_text('{"schema_version": 1, "run')
+    again, again_path = run_in_process(tmp_path, "helpers:NoisePairs")
+    assert again_path == path and again["cached"] == {"fit": True, "generate": True, "evaluate": True}
+    assert json.loads(path.read_text())["metrics"] == whole["metrics"]
+    listed = bench("results", "--work-dir", str(tmp_path))
+    assert listed.exit_code == 0 and listed.output.count("helpers:NoisePairs") == 1, listed.output
+
+
 # -- submissions: what the submitter sees, and nothing stored --------------------------------------------------------
 def _shipped_didgen(dest: Path) -> tuple[dict, Path]:
     from bench.leaderboard.submit import default_leaderboard_dir
@@ -292,7 +368,8 @@ FORGED = {
         lambda r: r.update(profile="paper", dataset={**r["dataset"], "id": "isic2018-task1"},
                            run_id=r["run_id"].replace("__derm-mini__mini__", "__isic2018-task1__paper__")),
         "the record says dataset 'isic2018-task1', its task config ran 'derm-mini'"),
-    "seed that the run id does not name": (lambda r: r.update(seed=3), "the run id says seed 's0', the record says 's3'"),
+    "seed that the run id does not name": (lambda r: r.update(seed=3),
+                                           "the run id says seed 's0', the record says 's3'"),
     "gain that does not recompute": (lambda r: r["comparisons"]["relative_gain"].update(iou=0.5),
                                      "comparisons.relative_gain.iou is 0.5, the per-sample scores give -0.0109"),
     "t-test that does not recompute": (lambda r: r["comparisons"]["paired_ttest"]["dice"].update(p=1e-30),

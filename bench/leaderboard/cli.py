@@ -54,8 +54,10 @@ def submit_command(
 
     Checks: JSON object, schema, plain run id, known task, known metrics within range,
     protocol hash recomputed from the current task definition and split checksums,
-    no duplicates. Nothing in a submission is executed or unpickled. Exit status 1 if
-    any file is refused.
+    no duplicates, and the record's agreement with itself: run id, profile (configs =
+    the profile's defaults + the recorded overrides), headline, per-model values and
+    comparisons recomputed from its per-sample scores on the protocol's test split.
+    Nothing in a submission is executed or unpickled. Exit status 1 if any file is refused.
 
     Examples:\n
       bench submit bench-runs/records/seg-aug__didgen__derm-mini__mini__s0__1a2b3c4d.json\n
@@ -68,6 +70,7 @@ def submit_command(
     for verdict in verdicts:
         typer.echo(verdict.line(), err=not verdict.accepted)
     n_ok = sum(v.accepted for v in verdicts)
-    typer.echo(f"{n_ok} accepted, {len(verdicts) - n_ok} refused")
+    typer.echo(f"{n_ok} {'would be accepted (dry run: nothing stored)' if dry_run else 'accepted'}, "
+               f"{len(verdicts) - n_ok} refused")
     if n_ok != len(verdicts):
         raise typer.Exit(EXIT_REFUSED)

@@ -53,3 +53,52 @@ def test_entry_point_group_and_commands_named_in_the_guide_exist() -> None:
     from bench.leaderboard import cli as lb_cli
 
     assert "--dry-run" in text and "dry_run" in lb_cli.submit_command.__code__.co_varnames
+
+
+def _didgen_edits() -> dict:
+    def seed1(r):
+        r["seed"], r["run_id"] = 1, r["run_id"].replace("__s0__", "__s1__")
+        r["metrics"].update(dice=0.999, iou=0.999)
+
+    def undeclared(r):
+        r["metrics"]["fd[mini-clip]"] = 3.0
+        r["metric_info"]["fd[mini-clip]"] = {"higher_is_better": False}
+
+    return {
+        "seed1-0999": (seed1, None),
+        "mini-as-paper": (lambda r: r.update(profile="paper", dataset={**r["dataset"], "id": "isic2018-task1"}), None),
+        "mini-as-paper-profile": (lambda r: r.update(profile="paper", run_id=r["run_id"].replace("__mini__", "__paper__")), None),
+        "per-model-vs-scores": (lambda r: r["per_model"]["unet"].update(dice=0.97), None),
+        "no-scores": (lambda r: r.update(per_sample_file=None), None),
+        "gain": (lambda r: r["comparisons"]["relative_gain"].update(dice=0.05), None),
+        "ttest": (lambda r: r["comparisons"]["paired_ttest"]["dice"].update(p=1e-30), None),
+        "ids": (lambda r: None, lambda t: t.replace("dm-2018-test-00007", "dm-2018-train-00007")),
+        "seed3": (lambda r: r.update(seed=3), None),
+        "method": (lambda r: r["method"].update(id="controlnet"), None),
+        "undeclared-metric": (undeclared, None),
+    }
+
+
+def test_the_refusals_shown_in_the_guide_are_what_bench_submit_prints(tmp_path, monkeypatch) -> None:
+    """Each forged DiDGen record of the guide's table, made again: the line printed is the one the guide shows."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.leaderboard.submit import default_leaderboard_dir
+
+    src = default_leaderboard_dir() / "seg-aug__didgen__derm-mini__mini__s0__87d26ad0.json"
+    text = DOC.read_text(encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for case, (edit, scores_edit) in _didgen_edits().items():
+        record = json.loads(src.read_text())
+        folder = tmp_path / "sub" / case
+        folder.mkdir(parents=True)
+        scores = (src.parent / record["per_sample_file"]).read_text()
+        (folder / record["per_sample_file"]).write_text(scores_edit(scores) if scores_edit else scores)
+        edit(record)
+        (folder / "r.json").write_text(json.dumps(record))
+        out = CliRunner().invoke(app, ["submit", f"sub/{case}/r.json", "--leaderboard", "lb"])
+        line = next(ln for ln in out.output.splitlines() if ln.startswith("refused "))
+        assert f"`{line}`" in text, line

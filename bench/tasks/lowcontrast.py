@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ import torch
 
 from bench.data.base import DataError
 from bench.interface import Condition, RunContext, Sample, derive_seed
-from bench.store import atomic_write_text, stable_hash
+from bench.store import atomic_write_text, new_file_mode, stable_hash
 from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import open_dataset, save_pair_grid, stack_pairs
 
@@ -313,8 +314,9 @@ class LowContrastTask(Task):
             info = {"best_epoch": result.best_epoch, "epochs": result.epochs_run, "best_val_dice": result.best_val_dice,
                     "scores": {}}
             folder.mkdir(parents=True, exist_ok=True)
-            tmp = weights.with_name(weights.name + ".tmp")
+            tmp = weights.with_name(f"{weights.name}.{os.getpid()}.tmp")  # concurrent runs of a seed share it
             save_file({n: t.detach().contiguous() for n, t in model.state_dict().items()}, str(tmp))
+            os.chmod(tmp, new_file_mode())  # safetensors creates it 0600
             tmp.replace(weights)
         changed = False
         for split, (images, masks, checksum) in evals.items():  # scores per split, keyed by the split's checksum

@@ -8,6 +8,7 @@ import torch
 from bench.data.derm_mini import DermMini
 from bench.interface import RunContext, Sample
 from bench.runner import RunConfig, resolve, run_one
+from bench.store import new_file_mode
 from bench.tasks.lowcontrast import _subset_scores, select_low_contrast
 
 
@@ -54,6 +55,8 @@ def test_conditions_are_the_low_contrast_pairs_times_ratio() -> None:
 
 def test_smoke_runs_share_the_pretrained_models_and_report_subsets(tmp_path) -> None:
     ref, _ = run_one(RunConfig(task="lowcontrast", method="real-only", profile="smoke", work_dir=tmp_path, progress=False))
+    cached = list((tmp_path / "cache" / "pretrained").iterdir())  # read by other users' runs: not 0600, no temporaries
+    assert cached and all(p.stat().st_mode & 0o777 == new_file_mode() and ".tmp" not in p.name for p in cached)
     rec, path = run_one(RunConfig(task="lowcontrast", method="real-lowcontrast", profile="smoke", work_dir=tmp_path,
                                   progress=False))
     for key in ("dice", "iou", "dice[S_0.8]", "iou[S_0.6]"):

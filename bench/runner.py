@@ -308,7 +308,20 @@ def _done(path: Path) -> bool:
 
 
 def _mark_done(path: Path, info: dict[str, Any]) -> None:
+    _open_private_files(path)
     atomic_write_text(path / "done.json", json.dumps(info, sort_keys=True))
+
+
+def _open_private_files(stage_dir: Path) -> None:
+    """Give the 0600 files of a finished stage the mode of an ordinary new file (0644 under umask 022): writers
+    such as safetensors' ``save_file`` create 0600, which would keep a shared work dir's fits from other users."""
+    mode = new_file_mode()
+    for path in stage_dir.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 == 0o600 != mode:
+                os.chmod(path, mode)
+        except OSError:  # another user's file in a shared cache: leave it as it is
+            continue
 
 
 LOCK_FILE = ".lock"

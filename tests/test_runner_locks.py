@@ -149,7 +149,7 @@ def test_a_finished_stage_is_read_without_taking_its_lock(tmp_path):
 def test_records_scores_and_shards_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
-        record, path = run_one(RunConfig(task="seg-aug", method="helpers:NoisePairs", profile="smoke", sets=FAST,
+        record, path = run_one(RunConfig(task="seg-aug", method="helpers:GatedFit", profile="smoke", sets=FAST,
                                          shard_size=4, work_dir=tmp_path, progress=False, threads=1))
         write_caption_file(tmp_path / "captions.csv", [("ISIC_0000000", "A pink lesion.")])
         os.umask(0o027)
@@ -158,6 +158,7 @@ def test_records_scores_and_shards_follow_the_umask(tmp_path):
         os.umask(old)
     gen = tmp_path / record["stages"]["generate"]
     for written in (path, path.parent / record["per_sample_file"], gen / "shard-00000.safetensors",
-                    gen / "shard-00000.json", gen / "done.json", tmp_path / "captions.csv"):
+                    gen / "shard-00000.json", gen / "done.json", tmp_path / "captions.csv",
+                    tmp_path / record["stages"]["fit"] / "state" / "weights.safetensors"):  # safetensors makes 0600
         assert oct(written.stat().st_mode & 0o777) == oct(0o644), written
     assert oct((tmp_path / "other.txt").stat().st_mode & 0o777) == oct(0o640)

@@ -122,7 +122,9 @@ class RunContext:
         precision: ``fp32``, ``fp16`` or ``bf16``.
         progress: ``progress(description, total)`` returns a callable ``advance(n=1)``;
             the runner supplies rich progress bars, tests a silent one.
-        accelerator: an ``accelerate.Accelerator`` when running under accelerate.
+        accelerator: an ``accelerate.Accelerator`` when running under accelerate. The runner splits the work
+            itself (the main process fits and evaluates, each process generates its own shards), so methods and
+            tasks must not call its collectives (``wait_for_everyone``, ``gather``): the others are not there.
         cache_dir: folder shared by all runs of one work dir (caches that outlive a stage,
             such as the real-only arm of a task or reference feature statistics).
     """

@@ -82,6 +82,9 @@ def test_concurrent_identical_runs_fit_once_and_the_second_waits(tmp_path):
     for stage in ("generate", "evaluate"):  # whichever run got there first did it, the other read it
         assert (f"{stage} cached" in a) != (f"{stage} cached" in b), (a, b)
     assert [s.meta["index"] for s in shard_samples(tmp_path / "run")] == list(range(12))
+    tables = [[line for line in (tmp_path / f"{name}.out").read_text().splitlines() if not line.startswith("stages:")]
+              for name in "ab"]
+    assert tables[0] == tables[1] and any("dice" in line for line in tables[0])  # the same metrics and record path
 
 
 def test_a_run_killed_inside_its_fit_leaves_a_lock_file_that_does_not_block(tmp_path):

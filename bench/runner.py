@@ -351,7 +351,9 @@ def stage_lock(stage_dir: Path, stage: str, accelerator: Any = None, shared: boo
 
 
 def _take_stage_lock(stage_dir: Path, stage: str, announce: bool) -> int | None:
-    """Block until this process holds the stage's flock and return its descriptor (None: the stage is done)."""
+    """Block until this process holds the stage's flock and return its descriptor (None: the stage is done, or
+    its file system has no locks)."""
+    import errno
     import fcntl
 
     if _done(stage_dir):
@@ -365,6 +367,15 @@ def _take_stage_lock(stage_dir: Path, stage: str, announce: bool) -> int | None:
             (logger.info if announce else logger.debug)(
                 "[%s] another process is running this stage (%s); waiting for it to finish", stage, stage_dir)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            # e.g. NFS without a lock daemon: run unlocked rather than not at all (and keep any temporaries,
+            # which might be a concurrent run's)
+            logger.warning("[%s] %s does not support file locks (%s): concurrent identical runs may repeat this "
+                           "stage", stage, stage_dir, exc.strerror)
+            os.close(fd)
+            return None
         remove_stale_temporaries(stage_dir)
     except BaseException:
         os.close(fd)

@@ -205,8 +205,12 @@ def launched_accelerator(cpu: bool = False) -> Any:
                        "-m bench run ... --device cpu`")
     from datetime import timedelta
 
-    from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs
+    try:
+        from accelerate import Accelerator
+        from accelerate.utils import InitProcessGroupKwargs
+    except ImportError:
+        raise BenchError("a run on several processes needs the accelerate package: "
+                         "pip install 'medsynth-bench[diffusion]' (or accelerate)") from None
 
     # A barrier may wait for a fit another run holds the stage lock of: far longer than torch's 30-minute default.
     timeout = InitProcessGroupKwargs(timeout=timedelta(hours=24))

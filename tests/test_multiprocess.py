@@ -7,9 +7,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 import torch
 
-from bench.runner import RunConfig, load_shard, one_process_of_several, run_one
+from bench.runner import BenchError, RunConfig, launched_accelerator, load_shard, one_process_of_several, run_one
 
 TESTS = Path(__file__).resolve().parent
 FAST = ["task.segmenters=[unet]", "task.max_epochs=1", "task.n_generate=12"]
@@ -75,3 +76,10 @@ def test_a_several_process_launch_that_started_one_process_is_recognised():
     assert not one_process_of_several({**lone, "WORLD_SIZE": "2"})  # through torchrun (--multi_gpu)
     assert not one_process_of_several({**lone, "OMPI_COMM_WORLD_SIZE": "2"})  # through mpirun
     assert not one_process_of_several({"MASTER_ADDR": "10.0.0.1"})  # not accelerate launch
+
+
+def test_several_processes_without_accelerate_is_one_error_line(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it
+    monkeypatch.setitem(sys.modules, "accelerate", None)  # not installed
+    with pytest.raises(BenchError, match=r"needs the accelerate package: pip install 'medsynth-bench\[diffusion\]'"):
+        launched_accelerator(cpu=True)

@@ -128,22 +128,32 @@ def test_save_load_roundtrip(tiny_folder, derm_train, tmp_path):
 
 def test_short_generation_pinned_to_values_before_the_generic_loop():
     """A 4-step guided generation on mini-sd (two guided masks and one unconditioned element in one batch) gives the
-    values computed with the hand-written loop that preceded `bench.diffusion.sampling.guided_sample`."""
+    values computed with the hand-written loop that preceded `bench.diffusion.sampling.guided_sample`.
+
+    The images are continuous in the CPU's float rounding and stay pinned tightly (< 2e-6 per pixel apart across
+    two machines of one kind and 1 vs 2 threads). The read-out masks are not: the readout quantises an attention
+    score to 256 levels and thresholds it by Otsu, which is discontinuous, so last-bit kernel differences flip
+    pixels and can move the threshold by levels where the score's histogram is flat. Their sizes (of 32 x 32 px)
+    are pinned to the middle of what those three environments gave ([815, 924, 210], [810, 924, 219],
+    [819, 924, 214] with the last step's maps; [604, 779, 679], [600, 711, 690], [614, 729, 682] with the smoothed
+    second-to-last step's), within twice the largest deviation seen, and no less than an Otsu shift of two levels
+    moves them (20 px, 26 px). The two readouts' pins are > 170 px apart in every element, so reading out the wrong
+    step or dropping the smoothing still fails."""
     from bench.data.derm_mini import DermMini as World
 
     data = list(World(image_size=64, sizes={"train": 4, "val": 1, "test": 1}).load("train"))
     base = DiDGen(DiDGenConfig(backbone="mini-sd"))
     base._ensure_model()
-    expected = {  # image sum, image[0, :, 5, 7], image[2, :, 20, 11], mask sizes
+    expected = {  # image sum, image[0, :, 5, 7], image[2, :, 20, 11], mask sizes, their tolerance (px)
         "default": ({}, 4433.569768399, [0.5888596177101135, 0.42934757471084595, 0.496940553188324],
-                    [0.4637565016746521, 0.3895684480667114, 0.5385487675666809], [815, 924, 210]),
+                    [0.4637565016746521, 0.3895684480667114, 0.5385487675666809], [815, 924, 215], 20),
         "second": (dict(readout_step="second-to-last", gaussian_smoothing=True), 4436.3358372449875,
                    [0.5915864706039429, 0.4294106662273407, 0.4965851902961731],
-                   [0.45938828587532043, 0.4031391739845276, 0.5388553738594055], [604, 779, 679]),
+                   [0.45938828587532043, 0.4031391739845276, 0.5388553738594055], [607, 745, 685], 70),
     }
     conds = [Condition(mask=data[0].mask, meta={"index": 0}), Condition(meta={"index": 1}),
              Condition(mask=data[2].mask, meta={"index": 2})]
-    for name, (kw, total, px0, px2, sizes) in expected.items():
+    for name, (kw, total, px0, px2, sizes, tolerance) in expected.items():
         model = DiDGen(DiDGenConfig(backbone="mini-sd", resolution=32, ca_res=8, sa_res=16, sample_steps=4,
                                     guidance_scale=3.0, closing_kernel=3, generate_batch=3, eta=200.0, **kw))
         model.parts, model.placeholder_ids = base.parts, base.placeholder_ids
@@ -152,4 +162,4 @@ def test_short_generation_pinned_to_values_before_the_generic_loop():
         assert images.double().sum().item() == pytest.approx(total, abs=1e-3), name
         assert images[0, :, 5, 7].tolist() == pytest.approx(px0, abs=1e-5), name
         assert images[2, :, 20, 11].tolist() == pytest.approx(px2, abs=1e-5), name
-        assert [int(s.mask.sum()) for s in out] == sizes, name
+        assert [int(s.mask.sum()) for s in out] == pytest.approx(sizes, abs=tolerance), name

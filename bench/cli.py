@@ -110,11 +110,10 @@ def render_run(record: dict[str, Any]) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     for metric, gain in comp.get("relative_gain", {}).items():
-        if gain is None:
-            continue
         test = comp.get("paired_ttest", {}).get(metric)
         tested = f", paired t-test p = {test['p']:.3g} (n = {test.get('n', 0)})" if test and test.get("p") is not None else ""
-        lines.append(f"{metric}: relative gain {gain * 100:+.2f}% vs {comp['reference']}{tested}")
+        shown = "undefined (a reference score is 0)" if gain is None else f"{gain * 100:+.2f}%"
+        lines.append(f"{metric}: relative gain {shown} vs {comp['reference']}{tested}")
     stages = ", ".join(f"{s} {'cached' if record['cached'].get(s) else f'{t:.1f}s'}" for s, t in record["timings"].items())
     lines.append(f"stages: {stages}")
     return "\n".join(lines)

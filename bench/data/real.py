@@ -234,11 +234,11 @@ class RealDataset(DatasetSource):
                       prompt=rec.prompt, meta=meta)
 
     def verify_record(self, rec: Record) -> None:
-        """Decode the files of one record (image and masks); raises DataError naming a bad file."""
-        if rec.image is not None:
-            dio.read_image(rec.image, self.channels)
-        for path in rec.masks:
-            dio.read_mask_array(path)
+        """Decode the files of one record and check them as `check` does (a mask of another size than its image,
+        a non-binary mask); raises DataError naming the first bad file."""
+        problems = self._file_problems(rec)
+        if problems:
+            raise DataError(str(problems[0]))
 
     def load(self, split: str) -> FileSamples:
         ids = self.split_ids(split)

@@ -6,6 +6,8 @@
 - `relative_gain` is the papers' "improvement %": the mean over models of
   aug_m / orig_m - 1 (thesis chapter 5: +18.09 % IoU on S_0.6 averaged over three
   segmenters), returned as a fraction (0.1809), not a percentage.
+  `relative_gain_or_none` is the same but gives None (reported "undefined") where a
+  baseline score is 0, as a run's untrained real-only arm can score.
 - `absolute_gain` is the mean of aug_m - orig_m (MedDiff-FT Table 1: +0.95 and
   +2.16 average Dice points over 20 model x dataset cells).
 """
@@ -102,6 +104,12 @@ def relative_gain(aug: ArrayLike | Mapping[str, float], orig: ArrayLike | Mappin
     if np.any(y == 0):
         raise ValueError("relative_gain is undefined for a baseline score of 0")
     return float(np.mean(x / y - 1.0))
+
+
+def relative_gain_or_none(aug: ArrayLike | Mapping[str, float], orig: ArrayLike | Mapping[str, float]) -> float | None:
+    """`relative_gain`, or None when a baseline score is 0 (the gain is undefined, not an error of the run)."""
+    x, y = _paired_values(aug, orig)
+    return None if np.any(y == 0) else float(np.mean(x / y - 1.0))
 
 
 def absolute_gain(aug: ArrayLike | Mapping[str, float], orig: ArrayLike | Mapping[str, float]) -> float:

@@ -270,7 +270,7 @@ class DermClsTask(Task):
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
         from bench.metrics.classification import classification_scores
-        from bench.metrics.stats import paired_ttest, relative_gain
+        from bench.metrics.stats import paired_ttest, relative_gain_or_none
 
         c = self.config
         self._class_names = names = data.extra["class_names"]
@@ -314,9 +314,9 @@ class DermClsTask(Task):
             comparisons["transfer_reference_metrics"] = {k: float(np.mean([v[k] for v in tr_ref.values()])) for k in HEADLINE}
             comparisons["transfer_per_model"] = tr
         if len(synthetic):
-            comparisons["relative_gain"] = {  # left out where a reference score is 0 (undefined)
-                k: relative_gain({m: per_model[m][k] for m in per_model}, {m: ref_per_model[m][k] for m in per_model})
-                for k in HEADLINE if all(ref_per_model[m][k] > 0 for m in per_model)}
+            comparisons["relative_gain"] = {  # None (undefined) where a reference score is 0
+                k: relative_gain_or_none({m: per_model[m][k] for m in per_model}, {m: ref_per_model[m][k] for m in per_model})
+                for k in HEADLINE}
             # The thesis does not say what its t-test (p = 1.35e-3) pairs [I]: accuracy pairs per-image correctness
             # pooled over classifiers; the weighted metrics pair the per-classifier values (needs >= 2 classifiers).
             truth = evals["test"][1].numpy()

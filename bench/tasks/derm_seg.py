@@ -309,7 +309,7 @@ class SegAugTask(Task):
         return arm
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
-        from bench.metrics.stats import paired_ttest, relative_gain
+        from bench.metrics.stats import paired_ttest, relative_gain_or_none
 
         c = self.config
         size = c.image_size
@@ -358,8 +358,8 @@ class SegAugTask(Task):
             metrics[key] = value
             higher[key] = True
         if len(syn[0]):
-            comparisons["relative_gain"] = {
-                k: relative_gain({m: per_model[m][k] for m in per_model}, {m: ref_per_model[m][k] for m in per_model})
+            comparisons["relative_gain"] = {  # None (undefined) where a reference score is 0
+                k: relative_gain_or_none({m: per_model[m][k] for m in per_model}, {m: ref_per_model[m][k] for m in per_model})
                 for k in ("dice", "iou")}
             comparisons["paired_ttest"] = {  # per-image scores pooled over segmenters (thesis: p = 6.64e-29)
                 k: paired_ttest(np.concatenate([arms_aug[m][k] for m in c.segmenters]),

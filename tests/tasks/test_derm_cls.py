@@ -47,7 +47,7 @@ def test_real_only_and_label_following_generator(tmp_path):
     assert labels == [c for c in (0, 2, 3, 4, 5, 6) for _ in range(4)]
     assert LabelStamp.asked[0][1] == "An image of <lesion> on <skin>. A dermoscopic image of melanoma."
     assert record["n"]["generated"] == 24
-    assert record["n"]["real_train"] == 120
+    assert record["n"]["real_train"] == 200
     # The real-only arm is shared (cached) and reported as the reference.
     assert record["comparisons"]["reference_per_model"]["resnet18"]["f1_weighted"] == pytest.approx(
         record["comparisons"]["reference_metrics"]["f1_weighted"])

@@ -66,6 +66,11 @@ def run(
         _fail(f"--shard-size must be >= 1, got {shard_size}")
     if data_root is not None and not data_root.is_dir():
         _fail(f"--data-root {data_root}: no such folder")
+    if config is not None and not config.is_file():
+        _fail(f"--config {config}: not a file")
+    blocker = next((p for p in (work_dir, *work_dir.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        _fail(f"--work-dir {work_dir}: {blocker} is a file, not a folder")
     from bench.errors import UserInputError
     from bench.runner import BenchError, RunConfig, run_one
 
@@ -82,6 +87,9 @@ def run(
         return
     except FileNotFoundError as exc:  # a weight or model folder the user has to provide (one line says where)
         _fail(str(exc) if not exc.filename else f"{exc.strerror or exc}: {exc.filename}")
+        return
+    except OSError as exc:  # a read-only or full work dir: the record is written last and atomically, so none exists
+        _fail(f"cannot write in --work-dir {work_dir}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
         return
     if record is None:  # a non-main process of `accelerate launch`: the main process prints the run
         return

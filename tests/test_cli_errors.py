@@ -1,0 +1,82 @@
+"""Bad `bench run` arguments and unwritable work dirs: one `error:` line, exit 2, no record (issue 17)."""
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+
+FAST = ["--set", "task.segmenters=[unet]", "--set", "task.max_epochs=1", "--set", "task.n_generate=8"]
+
+
+def _run(work_dir: Path, *args: str):
+    return CliRunner().invoke(app, ["run", "--task", "seg-aug", "--method", "classic-aug", "--profile", "smoke",
+                                    "--work-dir", str(work_dir), "--threads", "1", "--no-progress", "--quiet",
+                                    *FAST, *args])
+
+
+def _error_line(result) -> str:
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def _no_record(work_dir: Path) -> None:
+    assert not list(work_dir.glob("**/records/*.json"))
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--seed", str(2 ** 64)], "--seed"),
+    (["--seed", "-1"], "--seed -1"),  # refused (bench.runner): numpy takes no negative seed, "s-1" names no seed
+    (["--threads", "-2"], "--threads"),
+    (["--threads", "0"], "--threads"),
+])
+def test_bad_numbers(tmp_path, args, says):
+    assert says in _error_line(_run(tmp_path / "w", *args))
+    _no_record(tmp_path)
+
+
+def test_config_naming_a_folder(tmp_path):
+    assert "not a file" in _error_line(_run(tmp_path / "w", "--config", str(tmp_path)))
+    _no_record(tmp_path)
+
+
+@pytest.mark.parametrize("under", ["", "sub"])
+def test_work_dir_naming_a_file_or_under_one(tmp_path, under):
+    file = tmp_path / "file"
+    file.write_text("x")
+    assert "is a file, not a folder" in _error_line(_run(file / under if under else file))
+
+
+def test_read_only_work_dir(tmp_path, monkeypatch):
+    # As root chmod does not stop writes: the first folder the run creates fails as on a read-only mount.
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if str(self).startswith(str(tmp_path / "w")):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    assert "Read-only file system" in _error_line(_run(tmp_path / "w"))
+    monkeypatch.undo()
+    _no_record(tmp_path)
+
+
+def test_full_disk_when_writing_the_record(tmp_path):
+    real_mkstemp = tempfile.mkstemp
+
+    def full(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir).name == "records":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tempfile, "mkstemp", full)
+        assert "No space left on device" in _error_line(_run(tmp_path / "w"))
+    _no_record(tmp_path)
+

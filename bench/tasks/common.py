@@ -26,6 +26,16 @@ def open_dataset(dataset_id: str, options: dict[str, Any], image_size: int | Non
     return cls(root=ctx.data_root, image_size=image_size, **options)
 
 
+def verify_read_splits(dataset: Any, splits: dict[str, Sequence[Sample]]) -> None:
+    """Decode every file of ``splits`` when ``dataset`` is read from disk, so that a corrupt or mismatched file in
+    any split (not only the one the generator is fitted on) stops the run before fit (a procedural world has none)."""
+    from bench.data.validate import verify_samples
+
+    if getattr(dataset, "needs_root", True):
+        for samples in splits.values():
+            verify_samples(samples)
+
+
 def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
     """(C, H, W) float -> (C, size, size), bilinear with antialiasing (a square squash, as the thesis does)."""
     if image.shape[-2:] == (size, size):

@@ -27,7 +27,7 @@ from bench.data.base import DataError
 from bench.interface import Condition, RunContext, Sample, derive_seed
 from bench.store import atomic_write_text, stable_hash
 from bench.tasks.base import CONFUSION_MATRIX_METRICS, Evaluation, SampleScores, Task, TaskData
-from bench.tasks.common import open_dataset, resize_image
+from bench.tasks.common import open_dataset, resize_image, verify_read_splits
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,9 @@ class DermClsTask(Task):
         for name, samples in splits.items():
             if len(samples) == 0:
                 raise DataError(f"split '{name}' of task derm-cls is empty")
+        verify_read_splits(ds, {name: splits[name] for name in ("train", "val", "test")})
+        if c.transfer_dataset:
+            verify_read_splits(tds, {"transfer": splits["transfer"]})
         return TaskData(c.dataset, splits, checksums, extra)
 
     def _generate_indices(self, data: TaskData) -> list[int]:

@@ -24,7 +24,7 @@ import torch
 from bench.data.base import DataError
 from bench.interface import Capabilities, Condition, RunContext, Sample, derive_seed
 from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
-from bench.tasks.common import open_dataset, resize_image, save_pair_grid
+from bench.tasks.common import open_dataset, resize_image, save_pair_grid, verify_read_splits
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class DermQualityTask(Task):
         for name, samples in splits.items():
             if len(samples) < 2:
                 raise DataError(f"dataset '{c.dataset}' split '{name}' has {len(samples)} samples; need at least 2")
+        verify_read_splits(ds, splits)
         return TaskData(c.dataset, splits, {name: ds.split_checksum(name) for name in splits})
 
     def fit_identity(self) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def run(
     task: str = typer.Option(..., "--task", "-t", help="Task id (bench list)."),
     method: str = typer.Option(..., "--method", "-m", help="Method id, or package.module:Class."),
     profile: str = typer.Option("mini", help="smoke | mini | paper."),
-    seed: int = typer.Option(0, help="Run seed."),
+    seed: int = typer.Option(0, help="Run seed, 0 to 2**63 - 1 (negative seeds are refused)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset id replacing the task's default."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding the real datasets."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: task.KEY=VALUE or method.KEY=VALUE."),

@@ -37,6 +37,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; name a YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable (permissions) or not text
+        raise ConfigError(f"config file {path} cannot be read: {getattr(exc, 'strerror', None) or exc}") from None
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
         raise ConfigError(f"{path}: malformed YAML ({first})") from None

@@ -92,6 +92,7 @@ class StageOutcome:
 
 def resolve(rc: RunConfig) -> Resolved:
     """Look up task and method and build their configs; raise BenchError with one line on any problem."""
+    check_run_numbers(rc)
     try:
         task_cls = TASKS.get(rc.task)
     except UnknownEntryError as exc:
@@ -123,6 +124,21 @@ def resolve(rc: RunConfig) -> Resolved:
     if dataset is not None and dataset not in DATASETS:
         raise BenchError(DATASETS.unknown_message(dataset))
     return Resolved(task_cls, method_cls, rc.method, task_config, method_config)
+
+
+#: Seeds are 0 .. 2**63 - 1: what every RNG the methods seed accepts (numpy refuses negatives, torch overflows past
+#: 64 bits) and what `derive_seed` returns. A negative seed is refused, not hashed: "s-1" would name a run no
+#: generator could be seeded with directly.
+MAX_SEED = 2 ** 63 - 1
+
+
+def check_run_numbers(rc: RunConfig) -> None:
+    """Refuse a seed outside 0 .. 2**63 - 1 and a thread count below 1 (one line each)."""
+    if isinstance(rc.seed, bool) or not isinstance(rc.seed, int) or not 0 <= rc.seed <= MAX_SEED:
+        raise BenchError(f"--seed {rc.seed}: a seed is an integer from 0 to 2**63 - 1 ({MAX_SEED})")
+    if rc.threads is not None and (isinstance(rc.threads, bool) or not isinstance(rc.threads, int) or rc.threads < 1):
+        raise BenchError(f"--threads {rc.threads}: must be at least 1 (leave it out for $OMP_NUM_THREADS, "
+                         "else min(2, cores))")
 
 
 def protocol_of(task_config: Any, task_cls: Any = None) -> dict[str, Any]:

@@ -80,3 +80,19 @@ def test_full_disk_when_writing_the_record(tmp_path):
         assert "No space left on device" in _error_line(_run(tmp_path / "w"))
     _no_record(tmp_path)
 
+
+
+def test_seed_threads_and_config_folder_through_the_python_api(tmp_path):
+    """`resolve` (run_one, plan_run, bench sweep) refuses them too, with the same one line, before any work."""
+    from bench.runner import BenchError, RunConfig, resolve
+
+    def refused(**kw) -> str:
+        with pytest.raises(BenchError) as info:
+            resolve(RunConfig(task="seg-aug", method="real-only", profile="smoke", work_dir=tmp_path, **kw))
+        return str(info.value)
+
+    assert refused(seed=-1).startswith("--seed -1: a seed is an integer from 0 to 2**63 - 1")
+    assert refused(seed=2 ** 63).startswith(f"--seed {2 ** 63}:")
+    assert refused(threads=0).startswith("--threads 0: must be at least 1")
+    assert refused(config_file=tmp_path) == f"config file {tmp_path} is a folder; name a YAML file"
+    assert resolve(RunConfig(task="seg-aug", method="real-only", profile="smoke", seed=2 ** 63 - 1)).task_config

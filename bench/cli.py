@@ -91,10 +91,28 @@ def run(
     except OSError as exc:  # a read-only or full work dir: the record is written last and atomically, so none exists
         _fail(f"cannot write in --work-dir {work_dir}: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
         return
+    except Exception as exc:  # noqa: BLE001 - a writer's own error for a refused write (safetensors: "(os error 28)")
+        refused = _refused_write(exc)
+        if refused is None:
+            raise
+        _fail(f"cannot write in --work-dir {work_dir}: {refused}")
+        return
     if record is None:  # a non-main process of `accelerate launch`: the main process prints the run
         return
     typer.echo(render_run(record))
     typer.echo(f"record: {path}")
+
+
+def _refused_write(exc: BaseException) -> Optional[str]:
+    """The OS's reason when ``exc`` is a library's error quoting a refused write (safetensors' save_file raises
+    ``SafetensorError("... No space left on device (os error 28)")``, not an OSError), else None."""
+    import errno
+    import os
+    import re
+
+    quoted = re.search(r"\(os error (\d+)\)", str(exc))
+    code = int(quoted.group(1)) if quoted else None
+    return os.strerror(code) if code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM) else None
 
 
 def render_run(record: dict[str, Any]) -> str:

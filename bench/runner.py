@@ -427,7 +427,7 @@ def save_shard(samples: Sequence[Sample], path: Path) -> None:
     Images are stored as uint8 (what any image file would keep); masks as uint8 {0, 1}.
     The JSON file is written last and marks the shard complete.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors: dict[str, torch.Tensor] = {}
     for name in ("image", "mask", "labels"):
@@ -446,8 +446,12 @@ def save_shard(samples: Sequence[Sample], path: Path) -> None:
                 tensors[f"{name}.{i}"] = v.contiguous().cpu()
     text = [{"label": s.label, "report": s.report, "prompt": s.prompt, "meta": s.meta} for s in samples]
     tmp = path.with_name(path.name + ".tmp.safetensors")
-    save_file(tensors, str(tmp))
-    os.chmod(tmp, new_file_mode())  # safetensors creates it 0600
+    try:  # Python's own write: a full disk is an OSError (one line in the CLI), not safetensors' SafetensorError
+        tmp.write_bytes(save(tensors))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.chmod(tmp, new_file_mode())
     os.replace(tmp, path.with_suffix(".safetensors"))
     atomic_write_text(path.with_suffix(".json"), json.dumps(text, default=str))
 

@@ -96,3 +96,19 @@ def test_seed_threads_and_config_folder_through_the_python_api(tmp_path):
     assert refused(threads=0).startswith("--threads 0: must be at least 1")
     assert refused(config_file=tmp_path) == f"config file {tmp_path} is a folder; name a YAML file"
     assert resolve(RunConfig(task="seg-aug", method="real-only", profile="smoke", seed=2 ** 63 - 1)).task_config
+
+
+def test_full_disk_when_a_method_saves_its_fit_through_safetensors(tmp_path, monkeypatch):
+    """safetensors' save_file reports a full disk as SafetensorError, not OSError; the message is the one it gave on
+    a full 64 kB tmpfs. The fit stage never finishes, so no record is written."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    line = _error_line(_run(tmp_path / "w", "--method", "helpers:GatedFit"))
+    assert line == f"error: cannot write in --work-dir {tmp_path / 'w'}: No space left on device"
+    _no_record(tmp_path)
+    assert not list((tmp_path / "w").glob("fit/*/done.json"))

@@ -5,6 +5,7 @@ Each case runs the real command line and checks the one line the user sees and t
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import math
 import os
@@ -90,7 +91,12 @@ REFUSED_UP_FRONT = {
                                "error: task.max_epochs: expected an integer, got 'many'"),
     "--config not a mapping": (["--config", "{tmp}/list.yaml"],
                                "error: {tmp}/list.yaml: expected a mapping at the top level, got list"),
-    "--config missing": (["--config", "{tmp}/missing.yaml"], "error: config file not found: {tmp}/missing.yaml"),
+    "--config missing": (["--config", "{tmp}/missing.yaml"], "error: --config {tmp}/missing.yaml: not a file"),
+    "--config a folder": (["--config", "{tmp}"], "error: --config {tmp}: not a file"),
+    "seed beyond 64 bits": (["--seed", str(2 ** 64)], f"error: --seed {2 ** 64}: a seed is an integer from 0 to "
+                                                       "2**63 - 1 (9223372036854775807)"),
+    "negative --threads": (["--threads", "-2"], "error: --threads -2: must be at least 1 (leave it out for "
+                                                "$OMP_NUM_THREADS, else min(2, cores))"),
     "--set without =": (["--set", "task.max_epochs"], "error: --set 'task.max_epochs': expected key=value"),
     "--set unknown key": (["--set", "task.nope=1"], "error: unknown --set key 'task.nope': task has no key 'nope'; "),
     "--set wrong type": (["--set", "task.max_epochs=abc"], "error: task.max_epochs: expected an integer, got 'abc'"),
@@ -166,23 +172,26 @@ def test_an_empty_split_stops_the_run_before_work(tmp_path, split):
     assert not (tmp_path / "w").exists()
 
 
-def test_an_anti_aliased_mask_is_binarised_and_data_check_names_it(tmp_path):
-    """Non-binary 8-bit masks (anti-aliased edges, JPEG noise) are foreground where > 127 (bench.data.io.binarise);
-    the run goes on, and `bench data check` lists the file so the user can look."""
-    folder = isic_folder(tmp_path / "data")
-    _, mask = split_files(folder, "train")
+def _anti_aliased(mask: Path) -> str:
     values = np.zeros((10, 12), dtype=np.uint8)
     values[2:5, 2:6], values[5, 2:6] = 255, 100  # a lesion with a soft lower edge
     Image.fromarray(values).save(mask)
-    check = bench("data", "check", "isic2018-task1", "--root", str(tmp_path / "data"))
-    assert check.exit_code == 1 and f"{mask}: non-binary mask: values [0, 100, 255]" in check.output.splitlines()
-    out = run_isic(tmp_path / "data", tmp_path / "w", "--quiet")
-    assert out.exit_code == 0, out.output
-    from bench.data.isic import Isic2018Task1
+    return "non-binary mask: values [0, 100, 255]"
 
-    loaded = Isic2018Task1(root=tmp_path / "data").load("train")[0].mask
-    assert loaded.sum() == 12  # the 3 x 4 block at 255; the row at 100 is background
-    assert len([n for n in records_in(tmp_path / "w") if n.endswith(".json")]) == 1
+
+def _wrong_size(mask: Path) -> str:
+    L.mask(mask, size=(20, 16))
+    return "size mismatch: mask 20x16, image 12x10"
+
+
+@pytest.mark.parametrize("split", ["train", "val", "test"])
+@pytest.mark.parametrize("spoil", [_anti_aliased, _wrong_size])
+def test_a_non_binary_or_wrong_size_mask_in_any_split_stops_the_run_before_work(tmp_path, split, spoil):
+    folder = isic_folder(tmp_path / "data")
+    _, mask = split_files(folder, split)
+    says = spoil(mask)
+    assert one_error_line(run_isic(tmp_path / "data", tmp_path / "w")) == f"error: {mask}: {says}"
+    assert not (tmp_path / "w").exists()
 
 
 # -- generated samples ----------------------------------------------------------------------------------------------
@@ -269,6 +278,22 @@ def test_the_paper_profile_without_its_weights_is_one_line(tmp_path, monkeypatch
     assert one_error_line(out) == ("error: no weights directory: pass weights_dir (config) or set "
                                    "BENCH_WEIGHTS=<folder holding the pretrained files>")
     assert no_record(tmp_path / "runs")
+
+
+# -- disk (read-only work dir, full disk at the record: tests/test_cli_errors.py) -------------------------------------
+def test_a_full_disk_while_a_shard_is_written_is_one_line_and_leaves_no_temporary(tmp_path, monkeypatch):
+    write_bytes = Path.write_bytes
+
+    def full(self, data):
+        if self.name.endswith(".tmp.safetensors"):
+            write_bytes(self, data[: len(data) // 2])  # part of it reached the disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    out = run(tmp_path, "--task", "seg-aug", "--method", "classic-aug", "--profile", "smoke", *FAST)
+    assert one_error_line(out) == f"error: cannot write in --work-dir {tmp_path}: No space left on device"
+    assert no_record(tmp_path) and no_leftovers(tmp_path) and not list(tmp_path.glob("generate/*/shard-*"))
 
 
 # -- a run killed at a stage, then rerun (fit, generate: tests/test_runner_locks.py) ---------------------------------

@@ -85,6 +85,8 @@ def entry_gain(runs: list[dict[str, Any]], metric: str, csv_of: Any) -> Gain | N
         if arms is None:
             return None
         pairs.append(arms)
+    if any((b.mean(axis=1) == 0).any() for _, b in pairs):
+        return None  # a reference model scoring 0: the relative gain is undefined (the record says None)
     value, low, high = bootstrap_gain(pairs)
     ps = [((r.get("comparisons") or {}).get("paired_ttest") or {}).get(metric, {}).get("p") for r in runs]
     ps = [p for p in ps if isinstance(p, (int, float))]

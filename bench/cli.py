@@ -234,6 +234,8 @@ def _mount_subcommands() -> None:
     from bench.data.cli import app as data_app
     from bench.foundation.cli import app as foundation_app
     from bench.leaderboard.cli import leaderboard_app, submit_command
+    from bench.sweep.cli import EPILOG as SWEEP_EPILOG
+    from bench.sweep.cli import sweep_command
     from bench.tables.cli import EPILOG as TABLE_EPILOG
     from bench.tables.cli import table_command
 
@@ -245,6 +247,7 @@ def _mount_subcommands() -> None:
     app.command("table", epilog=TABLE_EPILOG)(table_command)
     app.command("submit")(submit_command)
     app.command("verify")(_verify_command())
+    app.command("sweep", epilog=SWEEP_EPILOG)(sweep_command)
 
 
 def _verify_command() -> Any:

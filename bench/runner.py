@@ -543,6 +543,176 @@ def fit_owner(method_id: str, method_cls: type) -> dict[str, str]:
             "method_version": str(getattr(donor, "version", "1"))}
 
 
+# --- stage keys, run ids and plans (run_one and plan_run compute them here, so they cannot drift) -------------
+
+@dataclass(frozen=True)
+class StageKeys:
+    """The cache keys of a run's stages and its run id, from its resolved configs and split checksums.
+
+    ``task_cfg`` is the task config as the record states it (``Task.recorded_config``), ``method_cfg`` the method
+    config as a dict. The generate key also needs the number of conditions, the evaluate key the generate key.
+    """
+
+    rc: RunConfig
+    task: Any
+    method_cls: type
+    task_cfg: dict[str, Any]
+    method_cfg: dict[str, Any]
+    dataset_id: str
+    checksums: dict[str, str]
+
+    @property
+    def protocol(self) -> str:
+        return protocol_hash(self.task.id, self.task.version, protocol_of(self.task.config, type(self.task)),
+                             self.checksums)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Generator inputs (e.g. seg-aug's mask source): outside the protocol, not outside the run."""
+        return {k: self.task_cfg[k] for k in sorted(type(self.task).generator_inputs)}
+
+    @property
+    def generation_only(self) -> frozenset[str]:
+        """Method options that only steer sampling: runs differing only there share one fit."""
+        return frozenset(getattr(self.method_cls, "generation_only", ()))
+
+    def fit(self) -> str:
+        rc, task, method_cls = self.rc, self.task, self.method_cls
+        base_key = {"task": task.id, "task_version": task.version, "method": rc.method,
+                    "target": f"{method_cls.__module__}:{method_cls.__qualname__}",
+                    "method_version": str(getattr(method_cls, "version", "1")), "method_config": self.method_cfg,
+                    "seed": rc.seed, "profile": rc.profile, "precision": rc.precision}
+        fit_config = {k: v for k, v in self.method_cfg.items() if k not in self.generation_only}
+        return stable_hash({**base_key, **fit_owner(rc.method, method_cls), "method_config": fit_config,
+                            "stage": "fit", "fit_data": task.fit_identity(),
+                            "splits": {"train": self.checksums.get("train")}}, 16)
+
+    def generate(self, fit_key: str, n_conditions: int) -> str:
+        task, inputs, gen_identity = self.task, self.inputs, self.task.generation_identity()
+        return stable_hash({"fit": fit_key, "stage": "generate", "n": n_conditions,
+                            **({"protocol": self.protocol, **({"inputs": inputs} if inputs else {})}
+                               if gen_identity is None
+                               else {"task": task.id, "task_version": task.version, "conditions": gen_identity,
+                                     "splits": {"train": self.checksums.get("train")}}),
+                            "shard_size": self.rc.shard_size,
+                            **({"method_config": self.method_cfg} if self.generation_only else {})}, 16)
+
+    def evaluate(self, gen_key: str) -> str:
+        return stable_hash({"generate": gen_key, "stage": "evaluate", "protocol": self.protocol, "seed": self.rc.seed},
+                           16)
+
+    def run_id(self) -> str:
+        rc, inputs = self.rc, self.inputs
+        slug = re.sub(r"[^A-Za-z0-9_.=+-]", ".", rc.method)
+        return f"{self.task.id}__{slug}__{self.dataset_id}__{rc.profile}__s{rc.seed}__" + \
+            stable_hash({"protocol": self.protocol, "method": rc.method, "config": self.method_cfg,
+                         "version": str(getattr(self.method_cls, "version", "1")),
+                         **({"inputs": inputs} if inputs else {})}, 8)
+
+
+@dataclass
+class StagePlan:
+    """One stage of a planned run: its cache key and folder (None while unknown) and whether it is done."""
+
+    key: str | None
+    path: Path | None
+    done: bool
+
+
+@dataclass
+class RunPlan:
+    """What ``run_one(config)`` would do, found without running anything (``plan_run``).
+
+    ``stages``: fit, generate, evaluate. ``record``: the run's record in ``<work_dir>/records`` when it exists with
+    these stage keys (the run is finished; running it again would only rewrite the record). ``unknown``: why some
+    keys cannot be known yet (the generate and evaluate keys of a run conditioned on another run's output before
+    that output exists); their ``key`` is None then.
+    """
+
+    config: RunConfig
+    resolved: Resolved
+    task_config: dict[str, Any]
+    method_config: dict[str, Any]
+    dataset_id: str
+    protocol_hash: str
+    run_id: str
+    stages: dict[str, StagePlan]
+    record: Path | None = None
+    unknown: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.record is not None
+
+    @property
+    def to_run(self) -> list[str]:
+        """The stages a run would compute (not done, or not known yet)."""
+        return [name for name, stage in self.stages.items() if not stage.done]
+
+
+def plan_run(rc: RunConfig, data_cache: dict[str, Any] | None = None) -> RunPlan:
+    """Resolve ``rc`` as ``run_one`` would and say which of its stages are cached in ``rc.work_dir``, without
+    fitting, generating or evaluating anything (it loads the task's data to know the split checksums).
+
+    ``data_cache``: a dict reused across calls, so that runs of one task config load its data once.
+
+    Raises:
+        BenchError: for the user errors ``run_one`` would raise before its first stage.
+    """
+    from bench.config import to_dict
+    from bench.data.base import DataError
+    from bench.tasks.base import IncompatibleMethodError
+
+    resolved = resolve(rc)
+    task = resolved.task
+    method_cls = resolved.method_cls
+    capabilities = capabilities_of(method_cls, resolved.method_config)
+    try:
+        task.check_method(rc.method, capabilities, getattr(method_cls, "produces_samples", True))
+    except IncompatibleMethodError as exc:
+        raise BenchError(str(exc)) from None
+    work_dir = Path(rc.work_dir)
+    ctx = RunContext(device=torch.device("cpu"), seed=rc.seed, profile=rc.profile, work_dir=work_dir,
+                     data_root=rc.data_root, precision=rc.precision, cache_dir=work_dir / "cache")
+    data_key = stable_hash({"task": task.id, "version": task.version, "config": protocol_of(task.config, type(task)),
+                            "profile": rc.profile, "data_root": str(rc.data_root)}, 16)
+    data_cache = {} if data_cache is None else data_cache
+    try:
+        if data_key not in data_cache:
+            data_cache[data_key] = task.load(ctx)
+        data = data_cache[data_key]
+    except DataError as exc:
+        raise BenchError(str(exc)) from None
+    task_cfg, method_cfg = task.recorded_config(to_dict(resolved.task_config), work_dir), to_dict(resolved.method_config)
+    keys = StageKeys(rc, task, method_cls, task_cfg, method_cfg, data.dataset_id, data.checksums)
+
+    def stage(name: str, key: str | None) -> StagePlan:
+        path = work_dir / name / key if key else None
+        return StagePlan(key, path, path is not None and _done(path))
+
+    fit_key, unknown = keys.fit(), None
+    gen_key = eval_key = None
+    try:
+        n = len(task.conditions(data, ctx)) if getattr(method_cls, "produces_samples", True) else 0
+    except DataError as exc:  # e.g. task.mask_source names a run that has not generated yet
+        unknown = str(exc)
+    else:
+        gen_key = keys.generate(fit_key, n)
+        eval_key = keys.evaluate(gen_key)
+    stages = {"fit": stage("fit", fit_key), "generate": stage("generate", gen_key),
+              "evaluate": stage("evaluate", eval_key)}
+    run_id = keys.run_id()
+    record = work_dir / "records" / f"{run_id}.json"
+    finished = None
+    if eval_key is not None and record.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            wanted = {name: f"{name}/{s.key}" for name, s in stages.items()}
+            if json.loads(record.read_text()).get("stages") == wanted:
+                finished = record
+    return RunPlan(rc, resolved, task_cfg, method_cfg, data.dataset_id, keys.protocol, run_id, stages, finished,
+                   unknown)
+
+
 def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
     """Run one task x method x seed; return the record and its path.
 
@@ -595,21 +765,14 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
             data = task.load(ctx)
         except DataError as exc:
             raise BenchError(str(exc)) from None
-        proto = protocol_hash(task.id, task.version, protocol_of(resolved.task_config, type(task)), data.checksums)
-        inputs = {k: task_cfg[k] for k in sorted(type(task).generator_inputs)}  # outside the protocol, not the run
-        base_key = {"task": task.id, "task_version": task.version, "method": rc.method, "target": target,
-                    "method_version": method_version, "method_config": method_cfg, "seed": rc.seed,
-                    "profile": rc.profile, "precision": rc.precision}
+        keys = StageKeys(rc, task, method_cls, task_cfg, method_cfg, data.dataset_id, data.checksums)
+        proto = keys.protocol
 
         # 1. fit
         method = method_cls(resolved.method_config)
         # Options that only steer sampling (a method's ``generation_only``) do not change the fitted state, so
         # runs that differ only there share one fit; the generate key below holds the full config.
-        generation_only = frozenset(getattr(method_cls, "generation_only", ()))
-        fit_config = {k: v for k, v in method_cfg.items() if k not in generation_only}
-        fit_key = stable_hash({**base_key, **fit_owner(rc.method, method_cls), "method_config": fit_config,
-                               "stage": "fit", "fit_data": task.fit_identity(),
-                               "splits": {"train": data.checksums.get("train")}}, 16)
+        fit_key = keys.fit()
         fit_dir = work_dir / "fit" / fit_key
         with PeakMemory() as mem, stage_lock(fit_dir, "fit", ctx.accelerator):
             t0 = time.perf_counter()
@@ -634,13 +797,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
         # 2. generate
         produces = getattr(method_cls, "produces_samples", True)
         conditions = [_restrict(c, capabilities.accepts) for c in task.conditions(data, ctx)] if produces else []
-        gen_identity = task.generation_identity()
-        gen_key = stable_hash({"fit": fit_key, "stage": "generate", "n": len(conditions),
-                               **({"protocol": proto, **({"inputs": inputs} if inputs else {})} if gen_identity is None
-                                  else {"task": task.id, "task_version": task.version, "conditions": gen_identity,
-                                        "splits": {"train": data.checksums.get("train")}}),
-                               "shard_size": rc.shard_size, **({"method_config": method_cfg} if generation_only else {})},
-                              16)
+        gen_key = keys.generate(fit_key, len(conditions))
         gen_dir = work_dir / "generate" / gen_key
         with PeakMemory() as mem, stage_lock(gen_dir, "generate", ctx.accelerator, shared=True):
             t0 = time.perf_counter()
@@ -662,7 +819,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
             return None, None  # its shards are written; the main process evaluates and writes the record
 
         # 3. evaluate
-        eval_key = stable_hash({"generate": gen_key, "stage": "evaluate", "protocol": proto, "seed": rc.seed}, 16)
+        eval_key = keys.evaluate(gen_key)
         eval_dir = work_dir / "evaluate" / eval_key
         with PeakMemory() as mem, stage_lock(eval_dir, "evaluate"):
             t0 = time.perf_counter()
@@ -681,10 +838,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
         peaks["evaluate"] = mem.peak_mb
 
     # 4. write
-    slug = re.sub(r"[^A-Za-z0-9_.=+-]", ".", rc.method)
-    run_id = f"{task.id}__{slug}__{data.dataset_id}__{rc.profile}__s{rc.seed}__" + \
-        stable_hash({"protocol": proto, "method": rc.method, "config": method_cfg, "version": method_version,
-                     **({"inputs": inputs} if inputs else {})}, 8)
+    run_id = keys.run_id()
     records_dir = work_dir / "records"
     records_dir.mkdir(parents=True, exist_ok=True)
     per_sample_file = None

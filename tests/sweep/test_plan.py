@@ -1,0 +1,136 @@
+"""bench.runner.plan_run (the keys run_one uses, found without running) and `bench sweep --dry-run`."""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.runner import RunConfig, plan_run, run_one
+from bench.sweep.plan import plan_sweep
+from bench.sweep.spec import load_sweep
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "results" / "leaderboard"
+FAST = ["task.segmenters=[unet]", "task.max_epochs=1", "task.n_generate=8"]
+#: The 8 shipped records conditioned on DiDGen's masks were run with task.mask_source=<the campaign machine's path
+#: to DiDGen's record>, and their run ids hash that path; commit 0a9cea6 later rewrote the mask_source they state to
+#: DiDGen's run id without recomputing the run id. Today's `bench run` (either form) gives the ids planned below.
+CAMPAIGN_PATH = "/work/runs/w/records/{}.json"
+
+
+def smoke(method: str, work_dir: Path, *sets: str) -> RunConfig:
+    return RunConfig(task="seg-aug", method=method, profile="smoke", sets=[*FAST, *sets], work_dir=work_dir,
+                     threads=1, shard_size=4, progress=False)
+
+
+def test_plan_run_gives_the_keys_and_run_id_run_one_uses_before_and_after_it_runs(tmp_path):
+    source = smoke("helpers:NoisePairs", tmp_path)
+    before = plan_run(source)
+    assert not before.finished and before.unknown is None and before.to_run == ["fit", "generate", "evaluate"]
+    record, path = run_one(source)
+    after = plan_run(source)
+    assert after.finished and after.record == path and after.to_run == []
+    assert after.run_id == before.run_id == record["run_id"] and after.protocol_hash == record["protocol_hash"]
+    assert {s: f"{s}/{p.key}" for s, p in before.stages.items()} == record["stages"]
+    assert after.task_config == record["config"]["task"] and after.method_config == record["config"]["method"]
+
+    # a run conditioned on another run's generated masks: its generate key is known once that run has generated
+    dependent = smoke("helpers:FitOnceGrey", tmp_path, "task.conditioning=generated-masks",
+                      "task.mask_source=seg-aug__helpers.NoisePairs__derm-mini__smoke__s0__missing")
+    pending = plan_run(dependent)
+    assert "mask_source" in pending.unknown and pending.stages["generate"].key is None and not pending.finished
+    dependent.sets = [*FAST, "task.conditioning=generated-masks", f"task.mask_source={record['run_id']}"]
+    known = plan_run(dependent)
+    assert known.unknown is None and known.stages["fit"].key == pending.stages["fit"].key
+    got, _ = run_one(dependent)
+    assert {s: f"{s}/{p.key}" for s, p in known.stages.items()} == got["stages"] and known.run_id == got["run_id"]
+    # a different --shard-size is another generation (and not the record above), the same run id
+    other = plan_run(RunConfig(**{**dependent.__dict__, "shard_size": 3}))
+    assert other.run_id == got["run_id"] and not other.finished and not other.stages["generate"].done
+
+
+@pytest.fixture(scope="module")
+def ch4_plan(tmp_path_factory):
+    work = tmp_path_factory.mktemp("ch4")
+    sweep = load_sweep(REPO / "docs/reproduce/ch4-mini.yaml")
+    return sweep, plan_sweep(sweep, work), work
+
+
+def test_ch4_sweep_plans_the_run_ids_of_the_shipped_records(ch4_plan):
+    sweep, runs, work = ch4_plan
+    shipped = {p.stem: json.loads(p.read_text()) for p in SHIPPED.glob("*.json")}
+    independent = [r for r in runs if not r.spec.references()]
+    assert len(independent) == 23 and len(shipped) == 31
+    assert sorted(r.plan.run_id for r in independent) == sorted(  # the same commands give the same run ids
+        i for i, rec in shipped.items() if not rec["config"]["task"].get("mask_source"))
+    for r in independent:
+        rec = shipped[r.plan.run_id]
+        assert r.plan.task_config == rec["config"]["task"] and r.plan.method_config == rec["config"]["method"]
+        assert r.plan.protocol_hash == rec["protocol_hash"]
+
+    didgen = next(r for r in runs if r.name == "seg-didgen-s1k").plan.run_id
+    on_didgen = [r for r in runs if r.spec.references()]
+    stale = {i: rec for i, rec in shipped.items() if rec["config"]["task"].get("mask_source")}
+    assert len(on_didgen) == len(stale) == 8
+    from bench.store import stable_hash
+
+    for r in on_didgen:
+        # the dependency resolved to the shipped DiDGen record's run id: configs and protocol equal a shipped record
+        assert r.plan.task_config["mask_source"] == didgen
+        match = [i for i, rec in stale.items() if rec["method"]["id"] == r.spec.method
+                 and rec["config"]["task"] == r.plan.task_config and rec["config"]["method"] == r.plan.method_config]
+        assert len(match) == 1, r.name
+        rec = stale.pop(match[0])
+        assert rec["protocol_hash"] == r.plan.protocol_hash
+        # ... and its run id is the one the runner computes with the path the campaign passed as mask_source
+        legacy = {"conditioning": "generated-masks", "mask_source": CAMPAIGN_PATH.format(didgen)}
+        assert match[0].endswith(stable_hash({"protocol": r.plan.protocol_hash, "method": r.spec.method,
+                                              "config": r.plan.method_config, "version": rec["method"]["version"],
+                                              "inputs": legacy}, 8))
+    assert not stale
+
+
+def test_the_scripts_record_path_and_the_sweeps_run_id_give_one_run_id(ch4_plan, tmp_path):
+    """ch4-mini.sh passed DiDGen's record file as mask_source; the sweep passes its run id: one run either way."""
+    _, runs, _ = ch4_plan
+    didgen = next(r for r in runs if r.name == "seg-didgen-s1k").plan.run_id
+    (tmp_path / "records").mkdir()
+    shutil.copy(SHIPPED / f"{didgen}.json", tmp_path / "records")
+    run = next(r for r in runs if r.name == "seg-controlnet-s1k")
+    by_path = RunConfig(**{**run.config.__dict__, "work_dir": tmp_path, "sets": [
+        s if not s.startswith("task.mask_source=") else f"task.mask_source={tmp_path / 'records' / didgen}.json"
+        for s in run.config.sets]})
+    assert plan_run(by_path).run_id == run.plan.run_id
+
+
+def test_dry_run_prints_the_plan_estimates_and_tables(ch4_plan):
+    sweep, _, work = ch4_plan
+    result = CliRunner().invoke(app, ["sweep", str(sweep.path), "--dry-run", "--work-dir", str(work), "--workers", "2",
+                                      "--threads", "1"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert out.startswith(f"sweep ch4-mini ({sweep.path}): 31 runs") and "fills thesis-4.1, thesis-4.2" in out
+    row = next(line for line in out.splitlines() if line.startswith("seg-didgen-s1k "))
+    assert "shared (seg-didgen-s2.5k)" in row and "seg-aug__didgen__derm-mini__mini__s0__b8d95116" in row
+    lines = out.splitlines()
+    at = next(k for k, line in enumerate(lines) if line.startswith("seg-controlnet-s1k "))
+    assert "run (after deps)" in lines[at] and "seg-real-only-s1k," in lines[at]  # after: one name a line
+    assert lines[at + 1].strip() == "seg-didgen-s1k"
+    assert "finished: 0 of 31 runs" in out and "shipped: 23 of 31 planned run ids" in out
+    hours = re.search(r"estimated cost: (\d+)h(\d+)m of runs", out)
+    assert hours and 5 <= int(hours.group(1)) <= 9, out  # the shipped records' stage timings: about 6.5 h
+    assert "on 2 workers x 1 thread(s) about" in out
+    assert f"bench table thesis-4.7 --profile mini --records {work / 'records'}" in out
+
+
+def test_ch5_dry_run_fills_the_bias_analysis_command(tmp_path):
+    result = CliRunner().invoke(app, ["sweep", str(REPO / "docs/reproduce/ch5-mini.yaml"), "--dry-run", "--work-dir",
+                                      str(tmp_path)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert ": 23 runs" in result.output and "estimated cost: unknown" in result.output
+    assert re.search(r"bench analyze bias --run lowcontrast__real-only__derm-mini__mini__s0__[0-9a-f]{8} --work-dir",
+                     result.output)
+    assert not (tmp_path / "records").exists()

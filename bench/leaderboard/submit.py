@@ -353,7 +353,7 @@ def submit(paths: Iterable[Path], leaderboard: Path | None = None, allow_profile
             note = " (" + "; ".join([stored_note] + ([f"not taken: {', '.join(dropped)}"] if dropped else []) + notes) + ")"
             reason = ("dry run: would accept" if dry_run else "accepted") + note
             verdicts.append(Verdict(path, True, reason, run_id, dest))
-            logger.info("accepted %s as %s", path, dest)
+            logger.info("%s %s as %s", "would accept" if dry_run else "accepted", path, dest)
         except SubmissionError as exc:
             verdicts.append(Verdict(path, False, str(exc), run_id))
             logger.info("refused %s: %s", path, exc)

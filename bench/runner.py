@@ -650,6 +650,20 @@ class RunPlan:
         return [name for name, stage in self.stages.items() if not stage.done]
 
 
+def _resolve_compatible(rc: RunConfig) -> tuple[Resolved, Any, Any]:
+    """Resolve the run and refuse a method the task cannot run (what ``run_one`` and ``plan_run`` both do first)."""
+    from bench.tasks.base import IncompatibleMethodError
+
+    resolved = resolve(rc)
+    task = resolved.task
+    capabilities = capabilities_of(resolved.method_cls, resolved.method_config)
+    try:
+        task.check_method(rc.method, capabilities, getattr(resolved.method_cls, "produces_samples", True))
+    except IncompatibleMethodError as exc:
+        raise BenchError(str(exc)) from None
+    return resolved, task, capabilities
+
+
 def plan_run(rc: RunConfig, data_cache: dict[str, Any] | None = None) -> RunPlan:
     """Resolve ``rc`` as ``run_one`` would and say which of its stages are cached in ``rc.work_dir``, without
     fitting, generating or evaluating anything (it loads the task's data to know the split checksums).
@@ -661,16 +675,8 @@ def plan_run(rc: RunConfig, data_cache: dict[str, Any] | None = None) -> RunPlan
     """
     from bench.config import to_dict
     from bench.data.base import DataError
-    from bench.tasks.base import IncompatibleMethodError
-
-    resolved = resolve(rc)
-    task = resolved.task
+    resolved, task, _ = _resolve_compatible(rc)
     method_cls = resolved.method_cls
-    capabilities = capabilities_of(method_cls, resolved.method_config)
-    try:
-        task.check_method(rc.method, capabilities, getattr(method_cls, "produces_samples", True))
-    except IncompatibleMethodError as exc:
-        raise BenchError(str(exc)) from None
     work_dir = Path(rc.work_dir)
     ctx = RunContext(device=torch.device("cpu"), seed=rc.seed, profile=rc.profile, work_dir=work_dir,
                      data_root=rc.data_root, precision=rc.precision, cache_dir=work_dir / "cache")
@@ -724,16 +730,10 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
     """
     from bench.config import to_dict
     from bench.data.base import DataError
-    from bench.tasks.base import Evaluation, IncompatibleMethodError
+    from bench.tasks.base import Evaluation
 
-    resolved = resolve(rc)
-    task = resolved.task
+    resolved, task, capabilities = _resolve_compatible(rc)
     method_cls = resolved.method_cls
-    capabilities = capabilities_of(method_cls, resolved.method_config)
-    try:
-        task.check_method(rc.method, capabilities, getattr(method_cls, "produces_samples", True))
-    except IncompatibleMethodError as exc:
-        raise BenchError(str(exc)) from None
 
     accelerator = launched_accelerator(cpu=rc.device == "cpu" or not torch.cuda.is_available())
     # under accelerate, "auto" is this process's own GPU (cuda:<local rank>), not every process on cuda:0

@@ -186,7 +186,8 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None) -> s
     if spec is None:
         raise SubmissionError(f"task {task_id} does not declare which of its metrics recompute from per-sample "
                               "scores (Task.sample_scores): its records cannot be checked")
-    unchecked = [k for k in record["metrics"] if k not in spec.columns]
+    recomputed = _check_confusion(record, spec, rows) if spec.confusion and rows is not None else set()
+    unchecked = [k for k in record["metrics"] if k not in spec.columns and k not in recomputed]
     undeclared = [k for k in unchecked if not any(_matches(k, pattern) for pattern in spec.not_recomputed)]
     if undeclared:
         raise SubmissionError(f"metric '{undeclared[0]}' of task {task_id} is neither recomputed from the per-sample "
@@ -232,6 +233,84 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None) -> s
     if not is_reference:
         _check_comparisons(record, spec, mine, reference)
     return note
+
+
+def _class_names(record: dict[str, Any]) -> list[str]:
+    """The class names in the order the run scored them: the ``f1[<class>]`` keys of its per-class F1."""
+    per_model = record.get("per_model") or {}
+    keys = next(iter(per_model.values()), None) if per_model else record["metrics"]
+    return [k[3:-1] for k in (keys or {}) if k.startswith("f1[") and k.endswith("]")]
+
+
+def _check_confusion(record: dict[str, Any], spec: Any, rows: list[dict[str, str]]) -> set[str]:
+    """Every confusion-matrix metric recomputes from the rows' true and predicted classes: per model and arm (and
+    the comparisons built on them) where the rows name models, the headline for the whole file otherwise. Returns
+    the headline keys so checked."""
+    from bench.metrics.classification import classification_scores
+
+    truth, pred = spec.confusion
+    names = _class_names(record)
+    if not names:
+        raise SubmissionError("the record has no per-class f1[<class>] scores, so its classes are unknown")
+    if rows and any(c not in rows[0] for c in (truth, pred)):
+        raise SubmissionError(f"the per-sample file lacks the '{truth}'/'{pred}' columns of its class predictions")
+    labels = list(range(len(names)))
+
+    def scores(group: list[dict[str, str]]) -> dict[str, float]:
+        try:
+            return classification_scores([int(r[truth]) for r in group], [int(r[pred]) for r in group],
+                                         labels=labels, class_names=names)
+        except ValueError as exc:
+            raise SubmissionError(f"the per-sample class predictions cannot be scored: {exc}") from None
+
+    def compare(stated: dict[str, Any], computed: dict[str, float], where: str) -> None:
+        for key, value in computed.items():
+            if key in stated and not _close(value, stated[key]):
+                raise SubmissionError(f"{where}.{key} is {stated[key]}, its per-sample predictions give {value}")
+
+    if not record.get("per_model"):
+        headline = scores(rows)
+        compare(record["metrics"], headline, "metrics")
+        return set(headline) & set(record["metrics"])
+    groups: dict[str, dict[str, list[dict[str, str]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        groups[r["arm"]][r["model"]].append(r)
+    is_reference = record["method"]["id"] == spec.reference_arm
+    mine = groups.get(spec.reference_arm if is_reference else spec.arm, {})
+    if set(mine) != set(record["per_model"]):
+        raise SubmissionError(f"the per-sample file scores models {sorted(mine)}, the record reports {sorted(record['per_model'])}")
+    expected_ids = test_split_ids(record)
+    per_model = {}
+    for model, model_rows in mine.items():
+        if expected_ids is not None and sorted(r["id"] for r in model_rows) != expected_ids:
+            raise SubmissionError(f"the per-sample ids of model {model} are not the protocol's test split")
+        per_model[model] = scores(model_rows)
+        compare(record["per_model"][model], per_model[model], f"per_model.{model}")
+    headline = {k: _mean([v[k] for v in per_model.values()]) for k in next(iter(per_model.values()))}
+    compare(record["metrics"], headline, "metrics")
+    comparisons = record.get("comparisons") or {}
+    reference = groups.get(spec.reference_arm, {})
+    if not is_reference and reference:
+        _check_confusion_comparisons(comparisons, per_model, {m: scores(rs) for m, rs in reference.items()}, compare)
+    return set(headline) & set(record["metrics"])
+
+
+def _check_confusion_comparisons(comparisons: dict[str, Any], ours: dict[str, dict[str, float]],
+                                 theirs: dict[str, dict[str, float]], compare: Any) -> None:
+    """The reference arm's per-model scores and the relative gains over it recompute from the reference rows."""
+    from bench.metrics.stats import relative_gain_or_none
+
+    if set(theirs) != set(ours):
+        raise SubmissionError(f"the record compares with the reference arm, but the per-sample file holds its "
+                              f"predictions for {sorted(theirs)} only")
+    for model, values in theirs.items():
+        compare((comparisons.get("reference_per_model") or {}).get(model, {}), values,
+                f"comparisons.reference_per_model.{model}")
+    for key, stated in (comparisons.get("relative_gain") or {}).items():
+        if key in next(iter(ours.values())):
+            value = relative_gain_or_none({m: v[key] for m, v in ours.items()}, {m: theirs[m][key] for m in ours})
+            if not _close(value, stated, 1e-6):
+                raise SubmissionError(f"comparisons.relative_gain.{key} is {stated}, the per-sample predictions give {value}")
 
 
 def _matches(key: str, pattern: str) -> bool:

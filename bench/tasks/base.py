@@ -72,6 +72,9 @@ class SampleScores:
     give back (Frechet distances, diversity over pairs, scores on sets the file lacks, confusion-matrix metrics).
     ``bench submit`` refuses a metric that is in neither list, so a new metric is never silently unchecked.
     ``has_file``: the task writes a per-sample file (a record without one is refused).
+    ``confusion``: ``(truth column, prediction column)`` when the rows hold class predictions; every confusion-matrix
+    metric (``bench.metrics.classification.classification_scores``) then recomputes from them, per model where the
+    rows have ``model``/``arm`` columns, for the whole file otherwise.
     """
 
     columns: tuple[str, ...]
@@ -80,6 +83,7 @@ class SampleScores:
     split: str | None = None
     not_recomputed: tuple[str, ...] = ()
     has_file: bool = True
+    confusion: tuple[str, str] | None = None
 
 
 #: Metric families computed over a confusion matrix (``bench.metrics.classification``): not per-sample means.

@@ -126,7 +126,8 @@ class DermClsTask(Task):
     description: ClassVar[str] = "train classifiers on real + generated minority-class images; weighted P/R/F1"
     needs: ClassVar[frozenset[str]] = frozenset({"image"})
     main_metric: ClassVar[str] = "f1_weighted"
-    sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=CONFUSION_MATRIX_METRICS)
+    sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=CONFUSION_MATRIX_METRICS,
+                                                                 confusion=("label", "pred"))
     Config = DermClsConfig
     # Label-prompted and reference-conditioned generators are ranked together (Table 4.2 has both kinds).
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning"})

@@ -120,7 +120,8 @@ class SkinToneTask(Task):
     needs: ClassVar[frozenset[str]] = frozenset({"label"})
     has_real_only_arm: ClassVar[bool] = False
     main_metric: ClassVar[str] = "f1_macro"
-    sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=CONFUSION_MATRIX_METRICS)
+    sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=CONFUSION_MATRIX_METRICS,
+                                                                 confusion=("label", "pred"))
     Config = SkinToneConfig
 
     def given(self) -> frozenset[str]:

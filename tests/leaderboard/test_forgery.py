@@ -236,3 +236,49 @@ def test_test_split_ids_of_a_real_dataset_come_from_its_committed_split_file():
     ids = test_split_ids({"config": {"task": {"dataset": "ph2"}}, "dataset": {"id": "ph2"}})
     assert ids is not None and len(ids) == 60 and ids == sorted(ids)
     assert test_split_ids({"config": {"task": {"dataset": "isic2018-task1"}}, "dataset": {"id": "isic2018-task1"}}) is None
+
+
+def test_confusion_matrix_metrics_recompute_from_the_class_predictions(tmp_path):
+    """derm-cls: accuracy, weighted and macro P/R/F1 follow from the per-image label/pred rows of each classifier."""
+    record, folder = _copy_shipped("derm-cls__didgen__derm-mini__mini__s0__*.json", tmp_path / "genuine")
+    record.pop("provenance", None)
+    genuine = folder / "genuine.json"
+    genuine.write_text(json.dumps(record))
+    verdict = one(tmp_path, genuine)
+    assert verdict.accepted, verdict.reason
+
+    forged = json.loads(json.dumps(record))
+    forged["metrics"]["f1_weighted"] += 0.05
+    path = folder / "f1.json"
+    path.write_text(json.dumps(forged))
+    verdict = one(tmp_path, path)
+    assert not verdict.accepted and verdict.reason.startswith("metrics.f1_weighted is ")
+    assert "per-sample predictions give" in verdict.reason
+
+    forged = json.loads(json.dumps(record))
+    model = next(iter(forged["per_model"]))
+    forged["per_model"][model]["balanced_accuracy"] = 0.9
+    path.write_text(json.dumps(forged))
+    verdict = one(tmp_path, path)
+    assert not verdict.accepted and verdict.reason.startswith(f"per_model.{model}.balanced_accuracy is 0.9")
+
+    forged = json.loads(json.dumps(record))
+    forged["comparisons"]["relative_gain"]["f1_weighted"] = 0.25
+    path.write_text(json.dumps(forged))
+    verdict = one(tmp_path, path)
+    assert not verdict.accepted and verdict.reason.startswith("comparisons.relative_gain.f1_weighted is 0.25")
+
+
+def test_skin_tone_annotation_metrics_recompute_from_the_annotations(tmp_path):
+    """skin-tone has no models: its headline confusion-matrix metrics follow from the whole label/pred file."""
+    work = tmp_path / "runs"
+    record, path = run_one(RunConfig(task="skin-tone", method="ita-ycbcr", profile="smoke", work_dir=work, seed=0,
+                                     threads=1, progress=False))
+    assert one(tmp_path, path, allow_profiles=("smoke", "mini", "paper")).accepted
+    record = json.loads(path.read_text())
+    record.pop("provenance", None)
+    record["metrics"]["f1_macro"] = min(1.0, record["metrics"]["f1_macro"] + 0.02)
+    forged = path.parent / "forged.json"
+    forged.write_text(json.dumps(record))
+    verdict = one(tmp_path, forged, allow_profiles=("smoke", "mini", "paper"))
+    assert not verdict.accepted and verdict.reason.startswith("metrics.f1_macro is ")

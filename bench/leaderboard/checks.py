@@ -176,7 +176,7 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
-def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None) -> str:
+def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, folder: Path | None = None) -> str:
     """Headline, per-model values and comparisons recompute from the per-sample rows. Returns a note for the
     verdict ('' or why nothing could be recomputed)."""
     from bench.registry import TASKS
@@ -187,13 +187,20 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None) -> s
         raise SubmissionError(f"task {task_id} does not declare which of its metrics recompute from per-sample "
                               "scores (Task.sample_scores): its records cannot be checked")
     recomputed = _check_confusion(record, spec, rows) if spec.confusion and rows is not None else set()
+    if spec.metric_rows and rows is not None:
+        recomputed |= _check_metric_rows(record, spec, rows)
+    if spec.fd_stats and folder is not None:
+        recomputed |= _check_fd_stats(record, spec, Path(folder))
     unchecked = [k for k in record["metrics"] if k not in spec.columns and k not in recomputed]
-    undeclared = [k for k in unchecked if not any(_matches(k, pattern) for pattern in spec.not_recomputed)]
+    declared = (*spec.not_recomputed, *spec.metric_rows, *(("fd[*",) if spec.fd_stats else ()))
+    undeclared = [k for k in unchecked if not any(_matches(k, pattern) for pattern in declared)]
     if undeclared:
         raise SubmissionError(f"metric '{undeclared[0]}' of task {task_id} is neither recomputed from the per-sample "
                               "scores nor declared as not recomputable (Task.sample_scores)")
     note = f"not recomputable from per-sample scores: {', '.join(unchecked)}" if unchecked else ""
     if rows is None:
+        if spec.has_file and spec.legacy_without_file and "provenance" not in record:
+            return "; ".join(filter(None, [note, "legacy record without provenance or per-sample file"]))
         if spec.has_file:
             raise SubmissionError(f"no per-sample file: task {task_id}'s metrics must recompute from one" if spec.columns
                                   else f"no per-sample file: task {task_id} writes one with every run")
@@ -233,6 +240,43 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None) -> s
     if not is_reference:
         _check_comparisons(record, spec, mine, reference)
     return note
+
+
+def _check_metric_rows(record: dict[str, Any], spec: Any, rows: list[dict[str, str]]) -> set[str]:
+    """Metrics that are means over pairs: each equals the mean ``value`` of the rows naming it."""
+    if rows and any(c not in rows[0] for c in ("metric", "id", "value")):
+        raise SubmissionError("the per-sample file lacks the metric/id/value columns of its per-pair scores")
+    checked = set()
+    for key, stated in record["metrics"].items():
+        if not any(_matches(key, p) for p in spec.metric_rows):
+            continue
+        values = [float(r["value"]) for r in rows if r["metric"] == key]
+        if not values:
+            raise SubmissionError(f"metrics.{key} has no per-pair rows in the per-sample file")
+        if not _close(_mean(values), stated):
+            raise SubmissionError(f"metrics.{key} is {stated}, its {len(values)} per-pair scores average {_mean(values)}")
+        checked.add(key)
+    return checked
+
+
+def _check_fd_stats(record: dict[str, Any], spec: Any, folder: Path) -> set[str]:
+    """Every ``fd[...]`` metric recomputes from the two sets' feature statistics stored beside the record."""
+    from bench.metrics.image import fd_from_stats_file
+
+    keys = [k for k in record["metrics"] if k.startswith("fd[")]
+    name = (record.get("artifacts") or {}).get(spec.fd_stats)
+    if not keys or (not name and "provenance" not in record):
+        return set()  # nothing to check, or a legacy record written before FD statistics were stored
+    if not name or not (folder / name).is_file():
+        raise SubmissionError(f"no '{spec.fd_stats}' artefact beside the record: its {keys[0]} cannot be recomputed")
+    try:
+        value = fd_from_stats_file(folder / name)
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise SubmissionError(f"the '{spec.fd_stats}' artefact cannot be read: {exc}") from None
+    for key in keys:
+        if not _close(value, record["metrics"][key], 1e-6):
+            raise SubmissionError(f"metrics.{key} is {record['metrics'][key]}, its feature statistics give {value}")
+    return set(keys)
 
 
 def _class_names(record: dict[str, Any]) -> list[str]:
@@ -386,5 +430,5 @@ def check_provenance(record: dict[str, Any], folder: Path) -> str:
 
 def self_consistency(record: dict[str, Any], folder: Path) -> list[str]:
     """Every check above; returns the notes for the verdict."""
-    notes = [check_identity(record), check_provenance(record, folder), check_scores(record, read_scores(record, folder))]
+    notes = [check_identity(record), check_provenance(record, folder), check_scores(record, read_scores(record, folder), folder)]
     return [n for n in notes if n]

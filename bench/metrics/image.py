@@ -206,6 +206,31 @@ class FrechetDistance(BenchMetric):
         return {self.key: value}
 
 
+def save_fd_stats(path: str | Path, real: GaussianStats, generated: GaussianStats) -> Path:
+    """Both sets' sufficient statistics in one ``.npz`` (no pickle): what an FD recomputes from."""
+    arrays = {}
+    for name, stats in (("real", real), ("generated", generated)):
+        if stats.sum is None or stats.outer is None:
+            raise RuntimeError(f"no {name} features to save")
+        arrays.update({f"{name}_n": np.array(stats.n), f"{name}_sum": stats.sum, f"{name}_outer": stats.outer})
+    path = Path(path)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+def fd_from_stats_file(path: str | Path) -> float:
+    """The Frechet distance that `save_fd_stats`'s file gives back."""
+    sets = {}
+    with np.load(path, allow_pickle=False) as data:
+        for name in ("real", "generated"):
+            stats = GaussianStats()
+            stats.n = int(data[f"{name}_n"])
+            stats.sum, stats.outer = data[f"{name}_sum"].astype(np.float64), data[f"{name}_outer"].astype(np.float64)
+            sets[name] = stats
+    return frechet_distance(sets["real"].mean(), sets["real"].cov(), sets["generated"].mean(), sets["generated"].cov())
+
+
 # --------------------------------------------------------------------------- KID
 def kernel_distance(
     real_features: Any,
@@ -454,5 +479,13 @@ def lpips_diversity(model: nn.Module, images: Tensor, n_pairs: int = 1000, seed:
         n_pairs: number of random pairs (all pairs if N(N-1)/2 is smaller).
         seed: pair-sampling seed.
     """
+    _, values = lpips_pair_scores(model, images, n_pairs, seed, batch_size)
+    return float(values.double().mean())
+
+
+def lpips_pair_scores(model: nn.Module, images: Tensor, n_pairs: int = 1000, seed: int = 0,
+                      batch_size: int = 32) -> tuple[np.ndarray, Tensor]:
+    """The pairs `lpips_diversity` draws, (P, 2) indices, and each pair's LPIPS distance (P,): the per-pair scores
+    a record stores so its diversity can be recomputed."""
     pairs = random_distinct_pairs(images.shape[0], n_pairs, seed)
-    return float(lpips_pairs(model, images[pairs[:, 0]], images[pairs[:, 1]], batch_size).double().mean())
+    return pairs, lpips_pairs(model, images[pairs[:, 0]], images[pairs[:, 1]], batch_size)

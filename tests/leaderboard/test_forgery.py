@@ -282,3 +282,28 @@ def test_skin_tone_annotation_metrics_recompute_from_the_annotations(tmp_path):
     forged.write_text(json.dumps(record))
     verdict = one(tmp_path, forged, allow_profiles=("smoke", "mini", "paper"))
     assert not verdict.accepted and verdict.reason.startswith("metrics.f1_macro is ")
+
+
+def test_derm_quality_scores_recompute_from_pair_rows_and_feature_statistics(tmp_path):
+    """derm-quality: MS-SSIM and LPIPS diversity are means of their per-pair rows; FD follows from the stored
+    feature statistics of both sets."""
+    work = tmp_path / "runs"
+    _, path = run_one(RunConfig(task="derm-quality", method="real-only", profile="smoke", work_dir=work, seed=0,
+                                threads=1, progress=False))
+    profiles = ("smoke", "mini", "paper")
+    verdict = one(tmp_path, path, allow_profiles=profiles)
+    assert verdict.accepted and "not recomputable" not in verdict.reason, verdict.reason
+    genuine = json.loads(path.read_text())
+    genuine.pop("provenance")
+    keys = {k: k for k in genuine["metrics"]}
+    fd_key = next(k for k in keys if k.startswith("fd["))
+    ms_key = next(k for k in keys if k.startswith("ms_ssim"))
+    lp_key = next(k for k in keys if k.startswith("lpips"))
+    for key, reason in ((fd_key, "its feature statistics give"), (ms_key, "per-pair scores average"),
+                        (lp_key, "per-pair scores average")):
+        forged = json.loads(json.dumps(genuine))
+        forged["metrics"][key] *= 0.9
+        target = path.parent / f"forged-{key[:2]}.json"
+        target.write_text(json.dumps(forged))
+        verdict = one(tmp_path, target, allow_profiles=profiles)
+        assert not verdict.accepted and verdict.reason.startswith(f"metrics.{key} is ") and reason in verdict.reason

@@ -75,6 +75,12 @@ class SampleScores:
     ``confusion``: ``(truth column, prediction column)`` when the rows hold class predictions; every confusion-matrix
     metric (``bench.metrics.classification.classification_scores``) then recomputes from them, per model where the
     rows have ``model``/``arm`` columns, for the whole file otherwise.
+    ``metric_rows``: metric keys (patterns as above) whose value is the mean of the ``value`` column over the rows
+    whose ``metric`` column is that key (scores over pairs: MS-SSIM, LPIPS diversity).
+    ``fd_stats``: the artefact holding both sets' feature statistics (`bench.metrics.image.save_fd_stats`): every
+    ``fd[...]`` metric recomputes from it.
+    ``legacy_without_file``: the task wrote no per-sample file before records carried provenance hashes; such a
+    legacy record (no ``provenance``) is accepted with a note saying nothing could be recomputed.
     """
 
     columns: tuple[str, ...]
@@ -84,6 +90,9 @@ class SampleScores:
     not_recomputed: tuple[str, ...] = ()
     has_file: bool = True
     confusion: tuple[str, str] | None = None
+    metric_rows: tuple[str, ...] = ()
+    fd_stats: str | None = None
+    legacy_without_file: bool = False
 
 
 #: Metric families computed over a confusion matrix (``bench.metrics.classification``): not per-sample means.

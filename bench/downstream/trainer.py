@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,7 +36,8 @@ class SegTrainConfig:
     patience: int = 20
     """Epochs without validation-Dice improvement before stopping (thesis 4.4.4)."""
     loss: str = "bce+dice"
-    """``bce``, ``dice`` or ``bce+dice`` (not stated in the thesis)."""
+    """``bce``, ``dice`` or ``bce+dice`` (not stated in the thesis); ``focal+dice`` (MedDiff-FT) or ``dice+ce``
+    (DiffBoost) through MONAI."""
     hflip: bool = False
     """Random horizontal/vertical flips during training (not stated in the thesis)."""
     threshold: float = 0.5
@@ -63,7 +65,26 @@ def seg_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Ten
         return soft_dice.mean()
     if kind == "bce+dice":
         return bce + soft_dice.mean()
-    raise ValueError(f"unknown loss '{kind}'; valid: bce, dice, bce+dice")
+    if kind in MONAI_LOSSES:  # MedDiff-FT's focal + Dice (A.9), DiffBoost's DiceCE (B.9): MONAI's implementations
+        return monai_loss(kind)(logits, target)
+    raise ValueError(f"unknown loss '{kind}'; valid: bce, dice, bce+dice, {', '.join(MONAI_LOSSES)}")
+
+
+#: Losses computed by MONAI on one sigmoid channel: ``focal+dice`` = ``DiceFocalLoss`` (per-image soft Dice + focal
+#: loss, gamma 2, equal weights; MedDiff-FT A.9 names "focal loss + dice loss" without weights), ``dice+ce`` =
+#: ``DiceCELoss`` (DiffBoost B.9; the code's two-class softmax is the same model as one sigmoid logit).
+MONAI_LOSSES = ("focal+dice", "dice+ce")
+
+
+def monai_loss(kind: str) -> nn.Module:
+    """The MONAI loss module of ``kind`` (one of `MONAI_LOSSES`), on logits (N, 1, H, W) and float targets."""
+    from monai.losses import DiceCELoss, DiceFocalLoss
+
+    if kind == "focal+dice":
+        return DiceFocalLoss(sigmoid=True, gamma=2.0)
+    if kind == "dice+ce":
+        return DiceCELoss(sigmoid=True)
+    raise ValueError(f"unknown MONAI loss '{kind}'; valid: {', '.join(MONAI_LOSSES)}")
 
 
 @torch.no_grad()
@@ -76,7 +97,8 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64, thresh
 
 def train_segmenter(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, val_images: torch.Tensor,
                     val_masks: torch.Tensor, config: SegTrainConfig, seed: int,
-                    advance: Callable[..., None] | None = None, checkpoint: Path | None = None) -> TrainResult:
+                    advance: Callable[..., None] | None = None, checkpoint: Path | None = None,
+                    hook: Any = None) -> TrainResult:
     """Train ``model`` and return it at its best validation-Dice epoch.
 
     Args:
@@ -85,12 +107,16 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
         seed: seeds initialisation-independent randomness (shuffling, flips).
         advance: progress callback, called once per epoch.
         checkpoint: per-epoch state file; an interrupted training resumes from it (see ``train_with_early_stopping``).
+        hook: a `bench.downstream.hooks` hook (e.g. `PatchMerge`) computing each mini-batch's loss; None: plain.
     """
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     target = masks.float().unsqueeze(1)
 
     def step(idx: torch.Tensor) -> torch.Tensor:
+        if hook is not None:
+            return hook.loss(model, idx, images, target, lambda logits, y: seg_loss(logits, y, config.loss), gen,
+                             config.hflip)
         x, y = images[idx], target[idx]
         if config.hflip:
             x, y = random_flips(x, y, generator=gen)

@@ -1,0 +1,3 @@
+from .method import LabelTemplate
+
+__all__ = ["LabelTemplate"]

@@ -48,6 +48,8 @@ def run(
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder holding the real datasets."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: task.KEY=VALUE or method.KEY=VALUE."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file with task: and method: sections."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="Named leaderboard protocol (bench list shows "
+                                           "them); default: the task and profile's, the one the shipped records use."),
     work_dir: Path = typer.Option(Path("bench-runs"), "--work-dir", envvar="BENCH_WORK_DIR",
                                   help="Caches, generated samples and records."),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:N]."),
@@ -76,7 +78,8 @@ def run(
 
     rc = RunConfig(task=task, method=method, profile=profile, seed=seed, dataset=dataset, sets=list(set_),
                    config_file=config, work_dir=work_dir, data_root=data_root, device=device, precision=precision,
-                   threads=threads, shard_size=shard_size, progress=not no_progress and sys.stderr.isatty())
+                   threads=threads, shard_size=shard_size, progress=not no_progress and sys.stderr.isatty(),
+                   protocol=protocol)
     try:
         record, path = run_one(rc)
     except BenchError as exc:
@@ -128,9 +131,11 @@ def render_run(record: dict[str, Any]) -> str:
     if comp.get("reference_metrics") and record["method"]["id"] != comp.get("reference"):
         rows.append(("mean", comp["reference"], *(_fmt(comp["reference_metrics"].get(m)) for m in metrics)))
     rows.append(("mean", record["method"]["id"], *(_fmt(record["metrics"][m]) for m in metrics)))
+    from bench.protocols import describe
+
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = [f"{record['task']['id']} | {record['dataset']['id']} | profile {record['profile']} | seed {record['seed']} "
-             f"| protocol {record['protocol_hash'][:8]}"]
+             f"| protocol {describe(record)}"]
     for k, r in enumerate(rows):
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
         if k == 0:
@@ -160,6 +165,11 @@ def list_(profile: str = typer.Option("mini", help="Profile whose task configs d
     lines = terminal.wrapped("profiles", list(PROFILES)) + terminal.wrapped("datasets", DATASETS.names())
     lines.append("tasks:")
     lines += terminal.described([(t, f"v{TASKS.get(t).version}  {TASKS.get(t).description}") for t in TASKS.names()])
+    from bench.protocols import of_task
+
+    lines.append(f"protocols ({profile}; * = plain bench run, others: --protocol):")
+    lines += terminal.described([(p.name + (" *" if p.default else ""), p.title)
+                                 for t in TASKS.names() for p in of_task(t, profile)])
     plugins = METHODS.plugins()
     lines.append("methods (accepts -> returns; * = plugin):")
     rows = []
@@ -198,12 +208,27 @@ def results(
     if df.empty:
         typer.echo("no records match")
         return
-    typer.echo(render_results(df))
+    typer.echo(render_results(df, protocol_names(folder)))
 
 
-def render_results(df: Any) -> str:
+def protocol_names(folder: Path) -> dict[str, str]:
+    """Protocol hash (8 characters) -> ``name "title"`` for the records of ``folder`` that ran a named protocol."""
+    from bench.protocols import record_protocol
+    from bench.store import iter_records
+
+    out: dict[str, str] = {}
+    for _, rec in iter_records(folder):
+        short = rec["protocol_hash"][:8]
+        if short not in out:
+            proto = record_protocol(rec)
+            out[short] = f"{proto.name} \"{proto.title}\"" if proto else ""
+    return out
+
+
+def render_results(df: Any, names: Optional[dict[str, str]] = None) -> str:
     """One block per (task, dataset, profile, protocol): a row per method and variant, ``mean +- std`` per metric
-    over seeds (one seed shown as the value alone, with the seed count beside it); wrapped to the terminal."""
+    over seeds (one seed shown as the value alone, with the seed count beside it); wrapped to the terminal.
+    ``names``: protocol hash -> its name and title, shown with the hash beside."""
     import math
 
     from bench import terminal
@@ -223,7 +248,9 @@ def render_results(df: Any) -> str:
             rows.append([r["method"], r["variant"], str(int(r["n_seeds"])), *cells])
         if out:
             out.append("")
-        out.append(" | ".join(str(s) for s in section[:3]) + f" | protocol {section[3]}")
+        name = (names or {}).get(section[3])
+        out.append(" | ".join(str(s) for s in section[:3]) + (f" | protocol {name} ({section[3]})" if name else
+                                                              f" | protocol {section[3]} (no named protocol)"))
         out += terminal.table(["method", "variant", "seeds", *shown], rows, keys=2, wrap={1: 40})
     return "\n".join(out)
 

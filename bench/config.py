@@ -246,18 +246,23 @@ def method_config_file(method_cls: type) -> Path | None:
 
 def recorded_overrides(task_cls: type, method_cls: type, profile: str, config_file: Path | None,
                        sets: Sequence[str], dataset: str | None,
-                       portable: typing.Callable[[dict[str, Any]], dict[str, Any]] = dict) -> dict[str, dict[str, Any]]:
-    """What a run put over its profile's defaults (the ``--config`` sections, ``--dataset``, the ``--set`` values;
-    later layers win), such that building ``Config`` from the profile section plus these values gives the run's
-    config again (``bench.runner.resolve`` applies the same layers). A record states them, so that its profile is
-    checkable: the configs must be that profile's defaults plus these overrides. ``portable`` rewrites the task
-    values as the record states its task config (a mask source's path becomes a run id)."""
+                       portable: typing.Callable[[dict[str, Any]], dict[str, Any]] = dict,
+                       protocol: str | None = None) -> dict[str, dict[str, Any]]:
+    """What a run put over its profile's defaults (the leaderboard protocol's task settings, the ``--config``
+    sections, ``--dataset``, the ``--set`` values; later layers win), such that building ``Config`` from the profile
+    section plus these values gives the run's config again (``bench.runner.resolve`` applies the same layers). A
+    record states them, so that its profile is checkable: the configs must be that profile's defaults plus these
+    overrides. ``portable`` rewrites the task values as the record states its task config (a mask source's path
+    becomes a run id). ``protocol``: the ``--protocol`` name (None: the default of the task and profile)."""
+    from bench import protocols
+
+    proto = protocols.for_run(task_cls, profile, protocol, dataset)
     file_task, file_method = config_file_sections(config_file)
     set_task, set_method = split_overrides(parse_set(sets), task_cls.Config, method_cls.Config)
-    task = dict(file_task)
+    task = {**(proto.settings if proto else {}), **file_task}
     if dataset is not None:
-        profile_task = {**profile_section(task_cls.config_file(), profile), **file_task}
-        if dataset != profile_task.get("dataset") and "dataset_options" not in file_task and \
+        profile_task = {**profile_section(task_cls.config_file(), profile), **task}
+        if dataset != profile_task.get("dataset") and "dataset_options" not in task and \
                 "dataset_options" in profile_task:
             # resolve drops the profile's options of another dataset: the field's default applies
             default = {f.name: f for f in dataclasses.fields(task_cls.Config)}["dataset_options"]

@@ -66,6 +66,7 @@ class RunConfig:
     threads: int | None = None
     shard_size: int = 64
     progress: bool = True
+    protocol: str | None = None  # a name from bench/protocols.yaml; None: the task and profile's default
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Resolved:
     method_id: str
     task_config: Any
     method_config: Any
+    protocol: Any = None  # the bench.protocols.Protocol whose settings were applied (None: --dataset left it)
 
     @property
     def task(self) -> Any:
@@ -103,8 +105,13 @@ def resolve(rc: RunConfig) -> Resolved:
         raise BenchError(str(exc)) from None
     except (ImportError, TypeError, ValueError) as exc:
         raise BenchError(f"method '{rc.method}': {exc}") from None
+    from bench import protocols
+
     try:
         task_values = cfg.profile_section(task_cls.config_file(), rc.profile)
+        protocol = protocols.for_run(task_cls, rc.profile, rc.protocol, rc.dataset)
+        if protocol is not None:
+            task_values.update(protocol.settings)
         method_values = cfg.profile_section(method_config_file(method_cls), rc.profile)
         file_task, file_method = cfg.config_file_sections(rc.config_file)
         set_task, set_method = cfg.split_overrides(cfg.parse_set(rc.sets), task_cls.Config, method_cls.Config)
@@ -118,12 +125,12 @@ def resolve(rc: RunConfig) -> Resolved:
         task_values.update(set_task)
         task_config = cfg.build(task_cls.Config, task_values, "task")
         method_config = cfg.build(method_cls.Config, {**method_values, **file_method, **set_method}, "method")
-    except cfg.ConfigError as exc:
+    except (cfg.ConfigError, protocols.ProtocolError) as exc:
         raise BenchError(str(exc)) from None
     dataset = getattr(task_config, "dataset", None)
     if dataset is not None and dataset not in DATASETS:
         raise BenchError(DATASETS.unknown_message(dataset))
-    return Resolved(task_cls, method_cls, rc.method, task_config, method_config)
+    return Resolved(task_cls, method_cls, rc.method, task_config, method_config, protocol)
 
 
 #: Seeds are 0 .. 2**63 - 1: what every RNG the methods seed accepts (numpy refuses negatives, torch overflows past
@@ -865,7 +872,8 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
         "seed": rc.seed,
         "config": {"task": task_cfg, "method": method_cfg},
         "overrides": cfg.recorded_overrides(resolved.task_cls, method_cls, rc.profile, rc.config_file, rc.sets,
-                                            rc.dataset, portable=lambda values: task.recorded_config(values, work_dir)),
+                                            rc.dataset, portable=lambda values: task.recorded_config(values, work_dir),
+                                            protocol=rc.protocol),
         "protocol_hash": proto,
         "metrics": evaluation.metrics,
         "metric_info": {k: {"higher_is_better": v} for k, v in evaluation.higher_is_better.items()},

@@ -363,14 +363,27 @@ def _task_page(task: str, recs: list[dict[str, Any]], out: Path) -> tuple[str, i
         parts.append(f'<p class="meta">Reported vs reproduced: {links} (the papers\' numbers beside these records).</p>')
     n_images = 0
     for (profile, dataset, proto), group in _sections(recs):
-        parts.append(f'<h2 id="{esc(profile)}-{esc(dataset)}-{esc(proto[:12])}">Profile <code>{esc(profile)}</code> · dataset '
-                     f"<code>{esc(dataset)}</code> · protocol <code title=\"{esc(proto)}\">{esc(proto[:12])}</code></h2>")
+        parts.append(_section_heading(profile, dataset, proto, group[0]))
         parts.append(_leader_table(group))
         gallery, n = _gallery(group, out)
         if gallery:
             parts += ["<h3>Samples and plots kept by the runs</h3>", gallery]
             n_images += n
     return "\n".join(parts), n_images
+
+
+def _section_heading(profile: str, dataset: str, proto: str, record: dict[str, Any]) -> str:
+    """``Protocol seg-aug/mini@v1 — S_1k twin, 4 segmenters`` with the hash beside (a hash alone when the records
+    ran no named protocol, bench/protocols.yaml), then profile and dataset."""
+    from bench.protocols import record_protocol
+
+    named = record_protocol(record)
+    code = f'<code title="{esc(proto)}">{esc(proto[:12])}</code>'
+    title = (f"Protocol <code>{esc(named.name)}</code> — {esc(named.title)} ({code})" if named
+             else f"Protocol {code} (no named protocol)")
+    about = f'<p class="meta">{esc(named.about)}</p>' if named and named.about else ""
+    return (f'<h2 id="{esc(profile)}-{esc(dataset)}-{esc(proto[:12])}">{title} · profile <code>{esc(profile)}</code> · '
+            f"dataset <code>{esc(dataset)}</code></h2>" + about)
 
 
 def _index_page(by_task: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]]) -> str:

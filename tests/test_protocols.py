@@ -1,0 +1,79 @@
+"""Named leaderboard protocols (bench/protocols.yaml): a plain run lands in the shipped records' protocol, every
+pinned hash is what the protocol's settings give, and records are named from their hash."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import protocols
+from bench.leaderboard.submit import default_leaderboard_dir
+from bench.runner import BenchError, RunConfig, expected_split_checksums, protocol_of, resolve
+from bench.store import protocol_hash
+
+SHIPPED = [json.loads(p.read_text()) for p in sorted(default_leaderboard_dir().glob("*.json"))]
+
+
+def _plain_run_hash(task: str, method: str, profile: str = "mini", **kw) -> tuple[str, protocols.Protocol | None]:
+    """The protocol hash `bench run --task T --method M --profile P` gets (split checksums from the dataset
+    definitions, as `bench submit` recomputes them; split names from a shipped record of the task)."""
+    resolved = resolve(RunConfig(task=task, method=method, profile=profile, **kw))
+    splits = next(r["dataset"]["splits"] for r in SHIPPED if r["task"]["id"] == task)
+    checksums = expected_split_checksums(resolved.task_config, splits)
+    return (protocol_hash(task, resolved.task_cls.version, protocol_of(resolved.task_config, resolved.task_cls),
+                          checksums), resolved.protocol)
+
+
+@pytest.mark.parametrize("task", ["seg-aug", "derm-cls", "derm-quality"])
+def test_a_plain_run_lands_in_the_protocol_of_the_shipped_records(task) -> None:
+    full, proto = _plain_run_hash(task, "real-only")
+    assert proto is not None and proto.default and proto.name == f"{task}/mini@v1"
+    shipped = {r["protocol_hash"] for r in SHIPPED if r["task"]["id"] == task and r["method"]["id"] == "real-only"}
+    assert full in shipped
+    assert full.startswith(proto.hash)
+
+
+def test_every_pinned_hash_is_what_its_settings_give() -> None:
+    pinned = [p for p in protocols.load().values() if p.hash]
+    assert {p.name for p in pinned} >= {"seg-aug/mini@v1", "seg-aug/mini-s2.5k@v1", "derm-cls/mini@v1"}
+    for proto in pinned:
+        full, resolved = _plain_run_hash(proto.task, "real-only", proto.profile, protocol=proto.name)
+        assert resolved == proto
+        assert full[:8] == proto.hash, f"{proto.name}: its settings now give {full[:8]}; name a new version (@v2)"
+
+
+def test_every_shipped_record_runs_a_named_protocol_and_both_seg_scales_are_named() -> None:
+    names = {r["run_id"]: protocols.record_protocol(r) for r in SHIPPED}
+    assert all(names.values()), [k for k, v in names.items() if v is None]
+    seg = {names[r["run_id"]].name for r in SHIPPED if r["task"]["id"] == "seg-aug"}
+    assert seg == {"seg-aug/mini@v1", "seg-aug/mini-s2.5k@v1"}
+    record = next(r for r in SHIPPED if r["protocol_hash"].startswith("c0ccbbf7"))
+    assert protocols.describe(record) == 'seg-aug/mini@v1 "S_1k twin, 4 segmenters" (c0ccbbf7)'
+
+
+def test_protocol_choice_dataset_and_unknown_names() -> None:
+    base = resolve(RunConfig(task="seg-aug", method="real-only", protocol="seg-aug/mini-base@v1"))
+    assert list(base.task_config.segmenters) == ["unet", "attention-unet"] and base.task_config.n_real is None
+    # another dataset: the leaderboard protocol (defined on derm-mini) is not applied, the profile's settings are
+    other = resolve(RunConfig(task="seg-aug", method="real-only", dataset="isic2018-task1"))
+    assert other.protocol is None and list(other.task_config.segmenters) == ["unet", "attention-unet"]
+    with pytest.raises(BenchError, match="unknown protocol 'seg-aug/mini@v9' for task seg-aug .mini.; use one of "
+                                         "seg-aug/mini@v1"):
+        resolve(RunConfig(task="seg-aug", method="real-only", protocol="seg-aug/mini@v9"))
+    with pytest.raises(BenchError, match="a protocol of task derm-cls in the mini profile, not of seg-aug"):
+        resolve(RunConfig(task="seg-aug", method="real-only", protocol="derm-cls/mini@v1"))
+    with pytest.raises(BenchError, match="runs on dataset 'derm-mini', not 'isic2018-task1'"):
+        resolve(RunConfig(task="seg-aug", method="real-only", dataset="isic2018-task1", protocol="seg-aug/mini@v1"))
+    # a task with no entry has an implicit default: its profile's own settings
+    assert protocols.default("skin-tone", "mini").name == "skin-tone/mini@v1"
+    assert protocols.default("seg-aug", "smoke").settings == {}
+
+
+def test_a_bad_protocols_file_is_one_error(tmp_path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("seg-aug/mini@v1: {title: a, default: true}\nseg-aug/mini-x@v1: {title: b, default: true}\n")
+    with pytest.raises(protocols.ProtocolError, match="both the default of seg-aug"):
+        protocols.load(bad)
+    bad.write_text("seg-aug-mini: {title: a}\n")
+    with pytest.raises(protocols.ProtocolError, match="is not <task>/<profile>"):
+        protocols.load(bad)

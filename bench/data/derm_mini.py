@@ -17,11 +17,19 @@ What is controlled, per sample (all recorded in ``meta``):
   set exactly to the values giving that ITA, so ``meta["low_contrast"]`` is the
   ground truth of chapter 5's low-contrast subset;
 * artefacts: hair strands, dermatoscope vignette, ruler ticks.
+
+Difficulty (``difficulty`` option, `Difficulty`): lesion border fuzziness, the low-contrast share, how far the
+high-contrast lesions stand out, artefact density, skin and lesion texture, off-lesion look-alike spots (naevi,
+freckles: lesion-coloured, outside the mask) and sensor noise. The default world (``difficulty: default``) is
+the original one, byte for byte: every knob at its default leaves each random draw and each value unchanged, and
+the extra features draw from a second stream only when switched on. ``difficulty: calibrated`` is the preset
+whose S_1k twin real-only U-Net IoU lands at the thesis's operating point (benchmarks/derm_mini_calibration.py).
 """
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,6 +50,75 @@ CLASS_PRIOR = np.array(HAM_COUNTS, dtype=float) / sum(HAM_COUNTS)
 DEFAULT_SIZES = {"train": 1000, "val": 100, "test": 300}
 LOW_CONTRAST_THRESHOLD = 30.0  # degrees of ITA difference (thesis chapter 5, section 5.2)
 LOW_CONTRAST_RATE = 569 / 2594
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """Knobs of derm-mini's difficulty. Every default reproduces the original world exactly."""
+
+    border: float = 1.0
+    """Multiplier of the lesion border's softness (logistic edge width, 0.4-1.2 px at 64 px by default)."""
+    low_contrast_rate: float = LOW_CONTRAST_RATE
+    """Share of lesions drawn below 30 degrees of ITA difference (ISIC 2018 Task 1: 569/2594)."""
+    high_contrast_max: float = 75.0
+    """Upper end of the ITA difference drawn for the other lesions (from 32 degrees)."""
+    artefacts: float = 1.0
+    """Multiplier of the hair (0.30), vignette (0.30) and ruler (0.10) probabilities (capped at 1)."""
+    skin_texture: float = 1.0
+    """Multiplier of the skin's low-frequency colour variation (1.5 L*, 1.0 a*, b*)."""
+    texture: float = 1.0
+    """Multiplier of the lesion's own low-frequency colour variation (3.0 L*, 1.5 a*, b*)."""
+    distractors: float = 0.0
+    """Mean (Poisson) number of lesion-coloured spots outside the lesion, not in its mask."""
+    noise: float = 0.0
+    """Standard deviation of per-pixel sensor noise, in L* units."""
+
+    def is_default(self) -> bool:
+        return self == Difficulty()
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def level(cls, t: float) -> Difficulty:
+        """One scalar path from the default world (t = 0) to a hard one (t = 1), every knob moved together; the
+        calibration searches along it (benchmarks/derm_mini_calibration.py)."""
+        t = float(t)
+        if not 0.0 <= t <= 2.0:
+            raise DataError(f"derm-mini: difficulty level must be in [0, 2], got {t}")
+        d = cls()
+        return cls(border=1.0 + 4.0 * t, low_contrast_rate=d.low_contrast_rate + (0.6 - d.low_contrast_rate) * min(t, 1.0),
+                   high_contrast_max=75.0 - 30.0 * min(t, 1.0), artefacts=1.0 + 1.5 * t, skin_texture=1.0 + 3.0 * t,
+                   texture=1.0 + 2.0 * t, distractors=3.0 * t, noise=4.0 * t)
+
+    @classmethod
+    def parse(cls, value: Any) -> Difficulty:
+        """A preset name, ``{"level": t}``, or a mapping of knobs (a ``preset`` key starts from that preset)."""
+        if value is None or isinstance(value, Difficulty):
+            return value or cls()
+        if isinstance(value, str):
+            if value not in DIFFICULTY_PRESETS:
+                raise DataError(f"derm-mini: unknown difficulty preset '{value}'; presets: {', '.join(DIFFICULTY_PRESETS)}")
+            return DIFFICULTY_PRESETS[value]
+        if not isinstance(value, dict):
+            raise DataError(f"derm-mini: difficulty must be a preset name or a mapping of knobs, got {value!r}")
+        value = dict(value)
+        base = cls.parse(value.pop("preset", "default"))
+        if "level" in value:
+            base = cls.level(value.pop("level"))
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise DataError(f"derm-mini: unknown difficulty knob(s) {', '.join(unknown)}; valid: level, preset, "
+                            f"{', '.join(sorted(names))}")
+        for name, v in value.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise DataError(f"derm-mini: difficulty.{name} must be a non-negative number, got {v!r}")
+        if value.get("low_contrast_rate", 0) > 1:
+            raise DataError(f"derm-mini: difficulty.low_contrast_rate must be in [0, 1], got {value['low_contrast_rate']}")
+        if value.get("high_contrast_max", 75.0) <= 32.0:
+            raise DataError(f"derm-mini: difficulty.high_contrast_max must exceed 32, got {value['high_contrast_max']}")
+        return replace(base, **{k: float(v) for k, v in value.items()})
 
 
 class _ClassStyle:
@@ -78,13 +155,18 @@ def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarr
     return field / (field.std() + 1e-8)
 
 
-def render(world_seed: int, split_code: int, index: int, size: int = 64) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Render one sample.
+def render(world_seed: int, split_code: int, index: int, size: int = 64,
+           difficulty: Difficulty | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Render one sample (``difficulty``: None or the default, the original world).
 
     Returns:
         image (H, W, 3) float32 in [0, 1], mask (H, W) bool, meta dict.
     """
     rng = np.random.default_rng([world_seed, split_code, index])
+    d = difficulty or DEFAULT_DIFFICULTY
+    hard = not d.is_default()
+    # The extra features draw from their own stream, so the original stream (and world) stays as it was.
+    extra = np.random.default_rng([world_seed, split_code, index, 1]) if hard else None
     label = int(rng.choice(len(CLASS_NAMES), p=CLASS_PRIOR))
     name = CLASS_NAMES[label]
     style = CLASS_STYLES[name]
@@ -97,8 +179,8 @@ def render(world_seed: int, split_code: int, index: int, size: int = 64) -> tupl
     ita_skin = _ita(skin_L, skin_b)
 
     # 2. Target contrast, then the lesion's mean L*, b* that realise it exactly.
-    low = rng.random() < LOW_CONTRAST_RATE
-    target_diff = rng.uniform(-12.0, 28.0) if low else rng.uniform(32.0, 75.0)
+    low = rng.random() < d.low_contrast_rate
+    target_diff = rng.uniform(-12.0, 28.0) if low else rng.uniform(32.0, d.high_contrast_max)
     les_b = rng.uniform(*style.b_star)
     les_a = rng.uniform(*style.a_star)
     ita_les = ita_skin - target_diff
@@ -121,7 +203,7 @@ def render(world_seed: int, split_code: int, index: int, size: int = 64) -> tupl
     for k in range(2, 7):
         radius += style.irregularity / k ** 0.7 * rng.normal() * np.cos(k * phi + rng.uniform(0, 2 * math.pi))
     radius = r0 * np.clip(radius, 0.45, None)
-    softness = rng.uniform(0.4, 1.2) * s / 64.0
+    softness = rng.uniform(0.4, 1.2) * s / 64.0 * d.border
     alpha = 1.0 / (1.0 + np.exp(-(radius - rho) / softness))
     mask = alpha > 0.5
     if mask.sum() < 4:  # degenerate draw: fall back to a small disc
@@ -132,9 +214,9 @@ def render(world_seed: int, split_code: int, index: int, size: int = 64) -> tupl
     L = np.full((size, size), les_L)
     A = np.full((size, size), les_a)
     B = np.full((size, size), les_b)
-    L += 3.0 * _smooth_noise(rng, size, s / 16)
-    A += 1.5 * _smooth_noise(rng, size, s / 16)
-    B += 1.5 * _smooth_noise(rng, size, s / 16)
+    L += 3.0 * d.texture * _smooth_noise(rng, size, s / 16)
+    A += 1.5 * d.texture * _smooth_noise(rng, size, s / 16)
+    B += 1.5 * d.texture * _smooth_noise(rng, size, s / 16)
     centre_fall = np.clip(rho / (radius + 1e-6), 0, 1)
     if style.texture == "network":
         period = s / rng.uniform(7, 11)
@@ -172,18 +254,21 @@ def render(world_seed: int, split_code: int, index: int, size: int = 64) -> tupl
 
     # 5. Skin with mild low-frequency variation, then composite.
     skin = np.stack([
-        skin_L + 1.5 * _smooth_noise(rng, size, s / 10),
-        skin_a + 1.0 * _smooth_noise(rng, size, s / 10),
-        skin_b + 1.0 * _smooth_noise(rng, size, s / 10),
+        skin_L + 1.5 * d.skin_texture * _smooth_noise(rng, size, s / 10),
+        skin_a + 1.0 * d.skin_texture * _smooth_noise(rng, size, s / 10),
+        skin_b + 1.0 * d.skin_texture * _smooth_noise(rng, size, s / 10),
     ], axis=-1)
     skin[..., 0] += skin_L - skin[..., 0][~mask].mean() if (~mask).any() else 0.0
     skin[..., 2] += skin_b - skin[..., 2][~mask].mean() if (~mask).any() else 0.0
     lesion = np.stack([L, A, B], axis=-1)
     lab = alpha[..., None] * lesion + (1 - alpha[..., None]) * skin
+    n_spots = 0
+    if extra is not None and d.distractors > 0:
+        n_spots = _add_distractors(extra, lab, alpha, (les_L, les_a, les_b), r0, xx, yy, d)
 
     # 6. Artefacts.
     meta_art = {"hair": False, "vignette": False, "ruler": False}
-    if rng.random() < 0.30:
+    if rng.random() < min(1.0, 0.30 * d.artefacts):
         meta_art["hair"] = True
         darkness = np.zeros((size, size))
         for _ in range(int(rng.integers(1, 5))):
@@ -196,17 +281,20 @@ def render(world_seed: int, split_code: int, index: int, size: int = 64) -> tupl
         darkness = np.clip(gaussian_filter(darkness, 0.5) * 2.5, 0, 1)
         lab[..., 0] = lab[..., 0] * (1 - 0.75 * darkness) + 12.0 * 0.75 * darkness
         lab[..., 1:] *= (1 - 0.6 * darkness[..., None])
-    if rng.random() < 0.30:
+    if rng.random() < min(1.0, 0.30 * d.artefacts):
         meta_art["vignette"] = True
         rr = np.hypot(xx - s / 2, yy - s / 2) / (s / 2)
         fall = np.clip((rr - rng.uniform(1.0, 1.25)) / 0.15, 0, 1)
         lab[..., 0] *= 1 - 0.9 * fall
         lab[..., 1:] *= (1 - fall[..., None])
-    if rng.random() < 0.10:
+    if rng.random() < min(1.0, 0.10 * d.artefacts):
         meta_art["ruler"] = True
         row = int(rng.integers(1, max(2, size // 16)))
         for x in range(int(rng.integers(0, 4)), size, max(3, size // 16)):
             lab[row:row + max(2, size // 20), x, 0] = 15.0
+    if extra is not None and d.noise > 0:
+        lab[..., 0] += d.noise * extra.standard_normal((size, size))
+        lab[..., 1:] += 0.5 * d.noise * extra.standard_normal((size, size, 2))
     lab[..., 0] = np.clip(lab[..., 0], 0, 100)
     with warnings.catch_warnings():  # out-of-gamut Lab values are clipped on purpose
         warnings.simplefilter("ignore", UserWarning)
@@ -236,15 +324,47 @@ def render(world_seed: int, split_code: int, index: int, size: int = 64) -> tupl
             "skin_tone": _skin_tone_word(ita_skin),
         },
     }
+    if hard:
+        meta["distractors"] = n_spots
     return rgb, mask, meta
+
+
+def _add_distractors(rng: np.random.Generator, lab: np.ndarray, alpha: np.ndarray, colour: tuple[float, float, float],
+                     r0: float, xx: np.ndarray, yy: np.ndarray, d: Difficulty) -> int:
+    """Paint lesion-coloured soft spots (naevi, freckles) on the skin around the lesion, in place; they stay out of
+    the lesion (and so out of its mask). Returns how many were painted."""
+    size = lab.shape[0]
+    s = float(size)
+    near = gaussian_filter(alpha, s / 32) > 0.05  # the lesion and a thin rim around it
+    painted = 0
+    for _ in range(int(rng.poisson(d.distractors))):
+        radius = max(1.0, r0 * rng.uniform(0.15, 0.45))
+        gx, gy = rng.uniform(0, s, size=2)
+        spot = 1.0 / (1.0 + np.exp(-(radius - np.hypot(xx - gx, yy - gy)) / max(0.4, 0.6 * d.border * s / 64.0)))
+        spot *= ~near
+        if spot.max() < 0.5:
+            continue
+        shade = np.array([colour[0] + rng.normal(0, 6.0), colour[1] + rng.normal(0, 2.0), colour[2] + rng.normal(0, 3.0)])
+        strength = rng.uniform(0.5, 1.0)
+        lab[...] = lab * (1 - strength * spot[..., None]) + strength * spot[..., None] * shade
+        painted += 1
+    return painted
 
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
+DEFAULT_DIFFICULTY = Difficulty()
+#: Named presets. "calibrated": the S_1k twin's real-only U-Net IoU at the thesis's 0.716 (Table 4.5), found by
+#: benchmarks/derm_mini_calibration.py on real-only runs only (its output table: benchmarks/derm_mini_calibration.md).
+DIFFICULTY_PRESETS: dict[str, Difficulty] = {
+    "default": DEFAULT_DIFFICULTY,
+}
+
 
 @lru_cache(maxsize=8192)
-def _render_cached(world_seed: int, split_code: int, index: int, size: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    image, mask, meta = render(world_seed, split_code, index, size)
+def _render_cached(world_seed: int, split_code: int, index: int, size: int,
+                   difficulty: Difficulty | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    image, mask, meta = render(world_seed, split_code, index, size, difficulty)
     image.setflags(write=False)
     mask.setflags(write=False)
     return image, mask, meta
@@ -256,6 +376,8 @@ class DermMini(DatasetSource):
     Options:
         sizes: samples per split, default ``{"train": 1000, "val": 100, "test": 300}``.
         world_seed: seed of the world (not of the run): the same for every run.
+        difficulty: a preset name ("default", "calibrated"), ``{"level": t}`` or a mapping of `Difficulty` knobs
+            (optionally with ``preset:``); default: the original world.
     """
 
     id: ClassVar[str] = "derm-mini"
@@ -264,9 +386,10 @@ class DermMini(DatasetSource):
     needs_root = False
 
     def __init__(self, root: Path | None = None, image_size: int | None = 64, sizes: dict[str, int] | None = None,
-                 world_seed: int = 2018, **options: Any) -> None:
+                 world_seed: int = 2018, difficulty: Any = None, **options: Any) -> None:
         if options:
-            raise DataError(f"derm-mini: unknown option(s) {', '.join(sorted(options))}; valid: sizes, world_seed")
+            raise DataError(f"derm-mini: unknown option(s) {', '.join(sorted(options))}; "
+                            "valid: sizes, world_seed, difficulty")
         super().__init__(root, image_size or 64)
         self.sizes = {**DEFAULT_SIZES, **(sizes or {})}
         for split, n in self.sizes.items():
@@ -277,6 +400,7 @@ class DermMini(DatasetSource):
         if not isinstance(self.image_size, int) or self.image_size < 16:
             raise DataError(f"derm-mini: image_size must be an integer >= 16, got {self.image_size!r}")
         self.world_seed = int(world_seed)
+        self.difficulty = Difficulty.parse(difficulty)
 
     def split_ids(self, split: str) -> list[str]:
         self._check_split(split)
@@ -286,13 +410,17 @@ class DermMini(DatasetSource):
         # The ids name the world seed and index; the image size changes every pixel, so it is part of the split too.
         from bench.data.base import checksum_ids
 
-        return checksum_ids([*self.split_ids(split), f"image_size={self.image_size}", "generator=derm-mini/1"])
+        tags = [f"image_size={self.image_size}", "generator=derm-mini/1"]
+        if not self.difficulty.is_default():  # the default world keeps its checksums (and cached arms)
+            tags.append("difficulty=" + ",".join(f"{k}={v!r}" for k, v in sorted(self.difficulty.as_dict().items())))
+        return checksum_ids([*self.split_ids(split), *tags])
 
     def load(self, split: str) -> LazySamples:
         code = SPLIT_CODES[split]
 
         def load_one(index: int, sample_id: str) -> Sample:
-            image, mask, meta = _render_cached(self.world_seed, code, index, self.image_size)
+            image, mask, meta = _render_cached(self.world_seed, code, index, self.image_size,
+                                               None if self.difficulty.is_default() else self.difficulty)
             return Sample(
                 image=torch.from_numpy(image.copy()).permute(2, 0, 1).contiguous(),
                 mask=torch.from_numpy(mask.copy()),

@@ -72,3 +72,77 @@ def test_bad_options():
         DermMini(image_size=8)
     with pytest.raises(DataError, match="has no split 'dev'"):
         DermMini().split_ids("dev")
+
+
+# -- difficulty (issue 23) ---------------------------------------------------------------------------------------
+def _world_digest(difficulty=None, n=30):
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in (0, 1, 2):
+        for i in range(n):
+            image, mask, meta = render(2018, split, i, 64, difficulty)
+            h.update(np.round(image * 255).astype(np.uint8).tobytes())
+            h.update(mask.tobytes())
+            h.update(repr(sorted((k, v) for k, v in meta.items() if isinstance(v, (bool, int, str)))).encode())
+    return h.hexdigest()
+
+
+def test_default_difficulty_is_the_original_world_byte_for_byte():
+    """Digest of the world rendered by the code before the difficulty knobs existed (commit 36def19)."""
+    from bench.data.derm_mini import Difficulty
+
+    original = "d815ced0d07e13d892c66085cad59b4c1912624649f650b44a590517e31e1063"
+    assert _world_digest(None) == original
+    assert _world_digest(Difficulty()) == original
+    assert Difficulty.level(0) == Difficulty()
+    assert DermMini().split_checksum("train") == DermMini(difficulty="default").split_checksum("train")
+    assert DermMini(difficulty={"border": 1.0}).split_checksum("test") == DermMini().split_checksum("test")
+
+
+def test_harder_worlds_keep_masks_and_labels_and_change_the_checksum():
+    from bench.data.derm_mini import Difficulty
+
+    hard = Difficulty.level(1.0)
+    for i in range(8):
+        easy_img, easy_mask, easy_meta = render(2018, 0, i, 64)
+        img, mask, meta = render(2018, 0, i, 64, hard)
+        assert meta["label"] == easy_meta["label"]  # the class draw comes first and is untouched
+        assert not np.array_equal(img, easy_img)
+        assert 0 <= img.min() and img.max() <= 1 and mask.any()
+        assert meta["distractors"] >= 0
+    ds = DermMini(difficulty={"level": 0.5})
+    assert ds.split_checksum("train") != DermMini().split_checksum("train")
+    assert ds.load("train")[0].image.shape == (3, 64, 64)
+    # the low-contrast share follows its knob
+    metas = [render(2018, 0, i, 32, Difficulty(low_contrast_rate=0.8))[2] for i in range(200)]
+    assert 0.7 < np.mean([m["low_contrast"] for m in metas]) < 0.9
+
+
+def test_distractor_spots_stay_outside_the_mask():
+    from bench.data.derm_mini import Difficulty
+
+    spotted = Difficulty(distractors=6.0)
+    changed = 0
+    for i in range(10):
+        base, mask, _ = render(2018, 0, i, 64)  # the same world without the spots
+        img, mask2, meta = render(2018, 0, i, 64, spotted)
+        assert np.array_equal(mask, mask2)
+        if meta["distractors"]:
+            changed += 1
+            inside = np.abs(img - base).max(-1)[mask]
+            assert inside.max() < 0.02  # painted on skin, not on the lesion
+    assert changed >= 5
+
+
+def test_bad_difficulty():
+    with pytest.raises(DataError, match="unknown difficulty preset 'hardest'"):
+        DermMini(difficulty="hardest")
+    with pytest.raises(DataError, match="unknown difficulty knob"):
+        DermMini(difficulty={"blur": 2})
+    with pytest.raises(DataError, match="non-negative number"):
+        DermMini(difficulty={"border": -1})
+    with pytest.raises(DataError, match="level must be in"):
+        DermMini(difficulty={"level": 5})
+    with pytest.raises(DataError, match="low_contrast_rate must be in"):
+        DermMini(difficulty={"low_contrast_rate": 2})

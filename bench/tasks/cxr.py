@@ -225,7 +225,7 @@ class CxrTask(Task):
                     plan.append((display, train[int(rng.choice(pool[display]))].labels.clone()))
                 else:
                     plan.append((display, label_vector([cat])))
-        plan += [(NEGATIVE, label_vector([NEGATIVE]))] * c.n_auroc
+        plan += [(NEGATIVE, label_vector([NEGATIVE])) for _ in range(c.n_auroc)]
         return plan
 
     def conditions(self, data: TaskData, ctx: RunContext) -> list[Condition]:

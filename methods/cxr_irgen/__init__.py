@@ -1,0 +1,3 @@
+from .method import CxrIrgen, CxrIrgenConfig
+
+__all__ = ["CxrIrgen", "CxrIrgenConfig"]

@@ -1,0 +1,3 @@
+from .method import MedDiffFT, MedDiffFTConfig
+
+__all__ = ["MedDiffFT", "MedDiffFTConfig"]

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 from skimage.color import lab2rgb
 
 from bench.data.base import DataError, DatasetSource, LazySamples
@@ -156,8 +156,12 @@ def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarr
 
 
 def render(world_seed: int, split_code: int, index: int, size: int = 64,
-           difficulty: Difficulty | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+           difficulty: Difficulty | None = None, shape: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Render one sample (``difficulty``: None or the default, the original world).
+
+    ``shape``: a (size, size) bool lesion mask to render instead of the drawn outline (the world's generator
+    conditioned on a mask, for ``world-oracle``); every other draw is the same, the lesion's centre and size follow
+    the given mask, its soft edge the drawn softness.
 
     Returns:
         image (H, W, 3) float32 in [0, 1], mask (H, W) bool, meta dict.
@@ -206,9 +210,21 @@ def render(world_seed: int, split_code: int, index: int, size: int = 64,
     softness = rng.uniform(0.4, 1.2) * s / 64.0 * d.border
     alpha = 1.0 / (1.0 + np.exp(-(radius - rho) / softness))
     mask = alpha > 0.5
-    if mask.sum() < 4:  # degenerate draw: fall back to a small disc
+    if shape is None and mask.sum() < 4:  # degenerate draw: fall back to a small disc
         alpha = (rho < max(r0, 2.0)).astype(np.float64)
         mask = alpha > 0.5
+    if shape is not None:
+        mask = np.asarray(shape, dtype=bool)
+        if mask.shape != (size, size) or not mask.any():
+            raise ValueError(f"derm-mini: a lesion shape must be a non-empty ({size}, {size}) mask, got "
+                             f"{mask.shape} with {int(mask.sum())} pixels")
+        inside, outside = distance_transform_edt(mask), distance_transform_edt(~mask)
+        alpha = 1.0 / (1.0 + np.exp(-(inside - outside) / softness))  # > 0.5 exactly on the mask
+        cy, cx = (float(v.mean()) + 0.5 for v in np.nonzero(mask))
+        area = float(mask.mean())
+        r0 = math.sqrt(area * s * s / math.pi)
+        rho = np.hypot(xx - cx, yy - cy)
+        radius = rho + np.where(mask, inside, -outside)  # distance from the centre to the edge, along the ray
 
     # 4. Lesion texture, then exact re-centring of its region means.
     L = np.full((size, size), les_L)
@@ -329,6 +345,35 @@ def render(world_seed: int, split_code: int, index: int, size: int = 64,
     return rgb, mask, meta
 
 
+def draw_label(world_seed: int, split_code: int, index: int) -> int:
+    """The class of sample ``index`` without rendering it: `render`'s first draw."""
+    return int(np.random.default_rng([world_seed, split_code, index]).choice(len(CLASS_NAMES), p=CLASS_PRIOR))
+
+
+#: Split code of the samples `oracle_sample` draws: disjoint from train, val and test (0, 1, 2).
+ORACLE_SPLIT_CODE = 3
+
+
+def oracle_sample(world: dict[str, Any], key: int, size: int, label: int | None = None,
+                  shape: np.ndarray | None = None, max_draws: int = 100_000) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A fresh sample of the world described by ``world`` (`DermMini.world_spec`), never one of its splits:
+    the ``key``-th draw of the oracle stream, of class ``label`` (the first draw from ``key`` on whose class matches:
+    the world's class-conditional distribution) and with lesion ``shape`` when given."""
+    difficulty = Difficulty.parse(world.get("difficulty"))
+    seed = int(world["world_seed"])
+    index = int(key)
+    if label is not None:
+        if not 0 <= int(label) < len(CLASS_NAMES):
+            raise ValueError(f"derm-mini: class index {label} out of range 0..{len(CLASS_NAMES) - 1}")
+        for draw in range(max_draws):
+            index = int(key) * max_draws + draw
+            if draw_label(seed, ORACLE_SPLIT_CODE, index) == int(label):
+                break
+        else:
+            raise ValueError(f"derm-mini: no sample of class {CLASS_NAMES[int(label)]} in {max_draws} draws")
+    return render(seed, ORACLE_SPLIT_CODE, index, size, None if difficulty.is_default() else difficulty, shape)
+
+
 def _add_distractors(rng: np.random.Generator, lab: np.ndarray, alpha: np.ndarray, colour: tuple[float, float, float],
                      r0: float, xx: np.ndarray, yy: np.ndarray, d: Difficulty) -> int:
     """Paint lesion-coloured soft spots (naevi, freckles) on the skin around the lesion, in place; they stay out of
@@ -402,6 +447,10 @@ class DermMini(DatasetSource):
         self.world_seed = int(world_seed)
         self.difficulty = Difficulty.parse(difficulty)
 
+    def world_spec(self) -> dict[str, Any]:
+        """What `oracle_sample` needs to draw fresh samples of this world (in every sample's ``meta["world"]``)."""
+        return {"dataset": self.id, "world_seed": self.world_seed, "difficulty": self.difficulty.as_dict()}
+
     def split_ids(self, split: str) -> list[str]:
         self._check_split(split)
         return [f"dm-{self.world_seed}-{split}-{i:05d}" for i in range(self.sizes[split])]
@@ -417,6 +466,7 @@ class DermMini(DatasetSource):
 
     def load(self, split: str) -> LazySamples:
         code = SPLIT_CODES[split]
+        world = self.world_spec()
 
         def load_one(index: int, sample_id: str) -> Sample:
             image, mask, meta = _render_cached(self.world_seed, code, index, self.image_size,
@@ -426,7 +476,7 @@ class DermMini(DatasetSource):
                 mask=torch.from_numpy(mask.copy()),
                 label=meta["label"],
                 prompt=caption(meta),
-                meta={"id": sample_id, "split": split, "index": index, **meta},
+                meta={"id": sample_id, "split": split, "index": index, **meta, "world": world},
             )
 
         return LazySamples(self.split_ids(split), load_one)

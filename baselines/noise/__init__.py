@@ -1,0 +1,3 @@
+from .method import Noise
+
+__all__ = ["Noise"]

@@ -1,0 +1,3 @@
+from .method import WorldOracle
+
+__all__ = ["WorldOracle"]

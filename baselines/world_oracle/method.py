@@ -1,0 +1,80 @@
+"""world-oracle: fresh samples from the procedural world's own generator (the positive control, issue 23).
+
+Perfect synthetic data: drawn from exactly the distribution the task's real data come from, yet never one of its
+train, val or test samples. Only a procedural world has such a generator (derm-mini here); on real data the fit
+stage stops with one error line. The gap between ``world-oracle`` and ``noise`` on a task's headline metric is the
+task's dynamic range (``bench table``, the leaderboard).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from bench.data.base import DataError
+from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
+
+#: Procedural worlds with a fresh-sample oracle: dataset id -> (``module:function``, caption ``module:function``).
+WORLD_SAMPLERS: dict[str, tuple[str, str]] = {
+    "derm-mini": ("bench.data.derm_mini:oracle_sample", "bench.data.derm_mini:caption"),
+}
+
+
+def _import(target: str) -> Any:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class WorldOracle(GeneratorBase):
+    """Draws each sample from the world's generator: of the condition's class and with its lesion mask when the
+    task gives them, else unconditioned (new masks too)."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label"}),
+                                                        returns=frozenset({"image", "mask", "label", "prompt"}))
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.world: dict[str, Any] | None = None
+        self.image_size: int | None = None
+
+    def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
+        if not len(train):
+            raise DataError("world-oracle: the fit set is empty; it reads the world from its samples")
+        first = train[0]
+        world = (first.meta or {}).get("world")
+        if not isinstance(world, dict) or world.get("dataset") not in WORLD_SAMPLERS:
+            sample_id = (first.meta or {}).get("id", "?")
+            raise DataError(f"world-oracle needs a procedural world with a generator ({', '.join(WORLD_SAMPLERS)}); "
+                            f"the fit set (sample '{sample_id}') is not from one: there is no 'perfect synthetic "
+                            "data' for real datasets")
+        self.world = dict(world)
+        self.image_size = int(first.image.shape[-1]) if first.image is not None else None
+
+    def save(self, path: Path) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "world.json").write_text(json.dumps({"world": self.world, "image_size": self.image_size}))
+
+    def load(self, path: Path) -> None:
+        state = json.loads((Path(path) / "world.json").read_text())
+        self.world, self.image_size = state["world"], state["image_size"]
+
+    def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        if self.world is None:
+            raise RuntimeError("world-oracle: generate before fit/load")
+        sample_fn, caption_fn = (_import(t) for t in WORLD_SAMPLERS[self.world["dataset"]])
+        for position, cond in enumerate(conditions):
+            # Keyed by the condition's index in the task (shard-independent) and the run seed.
+            key = derive_seed(ctx.seed, 23, int(cond.meta.get("index", position)))
+            shape = cond.mask.numpy().astype(bool) if cond.mask is not None else None
+            size = shape.shape[-1] if shape is not None else self.image_size
+            image, mask, meta = sample_fn(self.world, key, size, label=cond.label, shape=shape)
+            yield Sample(image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
+                         mask=torch.from_numpy(np.ascontiguousarray(mask)), label=int(meta["label"]),
+                         prompt=caption_fn(meta),
+                         meta={"source_id": cond.meta.get("source_id"), "class_name": meta["class_name"]})

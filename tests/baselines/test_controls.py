@@ -1,0 +1,86 @@
+"""The controls of issue 23: world-oracle (fresh draws from the procedural world) and noise (no information)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from baselines.noise import Noise
+from baselines.world_oracle import WorldOracle
+from bench.data.base import DataError
+from bench.data.derm_mini import CLASS_NAMES, DermMini, render
+from bench.interface import Condition, RunContext, Sample
+from bench.runner import RunConfig, run_one
+
+
+def test_world_oracle_draws_fresh_samples_of_the_fit_worlds_difficulty(tmp_path):
+    train = DermMini(sizes={"train": 4}, difficulty={"level": 0.5}).load("train")
+    gen = WorldOracle()
+    gen.fit(train, RunContext(seed=3))
+    masks = [train[i].mask for i in range(4)]
+    conds = [Condition(mask=m, label=2, meta={"index": i}) for i, m in enumerate(masks)]
+    out = list(gen.generate(conds, RunContext(seed=3)))
+    for cond, s in zip(conds, out):
+        assert torch.equal(s.mask, cond.mask)  # the given outline
+        assert s.label == 2 and s.meta["class_name"] == CLASS_NAMES[2]
+        assert s.image.shape == (3, 64, 64) and 0 <= s.image.min() and s.image.max() <= 1
+        assert not any(torch.equal(s.image, train[i].image) for i in range(4))  # not a training sample
+    # keyed by the condition index and seed: shard-independent, restorable, another seed draws others
+    gen.save(tmp_path)
+    again = WorldOracle()
+    again.load(tmp_path)
+    assert torch.equal(next(again.generate(conds[2:3], RunContext(seed=3))).image, out[2].image)
+    assert not torch.equal(next(gen.generate(conds[:1], RunContext(seed=4))).image, out[0].image)
+    # unconditioned: new outlines, any class; the world's difficulty is the fit set's
+    free = list(gen.generate([Condition(meta={"index": i}) for i in range(3)], RunContext(seed=3)))
+    assert all(s.mask.any() and s.mask.shape == (64, 64) for s in free)
+    assert not torch.equal(free[0].mask, free[1].mask)
+
+
+def test_world_oracle_refuses_real_data():
+    real = [Sample(image=torch.rand(3, 8, 8), mask=torch.zeros(8, 8, dtype=torch.bool), meta={"id": "ISIC_0000000"})]
+    with pytest.raises(DataError, match="needs a procedural world"):
+        WorldOracle().fit(real, RunContext())
+
+
+def test_render_with_a_given_shape_keeps_it_exactly():
+    _, mask, _ = render(2018, 0, 5, 64)
+    image, out, meta = render(2018, 0, 9, 64, shape=mask)
+    assert np.array_equal(out, mask) and meta["area_ratio"] == pytest.approx(mask.mean())
+    with pytest.raises(ValueError, match="non-empty"):
+        render(2018, 0, 9, 64, shape=np.zeros((64, 64), bool))
+
+
+def test_noise_follows_conditions_and_carries_matched_colours(tmp_path):
+    train = DermMini(sizes={"train": 16}, image_size=32).load("train")
+    gen = Noise()
+    gen.fit(train, RunContext())
+    conds = [Condition(mask=train[i].mask, label=i % 7, meta={"index": i}) for i in range(16)]
+    out = list(gen.generate(conds, RunContext(seed=1)))
+    assert all(torch.equal(s.mask, c.mask) and s.label == c.label for s, c in zip(out, conds))
+    real_mean = torch.stack([train[i].image for i in range(16)]).mean(dim=(0, 2, 3))
+    noise_mean = torch.stack([s.image for s in out]).mean(dim=(0, 2, 3))
+    assert torch.allclose(real_mean, noise_mean, atol=0.05)
+    # the image is independent of the mask: the mean inside and outside the lesion agree
+    inside = np.mean([s.image[:, s.mask].mean().item() for s in out])
+    outside = np.mean([s.image[:, ~s.mask].mean().item() for s in out])
+    assert abs(inside - outside) < 0.03
+    gen.save(tmp_path)
+    again = Noise()
+    again.load(tmp_path)
+    assert torch.equal(next(again.generate(conds[3:4], RunContext(seed=1))).image, out[3].image)
+    rand = Noise(Noise.Config(mask="random", image="uniform"))
+    rand.fit(train, RunContext())
+    s = next(rand.generate([Condition(meta={"index": 0})], RunContext()))
+    assert 0.03 < s.mask.float().mean() < 0.45 and s.label in range(7)
+
+
+@pytest.mark.parametrize("method", ["world-oracle", "noise"])
+def test_controls_run_seg_aug_and_derm_cls_in_smoke(tmp_path, method):
+    record, _ = run_one(RunConfig(task="seg-aug", method=method, profile="smoke", work_dir=tmp_path / "seg",
+                                  progress=False))
+    assert record["n"]["generated"] == 16 and 0 <= record["metrics"]["dice"] <= 1
+    assert record["comparisons"]["paired_ttest"]["iou"]["n"] == 2 * record["n"]["test"]
+    record, _ = run_one(RunConfig(task="derm-cls", method=method, profile="smoke", work_dir=tmp_path / "cls",
+                                  sets=["task.classifiers=[resnet18]", "task.max_epochs=1"], progress=False))
+    assert record["n"]["generated"] > 0 and 0 <= record["metrics"]["f1_weighted"] <= 1

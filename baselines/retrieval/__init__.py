@@ -1,0 +1,3 @@
+from .method import Retrieval
+
+__all__ = ["Retrieval"]

@@ -1,0 +1,136 @@
+"""retrieval: the training report whose text best matches the image under a CLIP model (CXR-RePaiR-style;
+Endo et al. 2021, ``rajpurkarlab/CXR-RePaiR``; the thesis' CXR-RePaiR rows of Table 6.3).
+
+Fit: the corpus is the training reports' ``corpus_section`` texts (distinct, in training order), embedded once by
+the CLIP text tower. Generate: the image's CLIP embedding, cosine similarity to every corpus text, the top-1 text
+is the report (CXR-RePaiR-ℒ-like whole-report retrieval; its sentence-level "Select" variant is not written).
+mini: mini-clip (stage 2 trained on cxr-mini images with their IU X-ray reports); paper: a local transformers
+CLIPModel folder (CXR-RePaiR's CXR CLIP converted to transformers), nothing is downloaded.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Options of the retrieval report generator."""
+
+    clip: str = "mini-clip"
+    """``mini-clip`` or a local transformers CLIPModel folder (with its tokenizer and image size in the config)."""
+    corpus_section: Literal["findings", "impression", "findings+impression"] = "findings"
+    """Which section of the training reports forms the corpus (the task scores findings by default)."""
+    batch_size: int = 64
+
+
+class _Clip:
+    """Unit-norm image and text embeddings of mini-clip or a CLIPModel folder."""
+
+    def __init__(self, source: str) -> None:
+        if source == "mini-clip":
+            from bench.diffusion.models import load_mini_clip
+
+            self.mini = load_mini_clip()
+            self.model, self.tokenizer, self.size = self.mini.model, self.mini.tokenizer, self.mini.image_size
+            self.mean = self.std = None
+        else:
+            from transformers import CLIPModel, CLIPTokenizer
+
+            folder = Path(source).expanduser()
+            if not folder.is_dir():
+                raise FileNotFoundError(f"retrieval CLIP folder not found: {source} (a transformers CLIPModel folder, "
+                                        "or 'mini-clip')")
+            self.mini = None
+            self.model = CLIPModel.from_pretrained(str(folder), local_files_only=True).eval()
+            self.tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self.size = int(self.model.config.vision_config.image_size)
+            from bench.metrics.extractors import CLIP_MEAN, CLIP_STD
+
+            self.mean, self.std = torch.tensor(CLIP_MEAN)[:, None, None], torch.tensor(CLIP_STD)[:, None, None]
+
+    def images(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            if self.mini is not None:
+                return self.mini.image_embeddings(images).float()
+            x = images.float().expand(-1, 3, -1, -1) if images.shape[1] == 1 else images.float()
+            x = torch.nn.functional.interpolate(x, size=(self.size, self.size), mode="bicubic", antialias=True)
+            emb = self.model.get_image_features(pixel_values=(x - self.mean) / self.std)
+            return torch.nn.functional.normalize(emb.float(), dim=-1)
+
+    def texts(self, texts: Sequence[str]) -> torch.Tensor:
+        with torch.no_grad():
+            if self.mini is not None:
+                return self.mini.text_embeddings(list(texts)).float()
+            tok = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+            return torch.nn.functional.normalize(self.model.get_text_features(**tok).float(), dim=-1)
+
+
+def corpus_text(sample: Sample, section: str) -> str:
+    findings, impression = sample.meta.get("findings"), sample.meta.get("impression")
+    if findings is None and impression is None:
+        return sample.report or ""
+    parts = {"findings": [findings], "impression": [impression], "findings+impression": [findings, impression]}[section]
+    return " ".join(p for p in parts if p)
+
+
+class Retrieval(GeneratorBase):
+    """Top-1 training report by CLIP image-text similarity."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts={"reference"}, returns={"report"},
+                                                        requires={"reference"})
+    Config = RetrievalConfig
+    version: ClassVar[str] = "1"
+    generation_only: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.corpus: list[str] = []
+        self.embeddings: torch.Tensor | None = None
+        self.clip: _Clip | None = None
+
+    def _clip(self) -> _Clip:
+        if self.clip is None:
+            self.clip = _Clip(self.config.clip)
+        return self.clip
+
+    def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
+        seen: set[str] = set()
+        for i in range(len(train)):
+            text = corpus_text(train[i], self.config.corpus_section)
+            if text and text not in seen:
+                seen.add(text)
+                self.corpus.append(text)
+        if not self.corpus:
+            raise ValueError(f"retrieval: no training report has a {self.config.corpus_section} text")
+        clip, bs = self._clip(), self.config.batch_size
+        self.embeddings = torch.cat([clip.texts(self.corpus[i:i + bs]) for i in range(0, len(self.corpus), bs)])
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        (path / "corpus.json").write_text(json.dumps(self.corpus))
+        save_file({"embeddings": self.embeddings.contiguous()}, str(path / "embeddings.safetensors"))
+
+    def load(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        self.corpus = json.loads((path / "corpus.json").read_text())
+        self.embeddings = load_file(str(path / "embeddings.safetensors"))["embeddings"]
+
+    def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        clip, bs = self._clip(), self.config.batch_size
+        for start in range(0, len(conditions), bs):
+            chunk = conditions[start:start + bs]
+            emb = clip.images(torch.stack([c.reference if c.reference.shape[0] == 3 else c.reference.expand(3, -1, -1)
+                                           for c in chunk]))
+            best = (emb @ self.embeddings.T).argmax(1)
+            for k in range(len(chunk)):
+                yield Sample(report=self.corpus[int(best[k])])

@@ -1,0 +1,3 @@
+from .method import DiffBoost, DiffBoostConfig
+
+__all__ = ["DiffBoost", "DiffBoostConfig"]

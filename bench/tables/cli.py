@@ -31,6 +31,7 @@ def table_command(
     paper_dir: Optional[Path] = typer.Option(None, "--paper-dir", help="Folder of the paper table files (default: results/paper)."),
 ) -> None:
     """Render a paper table: reported | reproduced ± std (n seeds) | Δ, with the derived claims under it."""
+    from bench.tables.dynamic_range import with_footer
     from bench.tables.paper import PROFILES, TableError, load_all, load_table
     from bench.tables.render import FORMATS, render
     from bench.tables.reproduce import default_record_dirs, load_records, reproduce_table
@@ -56,8 +57,9 @@ def table_command(
     except TableError as exc:
         _fail(str(exc))
     folders = list(records) or default_record_dirs()
-    result = reproduce_table(table, profile, load_records(folders))
-    text = render(result, fmt)
+    all_records = load_records(folders)
+    result = reproduce_table(table, profile, all_records)
+    text = with_footer(render(result, fmt), result, all_records, fmt)  # each task's dynamic range (controls)
     if output:
         from bench.store import atomic_write_text
 

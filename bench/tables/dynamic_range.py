@@ -1,0 +1,184 @@
+"""A task's dynamic range: the positive control minus the negative control on its headline metric (issue 23).
+
+``world-oracle`` (fresh samples from the procedural world's own generator: perfect synthetic data) and ``noise``
+(images carrying no information about the task) are run like any method. Under one protocol (task, profile,
+protocol hash) their headline values, averaged over seeds, bound what a generator can do there:
+
+    range = world-oracle - noise
+
+and a method's gain over real-only is read against it, ``(method - real-only) / range``: 0 % is no better than
+real data alone, 100 % is as good as perfect synthetic data added to it. The sign convention holds for metrics where
+lower is better too (both differences change sign). Used by ``bench table`` (a footer under the paper table) and by
+the leaderboard site (a line above each protocol's ranking and a column).
+"""
+from __future__ import annotations
+
+import html
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+POSITIVE, NEGATIVE = "world-oracle", "noise"
+CONTROLS = (POSITIVE, NEGATIVE)
+
+
+@dataclass(frozen=True)
+class DynamicRange:
+    """The controls of one protocol. Values are means over seeds (the newest record per seed)."""
+
+    task: str
+    profile: str
+    protocol: str
+    metric: str
+    oracle: float
+    noise: float
+    oracle_seeds: int
+    noise_seeds: int
+    real_only: float | None
+    """The real-only arm's value under this protocol (the controls' reference arm), when the records hold it."""
+
+    @property
+    def span(self) -> float:
+        return self.oracle - self.noise
+
+    def fraction(self, value: float | None, reference: float | None = None) -> float | None:
+        """``(value - reference) / span``: a gain over ``reference`` (default: real-only) as a share of the range;
+        None when a value is missing or the range is 0."""
+        reference = self.real_only if reference is None else reference
+        if value is None or reference is None or self.span == 0:
+            return None
+        return (value - reference) / self.span
+
+    def describe(self) -> str:
+        real = "" if self.real_only is None else (
+            f"; real-only {self.real_only:.4f} sits at {(self.real_only - self.noise) / self.span * 100:.0f} % of it"
+            if self.span else f"; real-only {self.real_only:.4f}")
+        return (f"{self.task} ({self.profile}, protocol {self.protocol[:12]}), {self.metric}: world-oracle "
+                f"{self.oracle:.4f} ({self.oracle_seeds} seed{'s' * (self.oracle_seeds != 1)}) - noise {self.noise:.4f} "
+                f"({self.noise_seeds} seed{'s' * (self.noise_seeds != 1)}) = {self.span:+.4f}{real}")
+
+
+def headline_metric(task_id: str, records: Sequence[dict[str, Any]]) -> str | None:
+    """The task's ``main_metric`` (the leaderboard's ranking metric) when the records hold it, else their first."""
+    from bench.registry import TASKS
+
+    main = getattr(TASKS.get(task_id), "main_metric", "") if task_id in TASKS else ""
+    keys = [k for r in records for k in r.get("metrics", {})]
+    return main if main in keys else (keys[0] if keys else None)
+
+
+def _newest_per_seed(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_seed: dict[int, dict[str, Any]] = {}
+    for rec in records:
+        old = by_seed.get(rec["seed"])
+        if old is None or rec.get("created", "") > old.get("created", ""):
+            by_seed[rec["seed"]] = rec
+    return [by_seed[s] for s in sorted(by_seed)]
+
+
+def _value(rec: dict[str, Any], metric: str) -> float | None:
+    v = rec.get("metrics", {}).get(metric)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def _reference(rec: dict[str, Any], metric: str) -> float | None:
+    v = ((rec.get("comparisons") or {}).get("reference_metrics") or {}).get(metric)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def dynamic_ranges(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], DynamicRange]:
+    """Every protocol (task id, profile, protocol hash) with records of both controls, and its range."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        groups[(rec["task"]["id"], rec["profile"], rec["protocol_hash"])].append(rec)
+    out = {}
+    for key, recs in groups.items():
+        pos = _newest_per_seed([r for r in recs if r["method"]["id"] == POSITIVE])
+        neg = _newest_per_seed([r for r in recs if r["method"]["id"] == NEGATIVE])
+        if not pos or not neg:
+            continue
+        metric = headline_metric(key[0], pos + neg)
+        if metric is None:
+            continue
+        pv = [v for v in (_value(r, metric) for r in pos) if v is not None]
+        nv = [v for v in (_value(r, metric) for r in neg) if v is not None]
+        if not pv or not nv:
+            continue
+        real = [v for v in (_reference(r, metric) for r in pos + neg) if v is not None]
+        if not real:  # controls without a reference arm: the real-only records of the protocol
+            real_recs = _newest_per_seed([r for r in recs if r["method"]["id"] == "real-only"])
+            real = [v for v in (_value(r, metric) for r in real_recs) if v is not None]
+        out[key] = DynamicRange(task=key[0], profile=key[1], protocol=key[2], metric=metric,
+                                oracle=statistics.fmean(pv), noise=statistics.fmean(nv), oracle_seeds=len(pv),
+                                noise_seeds=len(nv), real_only=statistics.fmean(real) if real else None)
+    return out
+
+
+def method_fractions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> list[tuple[str, float, float, int]]:
+    """Per method under ``rng``'s protocol: (method id, mean gain over real-only in metric units, that gain as a
+    share of the range, seeds). The gain pairs each record with its own real-only arm (``reference_metrics``)."""
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        if (rec["task"]["id"], rec["profile"], rec["protocol_hash"]) == (rng.task, rng.profile, rng.protocol):
+            by_method[rec["method"]["id"]].append(rec)
+    out = []
+    for method, recs in sorted(by_method.items()):
+        if method == "real-only":
+            continue
+        gains = []
+        for rec in _newest_per_seed(recs):
+            value, ref = _value(rec, rng.metric), _reference(rec, rng.metric)
+            if value is not None and ref is not None:
+                gains.append(value - ref)
+        if gains and rng.span:
+            gain = statistics.fmean(gains)
+            out.append((method, gain, gain / rng.span, len(gains)))
+    return out
+
+
+def table_protocols(result: Any) -> set[tuple[str, str, str]]:
+    """(task, profile, protocol hash) of the records a filled paper table read, and (task, profile, "") for cells
+    without records (their task's controls under any protocol are then shown)."""
+    out = set()
+    for cell in result.cells.values():
+        if cell.query is None:
+            continue
+        if cell.records:
+            out |= {(r["task"]["id"], r["profile"], r["protocol_hash"]) for r in cell.records}
+        else:
+            out.add((cell.query.task, result.profile, ""))
+    return out
+
+
+def footer_lines(result: Any, records: Sequence[dict[str, Any]]) -> list[str]:
+    """Plain-text lines: the dynamic range of each protocol the table read, then each method's gain against it."""
+    ranges = dynamic_ranges(records)
+    wanted = table_protocols(result)
+    tasks_without_protocol = {(t, p) for t, p, h in wanted if not h}
+    shown = [r for k, r in sorted(ranges.items()) if k in wanted or (k[0], k[1]) in tasks_without_protocol]
+    if not shown:
+        tasks = sorted({t for t, _, _ in wanted})
+        return [f"Dynamic range: no world-oracle and noise records under this table's protocols ({', '.join(tasks)}; "
+                f"bench run --method world-oracle / --method noise)."] if tasks else []
+    lines = ["Dynamic range (world-oracle - noise on the headline metric; a gain over real-only as a share of it):"]
+    for rng in shown:
+        lines.append(f"- {rng.describe()}")
+        for method, gain, share, n in method_fractions(rng, records):
+            if method in CONTROLS:
+                continue
+            lines.append(f"  - {method}: {gain:+.4f} over real-only = {share * 100:+.1f} % of the range ({n} seed{'s' * (n != 1)})")
+    return lines
+
+
+def with_footer(text: str, result: Any, records: Sequence[dict[str, Any]], fmt: str) -> str:
+    """``text`` (a rendered table) with the dynamic-range footer: markdown lines after it, an HTML paragraph
+    before ``</body>``; csv and latex unchanged (kept parseable)."""
+    lines = footer_lines(result, records)
+    if not lines or fmt in ("csv", "latex"):
+        return text
+    if fmt == "html":
+        block = "<p class=\"dynamic-range\">" + "<br>\n".join(html.escape(line) for line in lines) + "</p>\n"
+        return text.replace("</body>", block + "</body>", 1) if "</body>" in text else text + block
+    return text + "\n" + "\n".join(lines) + "\n"

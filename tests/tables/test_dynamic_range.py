@@ -1,0 +1,67 @@
+"""bench/tables/dynamic_range.py: world-oracle - noise per protocol, methods' gains read against it (issue 23)."""
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from bench.tables.cli import table_command
+from bench.tables.dynamic_range import dynamic_ranges, method_fractions
+
+app = typer.Typer()
+app.command("table")(table_command)
+
+
+@app.command("other")
+def _other() -> None:
+    pass
+
+
+def _records(make):
+    ref = {"reference": "real-only", "reference_metrics": {"dice": 0.80, "iou": 0.70}}
+    unet = {"unet": {"iou": 0.70, "dice": 0.80}}
+    return [
+        make(method="real-only", metrics={"dice": 0.80, "iou": 0.70}, per_model=unet),
+        make(method="world-oracle", seed=0, metrics={"dice": 0.90, "iou": 0.82}, comparisons=ref),
+        make(method="world-oracle", seed=1, metrics={"dice": 0.92, "iou": 0.84}, comparisons=ref),
+        make(method="noise", metrics={"dice": 0.70, "iou": 0.58}, comparisons=ref),
+        make(method="didgen", metrics={"dice": 0.85, "iou": 0.76}, comparisons=ref),
+        # a control of another protocol never enters this one's range
+        make(method="noise", metrics={"dice": 0.10, "iou": 0.05}, comparisons=ref, protocol="f" * 64),
+    ]
+
+
+def test_range_is_oracle_minus_noise_on_the_headline_metric(record_factory):
+    ranges = dynamic_ranges(_records(record_factory))
+    assert list(ranges) == [("seg-aug", "mini", "a" * 64)]  # the other protocol has no world-oracle
+    rng = ranges[("seg-aug", "mini", "a" * 64)]
+    assert rng.metric == "dice"  # seg-aug's main_metric
+    assert (rng.oracle, rng.noise, rng.oracle_seeds, rng.noise_seeds) == (pytest.approx(0.91), 0.70, 2, 1)
+    assert rng.span == pytest.approx(0.21) and rng.real_only == pytest.approx(0.80)
+    assert rng.fraction(0.85) == pytest.approx(0.05 / 0.21)
+    rows = {m: (gain, share) for m, gain, share, _ in method_fractions(rng, _records(record_factory))}
+    assert rows["didgen"] == (pytest.approx(0.05), pytest.approx(0.05 / 0.21))
+    assert rows["noise"][1] == pytest.approx(-0.10 / 0.21) and "real-only" not in rows
+
+
+def test_lower_is_better_keeps_the_reading(record_factory):
+    recs = [record_factory(method="world-oracle", metrics={"dice": 10.0}, comparisons={"reference_metrics": {"dice": 20.0}}),
+            record_factory(method="noise", metrics={"dice": 40.0}, comparisons={"reference_metrics": {"dice": 20.0}})]
+    rng = next(iter(dynamic_ranges(recs).values()))
+    assert rng.span == -30.0 and rng.fraction(15.0) == pytest.approx(1 / 6)  # better than real-only: positive
+
+
+def test_bench_table_prints_the_range_and_each_gain(tmp_path, record_factory, write_record_dir):
+    folder = write_record_dir(tmp_path / "records", _records(record_factory))
+    out = CliRunner().invoke(app, ["table", "thesis-4.5", "--records", str(folder)])
+    assert out.exit_code == 0, out.output
+    assert ("seg-aug (mini, protocol aaaaaaaaaaaa), dice: world-oracle 0.9100 (2 seeds) - noise 0.7000 (1 seed) "
+            "= +0.2100; real-only 0.8000 sits at 48 % of it") in out.output
+    assert "  - didgen: +0.0500 over real-only = +23.8 % of the range (1 seed)" in out.output
+    csv = CliRunner().invoke(app, ["table", "thesis-4.5", "--records", str(folder), "--format", "csv"])
+    assert "Dynamic range" not in csv.output  # csv stays a table
+    html = CliRunner().invoke(app, ["table", "thesis-4.5", "--records", str(folder), "--format", "html"])
+    assert html.output.index('class="dynamic-range"') < html.output.index("</body>")
+    only_real = write_record_dir(tmp_path / "r2", _records(record_factory)[:1])
+    out = CliRunner().invoke(app, ["table", "thesis-4.5", "--records", str(only_real)])
+    assert "Dynamic range: no world-oracle and noise records" in out.output

@@ -354,6 +354,8 @@ def paper_tables_of(task: str, paper_dir: Path | None = None) -> list[str]:
 
 
 def _task_page(task: str, recs: list[dict[str, Any]], out: Path) -> tuple[str, int]:
+    from bench.tables.dynamic_range import section_html
+
     parts = [f"<h1>Task <code>{esc(task)}</code></h1>",
              '<p class="meta">Each section holds records of one profile, dataset and protocol hash; records of different '
              "protocols are never ranked together. Values are mean ± sample std over seeds; click a column header to sort.</p>"]
@@ -364,6 +366,7 @@ def _task_page(task: str, recs: list[dict[str, Any]], out: Path) -> tuple[str, i
     n_images = 0
     for (profile, dataset, proto), group in _sections(recs):
         parts.append(_section_heading(profile, dataset, proto, group[0]))
+        parts.append(section_html(group))  # world-oracle - noise, when both controls ran (issue 23)
         parts.append(_leader_table(group))
         gallery, n = _gallery(group, out)
         if gallery:

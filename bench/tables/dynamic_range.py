@@ -182,3 +182,25 @@ def with_footer(text: str, result: Any, records: Sequence[dict[str, Any]], fmt: 
         block = "<p class=\"dynamic-range\">" + "<br>\n".join(html.escape(line) for line in lines) + "</p>\n"
         return text.replace("</body>", block + "</body>", 1) if "</body>" in text else text + block
     return text + "\n" + "\n".join(lines) + "\n"
+
+
+def section_html(records: Sequence[dict[str, Any]]) -> str:
+    """For a leaderboard section (the records of one protocol): a paragraph with the dynamic range and each
+    method's gain over real-only as a share of it; a one-line hint when the controls have not run there."""
+    ranges = list(dynamic_ranges(records).values())
+    if not ranges:
+        if any(r["method"]["id"] in CONTROLS for r in records):
+            missing = [c for c in CONTROLS if not any(r["method"]["id"] == c for r in records)]
+            return f'<p class="meta dynamic-range">Dynamic range: needs a {html.escape(" and ".join(missing))} record here.</p>'
+        return ""
+    rng = ranges[0]
+    shares = [f"{html.escape(m)} {share * 100:+.1f} %" for m, _, share, _ in method_fractions(rng, records)
+              if m not in CONTROLS]
+    text = (f"<strong>Dynamic range</strong> ({html.escape(rng.metric)}, world-oracle − noise): "
+            f"{rng.oracle:.4f} − {rng.noise:.4f} = <strong>{rng.span:+.4f}</strong> "
+            f"({rng.oracle_seeds} / {rng.noise_seeds} seeds)")
+    if rng.real_only is not None and rng.span:
+        text += f"; real-only {rng.real_only:.4f} sits at {(rng.real_only - rng.noise) / rng.span * 100:.0f} % of it"
+    if shares:
+        text += ". Gain over real-only as a share of the range: " + ", ".join(shares)
+    return f'<p class="meta dynamic-range" title="(method - real-only) / (world-oracle - noise)">{text}.</p>'

@@ -65,3 +65,14 @@ def test_bench_table_prints_the_range_and_each_gain(tmp_path, record_factory, wr
     only_real = write_record_dir(tmp_path / "r2", _records(record_factory)[:1])
     out = CliRunner().invoke(app, ["table", "thesis-4.5", "--records", str(only_real)])
     assert "Dynamic range: no world-oracle and noise records" in out.output
+
+
+def test_leaderboard_section_shows_the_range(tmp_path, record_factory, write_record_dir):
+    from bench.leaderboard.site import build_site
+
+    folder = write_record_dir(tmp_path / "records", _records(record_factory))
+    build_site([folder], tmp_path / "site", generated="2026-12-05T00:00:00Z")
+    page = (tmp_path / "site" / "task-seg-aug.html").read_text()
+    assert "<strong>Dynamic range</strong> (dice, world-oracle − noise): 0.9100 − 0.7000 = <strong>+0.2100</strong>" in page
+    assert "didgen +23.8 %" in page
+    assert "Dynamic range: needs a world-oracle record here." in page  # the other protocol: noise only

@@ -14,7 +14,7 @@ def test_unknown_id_suggests_and_lists():
     with pytest.raises(UnknownEntryError) as info:
         METHODS.get("clasic-aug")
     msg = str(info.value)
-    assert "Unknown method 'clasic-aug'" in msg and "Did you mean: classic-aug" in msg and "real-only" in msg
+    assert "Unknown method 'clasic-aug'" in msg and "Did you mean: classic-aug" in msg and "attencraft" in msg
 
 
 def test_duplicate_registration_with_other_target_is_an_error():

@@ -5,6 +5,10 @@
   ``data_eval/<pair>/subject{1,2}/<file>.jpg`` (single-subject crops: references for CLIP-I/DINO)
   and ``prompts/<pair>_{global,subject1,subject2}.txt`` (ten evaluation prompts each). The
   AttenCraft copy (``disendiff_data/<pair>/{global,subject1,subject2}/``, no prompts) is read too.
+* ``gen4gen``: AttenCraft's six Gen4Gen composites (Yeh et al. 2024; thesis datasets 11-16), as in
+  ``junjie-shentu/AttenCraft:data/gen4gen_dataset``: ``<pair>/global/<file>.png`` (the composite, the training
+  input and the group reference), optional ``<pair>/mask/mask{0,1}.png`` (concept masks, three pairs have them)
+  and ``<pair>/subject{1,2}/`` (the single-concept reference photos: not in the repository, supplied by the user).
 * ``break-a-scene``: the Break-a-Scene examples (Avrahami et al. 2023): ``<scene>/img.jpg`` plus
   one ``mask<k>.png`` per concept (white = concept; anti-aliased, binarised at > 127).
 """
@@ -105,6 +109,81 @@ class DisenDiff(RealDataset):
         return records, problems
 
 
+class Gen4Gen(RealDataset):
+    """Gen4Gen composites: split ``train`` = one composite per pair (meta as `DisenDiff`'s, with
+    ``object_masks`` (2, H, W) bool when the pair has ``mask/mask0.png`` and ``mask1.png``), ``reference`` = the
+    single-concept references ``<pair>/subject{1,2}/`` (a pair without them is a problem: the repository does not
+    ship them and the thesis does not name the instances). No prompt files exist: the concept task uses its
+    DreamBooth-style templates.
+
+    Options:
+        scenes: list of pair names to keep (default: all found).
+        placeholders: the two placeholder tokens (default ``["<new1>", "<new2>"]``).
+    """
+
+    id = "gen4gen"
+    splits = ("train", "reference")
+    fields = frozenset({"image", "prompt"})
+    mask_threshold = 127
+    binary_masks = False
+    option_defaults = {"scenes": None, "placeholders": ("<new1>", "<new2>")}
+
+    def looks_like(self, folder: Path) -> bool:
+        return folder.is_dir() and any((p / "global").is_dir() for p in folder.iterdir() if p.is_dir())
+
+    def scan(self) -> tuple[list[Record], list[Problem]]:
+        problems: list[Problem] = []
+        pairs = {p.name: p for p in sorted(self.folder.iterdir()) if (p / "global").is_dir()}
+        wanted = self.options["scenes"]
+        if wanted is not None:
+            unknown = sorted(set(wanted) - set(pairs))
+            if unknown:
+                raise DataError(f"{self.folder}: unknown scene(s) {', '.join(unknown)}; found {', '.join(pairs)}")
+            pairs = {k: v for k, v in pairs.items() if k in wanted}
+        new1, new2 = self.options["placeholders"]
+        records = []
+        for pair, folder in pairs.items():
+            images = dio.list_images(folder / "global")
+            if len(images) != 1:
+                problems.append(Problem(str(folder / "global"), f"expected one composite, found {len(images)}"))
+                if not images:
+                    continue
+            words = pair.split("_")
+            if len(words) != 2:
+                problems.append(Problem(str(folder), f"pair name '{pair}' is not '<concept1>_<concept2>'"))
+                continue
+            masks = tuple(folder / "mask" / f"mask{k}.png" for k in (0, 1))
+            present = [m.is_file() for m in masks]
+            if any(present) and not all(present):
+                problems.append(Problem(str(folder / "mask"), "needs both mask0.png and mask1.png"))
+            references = []
+            for k in (1, 2):
+                crops = dio.list_images(folder / f"subject{k}") if (folder / f"subject{k}").is_dir() else []
+                if not crops:
+                    problems.append(Problem(str(folder / f"subject{k}"), "missing single-concept references "
+                                            "(not in the AttenCraft repository: supply the concept's photos)"))
+                for crop in crops:
+                    ref_id = f"{pair}/subject{k}/{crop.stem}"
+                    references.append(ref_id)
+                    records.append(Record(ref_id, crop, prompt=words[k - 1], split="reference",
+                                          meta={"pair": pair, "subject": k, "class_word": words[k - 1]}))
+            records.append(Record(pair, images[0], masks if all(present) else (), split="train",
+                                  prompt=f"{new1} {words[0]} and {new2} {words[1]}",
+                                  meta={"pair": pair, "class_words": list(words), "placeholders": [new1, new2],
+                                        "prompts": {}, "references": references}))
+        return records, problems
+
+    def make_sample(self, rec: Record, split: str) -> Sample:
+        import torch
+
+        if not rec.masks:
+            return super().make_sample(rec, split)
+        sample = super().make_sample(rec, split)
+        sample.meta["object_masks"] = torch.stack([dio.to_tensors(None, dio.read_mask(p, self.mask_threshold),
+                                                                  self.image_size)[1] for p in rec.masks])
+        return sample
+
+
 class BreakAScene(RealDataset):
     """Break-a-Scene example scenes: image, union mask, and one mask per concept in meta.
 
@@ -169,4 +248,4 @@ class BreakAScene(RealDataset):
         return sample
 
 
-__all__ = ["BreakAScene", "DisenDiff"]
+__all__ = ["BreakAScene", "DisenDiff", "Gen4Gen"]

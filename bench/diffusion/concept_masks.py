@@ -1,4 +1,4 @@
-"""Stage I of AttenCraft: attention-guided masks (Eq. 3.2-3.3), attention scores and sampling ratios (Eq. 3.4-3.5),
+"""Attention-guided concept masks (AttenCraft Eq. 3.2-3.3), attention scores and sampling ratios (Eq. 3.4-3.5),
 and the per-step concept-subset sampler (section 3.3.4). Pure tensor functions, no model."""
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 PROFILES = ("smoke", "mini", "paper")
-QUERY_FIELDS = ("task", "dataset", "method", "model", "metric", "setting", "reported_scale")
+QUERY_FIELDS = ("task", "dataset", "method", "model", "metric", "setting", "reported_scale", "best_of")
 PAPER_DIR_ENV = "BENCH_PAPER_TABLES"
 
 
@@ -88,6 +88,9 @@ class CellQuery:
         profile: the record profile.
         reported_scale: factor taking a record value to the paper's units (100 when
             the paper prints Dice in percent).
+        best_of: ``(metric, higher_is_better)``: the matching records are trials of a
+            hyperparameter sweep and, per seed, the one with the best value of ``metric``
+            fills the cell (the thesis' "best trial", Table 3.1); None: ordinary selection.
     """
 
     task: str
@@ -98,6 +101,7 @@ class CellQuery:
     model: str | None = None
     setting: tuple[tuple[str, Any], ...] = ()
     reported_scale: float = 1.0
+    best_of: tuple[str, bool] | None = None
 
     def describe(self) -> str:
         parts = [f"task={self.task}", f"dataset={self.dataset}", f"method={self.method}"]
@@ -105,6 +109,8 @@ class CellQuery:
             parts.append(f"model={self.model}")
         parts += [f"{k}={v}" for k, v in self.setting]
         parts += [f"metric={self.metric}", f"profile={self.profile}"]
+        if self.best_of:
+            parts.append(f"best-trial-by={self.best_of[0]}")
         return " ".join(parts)
 
 
@@ -179,7 +185,14 @@ class PaperTable:
                 return None
             setting.append((key, value))
         scale = for_profile(raw.get("reported_scale", 1.0), profile)
-        return CellQuery(profile=profile, setting=tuple(setting), reported_scale=float(scale or 1.0), **resolved)
+        best_of = None
+        if raw.get("best_of"):
+            metric = for_profile(raw["best_of"].get("metric"), profile)
+            if metric is None:
+                return None
+            best_of = (str(metric), bool(raw["best_of"].get("higher_is_better", True)))
+        return CellQuery(profile=profile, setting=tuple(setting), reported_scale=float(scale or 1.0),
+                         best_of=best_of, **resolved)
 
     def higher_is_better(self, row: str, col: str) -> bool | None:
         r, c = self.row(row), self.column(col)

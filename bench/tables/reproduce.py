@@ -11,7 +11,10 @@ with the most seeds wins (ties: the most recent record), and the others are
 counted in the cell's note. A seed run twice keeps the record whose method config is
 closest to the method's defaults for the profile (an ablation such as DiDGen
 ``ca_guidance=false`` shares the protocol of the default run but does not fill the
-default's cells unless the query asks for it), then the newest.
+default's cells unless the query asks for it), then the newest. A query with ``best_of``
+instead keeps, per seed, the trial with the best value of that metric (a sweep's best
+trial, selected on the reported metrics as the source did); every row of a column then
+comes from the same trial.
 """
 from __future__ import annotations
 
@@ -151,9 +154,15 @@ def matches(record: dict[str, Any], query: CellQuery) -> bool:
     return True
 
 
-def select_runs(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
-    """Keep one protocol (most seeds, then newest) and one record per seed (closest to the defaults, then newest)."""
-    def preference(rec: dict[str, Any]) -> tuple[int, str]:
+def select_runs(records: Sequence[dict[str, Any]], best_of: tuple[str, bool] | None = None
+                ) -> tuple[list[dict[str, Any]], str]:
+    """Keep one protocol (most seeds, then newest) and one record per seed (closest to the defaults, then newest;
+    with ``best_of = (metric, higher_is_better)`` the best trial by that metric)."""
+    def preference(rec: dict[str, Any]) -> tuple[Any, ...]:
+        if best_of is not None:
+            value = (rec.get("metrics") or {}).get(best_of[0])
+            value = float(value) if isinstance(value, (int, float)) else float("-inf") if best_of[1] else float("inf")
+            return (value if best_of[1] else -value), rec.get("created", "")
         return -len(method_changes(rec)), rec.get("created", "")
 
     by_protocol: dict[str, dict[int, dict[str, Any]]] = {}
@@ -187,7 +196,12 @@ def reproduce_cell(table: PaperTable, row: str, col: str, profile: str,
     candidates = [r for r in records if matches(r, query) and record_value(r, query) is not None]
     if not candidates:
         return CellResult(row, col, reported, query, "no-run")
-    runs, note = select_runs(candidates)
+    runs, note = select_runs(candidates, query.best_of)
+    if query.best_of is not None:
+        trials = len({r["run_id"] for r in candidates})
+        chosen = ", ".join(variant_label(r) or "defaults" for r in runs)
+        note = "; ".join(x for x in (note, f"best of {trials} trial(s) by {query.best_of[0]} on the test metrics: "
+                                           f"{chosen}") if x)
     values = [record_value(r, query) * query.reported_scale for r in runs]
     mean, std = mean_std(values)
     delta = mean - reported.value if reported is not None else None

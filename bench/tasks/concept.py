@@ -75,8 +75,8 @@ class ConceptConfig:
     """Protocol of the concept task ([I] marks choices the thesis leaves open)."""
 
     dataset: str = "disendiff"
-    """Dataset id: ``disendiff`` (paper: its 10 scenes; the 6 Gen4Gen composites have no loader yet) or
-    ``concept-mini``."""
+    """Dataset id: ``disendiff`` (paper: its 10 scenes), ``gen4gen`` (the 6 Gen4Gen composites; single-concept
+    references user-supplied) or ``concept-mini``."""
     dataset_options: dict = field(default_factory=dict)
     """Options passed to the dataset (concept-mini: ``n_pairs``, ``test_views``)."""
     image_size: int = 512
@@ -111,6 +111,15 @@ class ConceptConfig:
     """RGB distance within which a pixel shows a concept colour (concept-mini presence / leakage)."""
     presence_min_fraction: float = 0.02
     """Share of an image a concept colour must cover to count as present."""
+    ratio_gap_scenes: int | None = None
+    """Also score the subset of this many scenes with the largest estimated sampling-ratio gap
+    ``|S_1 - S_2| / (S_1 + S_2)`` (the "w/o softmax" ratio difference of the attention scores S_i a method reports as
+    ``ratio_scores``, AttenCraft's Eq. 3.4), keys tagged ``ratio-gap``: Table 3.3's "six datasets in which the
+    difference in the estimated sampling ratio exceeds 0.5" (thesis: 6 of 16; None: no subset scores)."""
+    trial_selection: Literal["none", "test-metrics"] = "none"
+    """How this run's hyperparameters were chosen. ``test-metrics``: the run is a trial of a learning-rate x steps
+    sweep whose best trial is selected on these test metrics, as the thesis did for Table 3.1 (a label; it changes
+    nothing measured, so it stays out of the protocol hash)."""
 
     def validate(self) -> None:
         from bench.config import ConfigError
@@ -119,6 +128,8 @@ class ConceptConfig:
             raise ConfigError("task.prompts_per_kind and task.images_per_prompt must be >= 1")
         if len(self.placeholders) < 2 or len(set(self.placeholders)) != len(self.placeholders):
             raise ConfigError(f"task.placeholders must be distinct, one per concept, got {list(self.placeholders)}")
+        if self.ratio_gap_scenes is not None and self.ratio_gap_scenes < 1:
+            raise ConfigError(f"task.ratio_gap_scenes must be >= 1 or null, got {self.ratio_gap_scenes}")
         if self.fit_masks == "folder" and not self.mask_dir:
             raise ConfigError("task.fit_masks=folder needs task.mask_dir (<mask_dir>/<scene>/mask<k>.png)")
 
@@ -149,7 +160,7 @@ class ConceptTask(Task):
     # scene means over the per-sample rows; recomputing them at submit is not implemented yet
     sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=("*",))
     has_real_only_arm: ClassVar[bool] = False
-    generator_inputs: ClassVar[frozenset[str]] = frozenset({"fit_masks", "mask_dir"})
+    generator_inputs: ClassVar[frozenset[str]] = frozenset({"fit_masks", "mask_dir", "trial_selection"})
     Config = ConceptConfig
 
     def given(self) -> frozenset[str]:
@@ -165,11 +176,11 @@ class ConceptTask(Task):
         if c.dataset == "concept-mini":
             splits = {"train": ds.load("train"), "test": ds.load("test")}
             scenes = self._mini_scenes(ds, splits)
-        elif c.dataset == "disendiff":
+        elif c.dataset in ("disendiff", "gen4gen"):
             splits = {"train": ds.load("train"), "reference": ds.load("reference")}
             scenes = self._disendiff_scenes(splits)
         else:
-            raise DataError(f"task concept: dataset '{c.dataset}' is not supported (concept-mini, disendiff)")
+            raise DataError(f"task concept: dataset '{c.dataset}' is not supported (concept-mini, disendiff, gen4gen)")
         if c.n_scenes is not None:
             scenes = scenes[:c.n_scenes]
         if not scenes:
@@ -242,10 +253,11 @@ class ConceptTask(Task):
             references = {}
             for k in range(len(words)):
                 if not crops.get((s.meta["pair"], k + 1)):
-                    raise DataError(f"disendiff scene {s.meta['pair']}: no subject{k + 1} reference crops")
+                    raise DataError(f"{c.dataset} scene {s.meta['pair']}: no subject{k + 1} reference crops")
                 references[KIND_SUBJECT.format(k + 1)] = torch.stack(crops[(s.meta["pair"], k + 1)])
             references[KIND_GROUP] = s.image[None]
-            scenes.append(Scene(s.meta["pair"], s.image, words, tokens, prompts, references))
+            scenes.append(Scene(s.meta["pair"], s.image, words, tokens, prompts, references,
+                                object_masks=s.meta.get("object_masks")))
         return scenes
 
     def _folder_masks(self, scene: Scene) -> torch.Tensor:
@@ -317,13 +329,18 @@ class ConceptTask(Task):
             row: dict[str, Any] = {"scene": scene.id, **scene_scores(encoders, generated, texts, scene.references)}
             if scene.identities is not None:
                 row.update(self._presence(scene, generated))
-            ious = self._mask_ious(scene, [synthetic[i] for idx in kinds.values() for i in idx])
+            scene_samples = [synthetic[i] for idx in kinds.values() for i in idx]
+            ious = self._mask_ious(scene, scene_samples)
             if ious is not None:
                 row["attn_mask_iou"] = sum(ious) / len(ious)
+            row.update(self._reported_scores(scene, scene_samples))
             rows.append(row)
-        keys = sorted({k for r in rows for k in r if k != "scene"})
+        keys = sorted({k for r in rows for k in r if k != "scene" and not k.startswith("_")})
         metrics = {k: sum(r[k] for r in rows if k in r) / sum(k in r for r in rows) for k in keys}
-        higher = {k: not (k.startswith("clip_i_sync") or k.startswith("leakage")) for k in metrics}
+        metrics.update(self._ratio_gap_subset(rows))
+        rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+        higher = {k: not (k.startswith("clip_i_sync") or k.startswith("leakage") or k.startswith("ratio_gap"))
+                  for k in metrics}
         return Evaluation(metrics=metrics, higher_is_better=higher, per_sample=rows,
                           counts={"scenes": len(rows), "generated": len(synthetic),
                                   "scenes_with_masks": sum("attn_mask_iou" in r for r in rows)})
@@ -349,6 +366,40 @@ class ConceptTask(Task):
         group = torch.stack(present[KIND_GROUP]).all(0).float().mean()
         return {"presence[single]": float(sum(own) / len(own)), "leakage[single]": float(sum(leak) / len(leak)),
                 "presence[group]": float(group)}
+
+    @staticmethod
+    def _reported_scores(scene: Scene, samples: Sequence[Sample]) -> dict[str, Any]:
+        """What the method reported on the scene's flagged sample: ``max_ca_scores`` (highest cross-attention of
+        each [V_k] in its mask, Table 3.5) as ``max_ca_score[<scene>,subject<k>]``, and ``ratio_scores`` (the
+        attention scores S_k behind the sampling ratios) kept for the ratio-gap subset."""
+        reported = next((s.meta for s in samples if s.meta and ("max_ca_scores" in s.meta or
+                                                                   "ratio_scores" in s.meta)), None)
+        if reported is None:
+            return {}
+        out: dict[str, Any] = {}
+        for k, value in enumerate(reported.get("max_ca_scores") or []):
+            out[f"max_ca_score[{scene.id},{KIND_SUBJECT.format(k + 1)}]"] = float(value)
+        scores = reported.get("ratio_scores")
+        if scores and len(scores) >= 2 and sum(scores[:2]) > 0:
+            out["ratio_gap"] = abs(scores[0] - scores[1]) / (scores[0] + scores[1])
+        return out
+
+    def _ratio_gap_subset(self, rows: list[dict[str, Any]]) -> dict[str, float]:
+        """Thesis metrics over the ``ratio_gap_scenes`` scenes with the largest ratio gap, keys tagged ``ratio-gap``
+        (``clip_i[mini-clip,single,ratio-gap]``); nothing when the option is off or no scene has a gap."""
+        n = self.config.ratio_gap_scenes
+        scored = [r for r in rows if "ratio_gap" in r]
+        if n is None or not scored:
+            return {}
+        chosen = sorted(scored, key=lambda r: -r["ratio_gap"])[:n]
+        keys = sorted({k for r in chosen for k in r if re.match(r"(clip_i|clip_t|dino|clip_i_sync)(\[|$)", k)})
+        out = {}
+        for k in keys:
+            base, _, tags = k.partition("[")
+            tagged = f"{base}[{tags[:-1]},ratio-gap]" if tags else f"{base}[ratio-gap]"
+            out[tagged] = sum(r[k] for r in chosen if k in r) / sum(k in r for r in chosen)
+        out["ratio_gap[subset_min]"] = min(r["ratio_gap"] for r in chosen)
+        return out
 
     @staticmethod
     def _mask_ious(scene: Scene, samples: Sequence[Sample]) -> list[float] | None:

@@ -11,19 +11,13 @@ condition flagged ``meta["report_masks"]`` the sample carries the learned masks 
 """
 from __future__ import annotations
 
-import json
-import logging
-import re
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 
-from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
-
-logger = logging.getLogger(__name__)
+from bench.diffusion.customize import SceneCustomizer, SceneFit
+from bench.interface import Sample
 
 
 @dataclass(frozen=True)
@@ -107,183 +101,29 @@ class AttenCraftConfig:
             raise ConfigError("method.steps >= 0, method.tau >= 1, method.top_n >= 1 and score_timesteps non-empty")
 
 
-class AttenCraft(GeneratorBase):
+class AttenCraft(SceneCustomizer):
     """AttenCraft (module doc): per-scene K/V + placeholder customisation with attention-guided masks."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(accepts={"prompt"}, returns={"image"}, requires={"prompt"})
     Config = AttenCraftConfig
     version: ClassVar[str] = "1"
-    generation_only: ClassVar[frozenset[str]] = frozenset({"sampler", "sample_steps", "guidance_scale",
-                                                           "generate_batch"})
-
-    def __init__(self, config: AttenCraftConfig | None = None) -> None:
-        super().__init__(config)
-        self.parts: Any = None
-        self.scenes: dict[str, dict[str, Any]] = {}
-        self.current: str | None = None
-
-    # -- model ----------------------------------------------------------------------------------
-    def _ensure_model(self) -> None:
-        if self.parts is not None:
-            return
-        from bench.diffusion.finetune import attention_parameters
-        from bench.diffusion.models import ModelError, load_mini_sd, load_sd
-
-        backbone = self.config.backbone
-        if backbone == "mini-sd":
-            self.parts = load_mini_sd()
-        elif Path(backbone).expanduser().is_dir():
-            self.parts = load_sd(Path(backbone).expanduser())
-        else:
-            raise ModelError(f"AttenCraft backbone folder not found: {backbone} (a diffusers Stable Diffusion folder, "
-                             "e.g. stable-diffusion-2-1-base saved with save_pretrained, or 'mini-sd')")
-        self.kv = attention_parameters(self.parts.unet, "cross-kv")
-        self.kv_names = [n for n, p in self.parts.unet.named_parameters() if p.requires_grad]
-        self.base_kv = [p.detach().clone() for p in self.kv]
-        self.parts.unet.requires_grad_(False)
-
-    @property
-    def latent_side(self) -> int:
-        return self.config.resolution // self.parts.codec.factor
+    label: ClassVar[str] = "attencraft"
+    state_file: ClassVar[str] = "attencraft.json"
 
     def resolutions(self) -> tuple[int, int]:
         c = self.config
         return c.cross_res or self.latent_side // 4, c.self_res or self.latent_side // 2
 
-    def _placeholders(self, tokens: list[str], words: list[str]) -> list[int]:
-        """Add missing placeholder tokens; set every placeholder row to its class word's embedding."""
-        from bench.diffusion.tokens import _piece_ids, add_placeholder_tokens
-
-        tok, enc = self.parts.tokenizer, self.parts.text_encoder
-        missing = [(t, w) for t, w in zip(tokens, words) if t not in tok.get_vocab()]
-        if missing:
-            add_placeholder_tokens(tok, enc, [t for t, _ in missing], [w for _, w in missing],
-                                   trainable=self.config.train_tokens)
-        table = enc.get_input_embeddings().weight
-        ids = tok.convert_tokens_to_ids(tokens)
-        with torch.no_grad():
-            for i, w in zip(ids, words):
-                table[i] = table[_piece_ids(tok, w)].mean(0)
-        return ids
-
-    def _apply(self, scene: str) -> None:
-        if self.current == scene:
-            return
-        state = self.scenes[scene]
-        with torch.no_grad():
-            for p, v in zip(self.kv, state["kv"]):
-                p.copy_(v)
-            ids = self._placeholders(state["tokens"], state["class_words"])
-            self.parts.text_encoder.get_input_embeddings().weight[ids] = state["rows"]
-        self.current = scene
-
-    # -- protocol -------------------------------------------------------------------------------
-    def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
-        from bench.tasks.common import resize_image
-
+    def fit_scene(self, image: torch.Tensor, sample: Sample, tokens: list[str], class_words: list[str], seed: int,
+                  advance: Any) -> SceneFit:
         from .train import train_scene
 
-        self._ensure_model()
         c = self.config
         cross_res, self_res = self.resolutions()
-        table = self.parts.text_encoder.get_input_embeddings().weight
-        advance = ctx.progress("attencraft fit", c.steps * len(train))
-        for k, sample in enumerate(train):
-            scene = str(sample.meta.get("scene", sample.meta.get("id", k)))
-            tokens, words = list(sample.meta["placeholders"]), list(sample.meta["class_words"])
-            with torch.no_grad():
-                for p, v in zip(self.kv, self.base_kv):
-                    p.copy_(v)
-            ids = self._placeholders(tokens, words)
-            table = self.parts.text_encoder.get_input_embeddings().weight
-            for p in self.kv:
-                p.requires_grad_(True)
-            params = list(self.kv) + ([table] if c.train_tokens else [])
-            keep = (table, table.detach().clone()) if c.train_tokens else None
-            image = resize_image(sample.image, c.resolution)
-            result = train_scene(self.parts, image, tokens, words, c, params, keep,
-                                 derive_seed(c.train_seed, ctx.seed, k), cross_res, self_res, advance)
-            for p in self.kv:
-                p.requires_grad_(False)
-            self.scenes[scene] = {"kv": [p.detach().clone() for p in self.kv], "rows": table[ids].detach().clone(),
-                                  "tokens": tokens, "class_words": words, "masks": result.masks,
-                                  "info": {"scores": result.scores, "ratios": result.ratios,
-                                           "mask_timestep": result.mask_timestep,
-                                           "mask_area": [int(m.sum()) for m in result.masks],
-                                           "final_losses": result.log[-1] if result.log else None}}
-            self.current = scene
-            logger.info("attencraft scene %s: %s", scene, self.scenes[scene]["info"])
-
-    def _prompt(self, cond: Condition) -> str:
-        text = cond.prompt or ""
-        if self.config.class_nouns:
-            return text
-        for tok, word in zip(cond.meta.get("placeholders", []), cond.meta.get("class_words", [])):
-            text = re.sub(rf"{re.escape(tok)}\s+{re.escape(word)}\b", tok, text)
-        return text
-
-    def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
-        from bench.diffusion.sampling import make_scheduler, sample
-
-        from .train import install_store
-
-        self._ensure_model()
-        c, parts = self.config, self.parts
-        install_store(parts.unet, None, c.fused_attention, c.detach_sot_kv)
-        shape = parts.sample_shape(1, c.resolution, c.resolution)[1:]
-        start = 0
-        while start < len(conditions):
-            scene = str(conditions[start].meta.get("scene"))
-            if scene not in self.scenes:
-                raise KeyError(f"attencraft: no fitted state for scene '{scene}' (fitted: {sorted(self.scenes)})")
-            stop = start
-            while stop < len(conditions) and stop - start < c.generate_batch and \
-                    str(conditions[stop].meta.get("scene")) == scene:
-                stop += 1
-            chunk = conditions[start:stop]
-            self._apply(scene)
-            prompts = [self._prompt(cond) for cond in chunk]
-            seeds = [derive_seed(ctx.seed, 17, int(cond.meta.get("index", start + k))) for k, cond in enumerate(chunk)]
-            latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-            sched = make_scheduler(c.sampler, parts.scheduler)
-            with torch.no_grad():
-                uncond = parts.encode_prompt([""]).float()
-                cond_emb = parts.encode_prompt(prompts).float()
-                images = sample(parts.unet, cond_emb, sched, parts.codec, steps=c.sample_steps,
-                                guidance_scale=c.guidance_scale, uncond=uncond,
-                                latents=latents * sched.init_noise_sigma).clamp(0, 1)
-            for k, cond in enumerate(chunk):
-                meta: dict[str, Any] = {"scene": scene, "kind": cond.meta.get("kind")}
-                if cond.meta.get("report_masks"):
-                    meta["attention_masks"] = self.scenes[scene]["masks"].int().tolist()
-                yield Sample(image=images[k], prompt=prompts[k], meta=meta)
-            start = stop
-
-    def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        index = {}
-        for k, (scene, state) in enumerate(self.scenes.items()):
-            tensors = {f"kv.{name}": v.contiguous() for name, v in zip(self.kv_names, state["kv"])}
-            tensors["rows"] = state["rows"].contiguous()
-            tensors["masks"] = state["masks"].to(torch.uint8).contiguous()
-            save_file(tensors, str(path / f"scene-{k:03d}.safetensors"))
-            index[scene] = {"file": f"scene-{k:03d}.safetensors", "tokens": state["tokens"],
-                            "class_words": state["class_words"], "info": state["info"]}
-        (path / "attencraft.json").write_text(json.dumps({"config": asdict(self.config), "scenes": index},
-                                                         default=str, indent=1))
-
-    def load(self, path: Path) -> None:
-        from safetensors.torch import load_file
-
-        self._ensure_model()
-        path = Path(path)
-        index = json.loads((path / "attencraft.json").read_text())["scenes"]
-        self.scenes = {}
-        for scene, entry in index.items():
-            tensors = load_file(str(path / entry["file"]))
-            self.scenes[scene] = {"kv": [tensors[f"kv.{n}"] for n in self.kv_names], "rows": tensors["rows"],
-                                  "masks": tensors["masks"].bool(), "tokens": entry["tokens"],
-                                  "class_words": entry["class_words"], "info": entry["info"]}
-        self.current = None
+        params = self.trainable(kv=True)
+        keep = self.row_guard(tokens) if c.train_tokens else None
+        result = train_scene(self.parts, image, tokens, class_words, c, params, keep, seed, cross_res, self_res,
+                             advance)
+        return SceneFit(masks=result.masks, report={"ratio_scores": result.scores, "sampling_ratios": result.ratios},
+                        info={"mask_timestep": result.mask_timestep,
+                              "mask_area": [int(m.sum()) for m in result.masks],
+                              "final_losses": result.log[-1] if result.log else None})

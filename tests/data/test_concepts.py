@@ -67,3 +67,26 @@ def test_real_copies(shared_data):
     for name in ("disendiff", "break-a-scene"):
         result = CliRunner().invoke(app, ["check", name, "--root", str(root)])
         assert result.exit_code == 0, result.output
+
+
+def test_gen4gen_fixture_masks_and_missing_references(tmp_path):
+    from bench.data.concepts import Gen4Gen
+
+    root = tmp_path / "gen4gen_dataset"
+    L.image(root / "dog_bear" / "global" / "0.png", size=(16, 16))
+    L.mask(root / "dog_bear" / "mask" / "mask0.png", size=(16, 16), box=(0, 0, 8, 16))
+    L.mask(root / "dog_bear" / "mask" / "mask1.png", size=(16, 16), box=(8, 0, 16, 16))
+    for k in (1, 2):
+        L.image(root / "dog_bear" / f"subject{k}" / "a.jpg")
+    L.image(root / "boot_backpack" / "global" / "0.png", size=(16, 16))  # no masks, no references
+    data = Gen4Gen(root=tmp_path, image_size=16)
+    train = data.load("train")
+    assert train.ids == ["boot_backpack", "dog_bear"]
+    bear = train[1]
+    assert bear.prompt == "<new1> dog and <new2> bear" and bear.meta["class_words"] == ["dog", "bear"]
+    assert bear.meta["object_masks"].shape == (2, 16, 16) and int(bear.meta["object_masks"][0].sum()) == 128
+    assert "object_masks" not in train[0].meta
+    assert len(data.load("reference")) == 2
+    problems = [str(p) for p in data.check()]
+    assert f"{root / 'boot_backpack' / 'subject1'}: missing single-concept references (not in the AttenCraft " \
+           "repository: supply the concept's photos)" in problems

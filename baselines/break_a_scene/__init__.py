@@ -1,0 +1,3 @@
+from .method import BreakAScene, BreakASceneConfig
+
+__all__ = ["BreakAScene", "BreakASceneConfig"]

@@ -1,0 +1,3 @@
+from .method import CustomDiffusion, CustomDiffusionConfig
+
+__all__ = ["CustomDiffusion", "CustomDiffusionConfig"]

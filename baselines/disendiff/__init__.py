@@ -1,0 +1,3 @@
+from .method import DisenDiff, DisenDiffConfig
+
+__all__ = ["DisenDiff", "DisenDiffConfig"]

@@ -1,0 +1,3 @@
+from .method import VanillaLDM
+
+__all__ = ["VanillaLDM"]

@@ -57,10 +57,41 @@ def run(
     threads: Optional[int] = typer.Option(None, help="CPU threads (default: $OMP_NUM_THREADS, else min(2, cores))."),
     shard_size: int = typer.Option(64, "--shard-size", help="Samples per generation shard (the unit of resume)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved configs, the protocol, the stages cached "
+                                 "or to run and an estimate from past records; run nothing."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Run one task x method x seed: fit -> generate -> evaluate -> write a record."""
+    try:
+        _run(task, method, profile, seed, dataset, data_root, set_, config, protocol, work_dir, device, precision,
+             threads, shard_size, no_progress, dry_run, verbose, quiet)
+    except KeyboardInterrupt as exc:
+        typer.echo(interrupted_line(exc, work_dir, dry_run), err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def interrupted_line(exc: BaseException, work_dir: Path, dry_run: bool = False) -> str:
+    """The one line Ctrl-C prints: what was interrupted, what the cache keeps, how to resume."""
+    stage, finished = getattr(exc, "stage", None), getattr(exc, "finished", [])
+    if dry_run:
+        return "interrupted: the dry run stopped; it writes nothing"
+    if stage is None or stage in ("setup", "data loading"):
+        return "interrupted before any stage ran: nothing was computed; rerun the same command to start"
+    kept = f"{', '.join(finished)} finished and cached" if finished else "no stage finished"
+    running = {"fit": "an unfinished fit runs again", "generate": "the shards written so far are kept",
+               "evaluate": "trained arms and per-epoch checkpoints are kept",
+               "record writing": "no record was written"}.get(stage, "")
+    return (f"interrupted during {stage}: {kept} in {work_dir}" + (f" ({running})" if running else "")
+            + "; rerun the same command to resume")
+
+
+def _run(task: str, method: str, profile: str, seed: int, dataset: Optional[str], data_root: Optional[Path],
+         set_: list[str], config: Optional[Path], protocol: Optional[str], work_dir: Path, device: str, precision: str,
+         threads: Optional[int], shard_size: int, no_progress: bool, dry_run: bool, verbose: bool, quiet: bool) -> None:
     _setup_logging(verbose, quiet)
     if precision not in ("fp32", "fp16", "bf16"):
         _fail(f"--precision '{precision}' is not one of fp32, fp16, bf16")
@@ -80,6 +111,16 @@ def run(
                    config_file=config, work_dir=work_dir, data_root=data_root, device=device, precision=precision,
                    threads=threads, shard_size=shard_size, progress=not no_progress and sys.stderr.isatty(),
                    protocol=protocol)
+    if dry_run:
+        from bench.dry_run import report
+
+        try:
+            text = report(rc)
+        except BenchError as exc:
+            _fail(str(exc))
+            return
+        typer.echo(text)
+        return
     try:
         record, path = run_one(rc)
     except BenchError as exc:
@@ -274,7 +315,24 @@ def _mount_subcommands() -> None:
     app.command("table", epilog=TABLE_EPILOG)(table_command)
     app.command("submit")(submit_command)
     app.command("verify")(_verify_command())
-    app.command("sweep", epilog=SWEEP_EPILOG)(sweep_command)
+    app.command("sweep", epilog=SWEEP_EPILOG)(_sweep_interruptible(sweep_command))
+
+
+def _sweep_interruptible(command: Any) -> Any:
+    """``bench sweep`` with Ctrl-C while it plans (before its runs start: they report their own interruption) as
+    one line and exit 130 instead of a traceback."""
+    import functools
+
+    @functools.wraps(command)
+    def sweep(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeyboardInterrupt:
+            typer.echo("interrupted: bench sweep stopped; finished runs and stages are cached in the work dir; rerun "
+                       "the same command to resume", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return sweep
 
 
 def _verify_command() -> Any:

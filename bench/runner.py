@@ -575,21 +575,42 @@ class StageKeys:
 
     @property
     def inputs(self) -> dict[str, Any]:
-        """Generator inputs (e.g. seg-aug's mask source): outside the protocol, not outside the run."""
-        return {k: self.task_cfg[k] for k in sorted(type(self.task).generator_inputs)}
+        """Generator inputs (e.g. seg-aug's mask source): outside the protocol, not outside the run. A key of the
+        task's ``inputs_left_out_at`` is left out while it has that value (keys added later keep existing run ids)."""
+        left_out = getattr(type(self.task), "inputs_left_out_at", {})
+        return {k: self.task_cfg[k] for k in sorted(type(self.task).generator_inputs)
+                if k not in left_out or json.dumps(self.task_cfg[k]) != json.dumps(left_out[k])}
 
     @property
     def generation_only(self) -> frozenset[str]:
         """Method options that only steer sampling: runs differing only there share one fit."""
         return frozenset(getattr(self.method_cls, "generation_only", ()))
 
+    @property
+    def hashed_method_cfg(self) -> dict[str, Any]:
+        """The method config as the stage keys and run id hash it: without the options of the method's
+        ``options_added_later`` while they have their Config default (existing records keep their run ids)."""
+        later = getattr(self.method_cls, "options_added_later", frozenset())
+        config_cls = getattr(self.method_cls, "Config", None)
+        if not later or config_cls is None or not dataclasses.is_dataclass(config_cls):
+            return self.method_cfg
+        defaults = {}
+        for f in dataclasses.fields(config_cls):
+            if f.name in later:
+                value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                defaults[f.name] = json.dumps(cfg.to_dict(value) if dataclasses.is_dataclass(value) else value,
+                                              default=str)
+        return {k: v for k, v in self.method_cfg.items()
+                if k not in defaults or json.dumps(v, default=str) != defaults[k]}
+
     def fit(self) -> str:
         rc, task, method_cls = self.rc, self.task, self.method_cls
+        method_cfg = self.hashed_method_cfg
         base_key = {"task": task.id, "task_version": task.version, "method": rc.method,
                     "target": f"{method_cls.__module__}:{method_cls.__qualname__}",
-                    "method_version": str(getattr(method_cls, "version", "1")), "method_config": self.method_cfg,
+                    "method_version": str(getattr(method_cls, "version", "1")), "method_config": method_cfg,
                     "seed": rc.seed, "profile": rc.profile, "precision": rc.precision}
-        fit_config = {k: v for k, v in self.method_cfg.items() if k not in self.generation_only}
+        fit_config = {k: v for k, v in method_cfg.items() if k not in self.generation_only}
         return stable_hash({**base_key, **fit_owner(rc.method, method_cls), "method_config": fit_config,
                             "stage": "fit", "fit_data": task.fit_identity(),
                             "splits": {"train": self.checksums.get("train")}}, 16)
@@ -602,7 +623,7 @@ class StageKeys:
                                else {"task": task.id, "task_version": task.version, "conditions": gen_identity,
                                      "splits": {"train": self.checksums.get("train")}}),
                             "shard_size": self.rc.shard_size,
-                            **({"method_config": self.method_cfg} if self.generation_only else {})}, 16)
+                            **({"method_config": self.hashed_method_cfg} if self.generation_only else {})}, 16)
 
     def evaluate(self, gen_key: str) -> str:
         return stable_hash({"generate": gen_key, "stage": "evaluate", "protocol": self.protocol, "seed": self.rc.seed},
@@ -612,7 +633,7 @@ class StageKeys:
         rc, inputs = self.rc, self.inputs
         slug = re.sub(r"[^A-Za-z0-9_.=+-]", ".", rc.method)
         return f"{self.task.id}__{slug}__{self.dataset_id}__{rc.profile}__s{rc.seed}__" + \
-            stable_hash({"protocol": self.protocol, "method": rc.method, "config": self.method_cfg,
+            stable_hash({"protocol": self.protocol, "method": rc.method, "config": self.hashed_method_cfg,
                          "version": str(getattr(self.method_cls, "version", "1")),
                          **({"inputs": inputs} if inputs else {})}, 8)
 
@@ -646,6 +667,7 @@ class RunPlan:
     stages: dict[str, StagePlan]
     record: Path | None = None
     unknown: str | None = None
+    checksums: dict[str, str] = field(default_factory=dict)  # split name -> checksum (the protocol hash's input)
 
     @property
     def finished(self) -> bool:
@@ -723,7 +745,16 @@ def plan_run(rc: RunConfig, data_cache: dict[str, Any] | None = None) -> RunPlan
             if json.loads(record.read_text()).get("stages") == wanted:
                 finished = record
     return RunPlan(rc, resolved, task_cfg, method_cfg, data.dataset_id, keys.protocol, run_id, stages, finished,
-                   unknown)
+                   unknown, dict(data.checksums))
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run_one``: the stage that was running and the stages finished (cached) before it."""
+
+    def __init__(self, stage: str, finished: Sequence[str]) -> None:
+        super().__init__(stage)
+        self.stage = stage
+        self.finished = list(finished)
 
 
 def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
@@ -734,7 +765,19 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
 
     Raises:
         BenchError: for user errors, before any expensive work where they can be known then.
+        RunInterrupted: on Ctrl-C (a KeyboardInterrupt naming the stage); finished stages stay cached, a running
+            one keeps its shards / checkpoints for the rerun, and no record or half-written file is left.
     """
+    track: dict[str, Any] = {"stage": "setup", "finished": [], "written": []}
+    try:
+        return _run_one(rc, track)
+    except KeyboardInterrupt:
+        for path in track["written"]:  # files of a record that was not written: the rerun writes them again
+            Path(path).unlink(missing_ok=True)
+        raise RunInterrupted(track["stage"], track["finished"]) from None
+
+
+def _run_one(rc: RunConfig, track: dict[str, Any]) -> tuple[dict[str, Any], Path] | tuple[None, None]:
     from bench.config import to_dict
     from bench.data.base import DataError
     from bench.tasks.base import Evaluation
@@ -768,6 +811,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
 
     with progress_factory(rc.progress and ctx.is_main_process) as progress:
         ctx.progress = progress
+        track["stage"] = "data loading"
         try:
             data = task.load(ctx)
         except DataError as exc:
@@ -776,6 +820,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
         proto = keys.protocol
 
         # 1. fit
+        track["stage"] = "fit"
         method = method_cls(resolved.method_config)
         # Options that only steer sampling (a method's ``generation_only``) do not change the fitted state, so
         # runs that differ only there share one fit; the generate key below holds the full config.
@@ -800,8 +845,10 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
                 cached["fit"] = False
             timings["fit"] = time.perf_counter() - t0
         peaks["fit"] = mem.peak_mb
+        track["finished"].append("fit")
 
         # 2. generate
+        track["stage"] = "generate"
         produces = getattr(method_cls, "produces_samples", True)
         conditions = [_restrict(c, capabilities.accepts) for c in task.conditions(data, ctx)] if produces else []
         gen_key = keys.generate(fit_key, len(conditions))
@@ -821,11 +868,13 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
                 cached["generate"] = False
             timings["generate"] = time.perf_counter() - t0
         peaks["generate"] = mem.peak_mb
+        track["finished"].append("generate")
         del method
         if not ctx.is_main_process:
             return None, None  # its shards are written; the main process evaluates and writes the record
 
         # 3. evaluate
+        track["stage"] = "evaluate"
         eval_key = keys.evaluate(gen_key)
         eval_dir = work_dir / "evaluate" / eval_key
         with PeakMemory() as mem, stage_lock(eval_dir, "evaluate"):
@@ -843,8 +892,10 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
                 cached["evaluate"] = False
             timings["evaluate"] = time.perf_counter() - t0
         peaks["evaluate"] = mem.peak_mb
+        track["finished"].append("evaluate")
 
     # 4. write
+    track["stage"] = "record writing"
     run_id = keys.run_id()
     records_dir = work_dir / "records"
     records_dir.mkdir(parents=True, exist_ok=True)
@@ -853,13 +904,22 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
         import pandas as pd
 
         per_sample_file = f"{run_id}.scores.csv"
+        if not (records_dir / per_sample_file).exists():  # a finished run's own file stays (its record names it)
+            track["written"].append(records_dir / per_sample_file)
         atomic_write_text(records_dir / per_sample_file, pd.DataFrame(evaluation.per_sample).to_csv(index=False))
     artifacts = {}
     for name, src in evaluation.artifacts.items():
         src_path = Path(src)
         if src_path.exists():
             dest = records_dir / f"{run_id}.{name}{src_path.suffix}"
-            shutil.copyfile(src_path, dest)
+            if not dest.exists():
+                track["written"].append(dest)
+            tmp = dest.with_name(f".{dest.name}.tmp")
+            try:  # through a temporary and a rename: an interrupted copy leaves no half file under the real name
+                shutil.copyfile(src_path, tmp)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
             artifacts[name] = dest.name
     record = {
         "schema_version": SCHEMA_VERSION,
@@ -889,6 +949,7 @@ def run_one(rc: RunConfig) -> tuple[dict[str, Any], Path] | tuple[None, None]:
         "environment": environment(str(device)),
     }
     path = write_record(record, records_dir)
+    track["written"].clear()  # the record names them now
     logger.info("[write] record %s", path)
     return record, path
 

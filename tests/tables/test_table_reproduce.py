@@ -136,3 +136,22 @@ def test_scoped_setting_keys_read_only_their_config() -> None:
     assert setting_value(record, "task.prompt") == (True, "An image of <lesion> on <skin>.")
     assert setting_value(record, "method.n_real") == (False, None)
     assert setting_value(record, "n_real") == (True, 200)
+
+
+def test_best_of_keeps_one_trial_per_column(record_factory) -> None:
+    """Table 3.1: each method's best trial of a sweep labelled trial_selection=test-metrics, chosen on the
+    single-concept CLIP-I; every row of the column comes from that trial; unlabelled runs are not trials."""
+    table = load_table("thesis-3.1")
+
+    def concept(lr, clip_i, clip_t, label="test-metrics"):
+        return record_factory(task="concept", dataset="concept-mini", method="custom-diffusion", seed=0,
+                              metrics={"clip_i[mini-clip,single]": clip_i, "clip_t[mini-clip,single]": clip_t},
+                              task_config={"trial_selection": label}, method_config={"lr": lr},
+                              created=f"2026-12-05T1{int(lr * 1e5)}:00:00Z", run_id=f"cd-lr{lr}")
+
+    records = [concept(5e-5, 0.40, 0.30), concept(1e-4, 0.50, 0.20), concept(1e-5, 0.90, 0.90, label="none")]
+    result = reproduce_table(table, "mini", records)
+    best, other = result.cell("single-clip-i", "custom-diffusion"), result.cell("single-clip-t", "custom-diffusion")
+    assert best.mean == pytest.approx(0.50) and other.mean == pytest.approx(0.20)  # same trial, not the best CLIP-T
+    assert "best of 2 trial(s)" in best.note
+    assert table.cell_query("single-clip-i", "custom-diffusion", "mini").best_of == ("clip_i[mini-clip,single]", True)

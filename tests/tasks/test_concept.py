@@ -109,3 +109,27 @@ def test_real_disendiff_scenes_at_low_resolution():
         subjects = scene.prompts["subject1"] + scene.prompts["subject2"]
         assert all("<new1>" in p or "<new2>" in p for p in subjects)
     assert len(task.conditions(data, RunContext())) == 10 * 30
+
+
+def test_reported_scores_and_ratio_gap_subset():
+    """max_ca_scores become per-scene max_ca_score[<scene>,subject<k>] (Table 3.5); the ratio-gap subset (Table 3.3)
+    keeps the scene whose reported attention scores differ most, and its scores are that scene's row."""
+    task = _mini_task(ratio_gap_scenes=1)
+    data = task.load(RunContext())
+    scenes = {s.id: s for s in data.extra["scenes"]}
+    reported = {"pair00": {"max_ca_scores": [0.04, 0.02], "ratio_scores": [0.03, 0.029]},
+                "pair01": {"max_ca_scores": [0.01, 0.05], "ratio_scores": [0.04, 0.005]}}
+    samples = []
+    for c in task.conditions(data, RunContext()):
+        refs = scenes[c.meta["scene"]].references[c.meta["kind"]]
+        meta = dict(reported[c.meta["scene"]]) if c.meta["report_masks"] else {}
+        samples.append(Sample(image=refs[c.meta["image_index"] % len(refs)], meta=meta))
+    result = task.evaluate(data, samples, RunContext(), "oracle")
+    m = result.metrics
+    assert m["max_ca_score[pair00,subject1]"] == pytest.approx(0.04)
+    assert m["max_ca_score[pair01,subject2]"] == pytest.approx(0.05)
+    row = next(r for r in result.per_sample if r["scene"] == "pair01")  # gap 0.035/0.045 beats 0.001/0.059
+    assert m["clip_i[mini-clip,single,ratio-gap]"] == pytest.approx(row["clip_i[mini-clip,single]"])
+    assert m["clip_i_sync[mini-clip,ratio-gap]"] == pytest.approx(row["clip_i_sync[mini-clip]"])
+    assert m["ratio_gap[subset_min]"] == pytest.approx(0.035 / 0.045)
+    assert "clip_i[mini-clip,single,ratio-gap]" not in _mini_task().evaluate(data, samples, RunContext(), "o").metrics

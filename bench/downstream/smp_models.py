@@ -1,11 +1,11 @@
 """The downstream segmenters of MedDiff-FT (A.9) and DiffBoost (B.9), built from the field's libraries.
 
 * ``upernet``: UPerNet (Xiao et al. 2018), segmentation-models-pytorch's ``UPerNet`` on a timm ResNet-18 encoder.
-* ``deeplabv3plus``: DeepLabV3+ (Chen et al. 2018), smp's ``DeepLabV3Plus`` on the same encoder, output stride 16.
-* ``swin-upernet``: "Swin Transformer" of MedDiff-FT Table 1, read as Swin-UPerNet (the usual segmentation form;
+* ``deeplabv3-plus``: DeepLabV3+ (Chen et al. 2018), smp's ``DeepLabV3Plus`` on the same encoder, output stride 16.
+* ``swin-transformer``: "Swin Transformer" of MedDiff-FT Table 1, read as Swin-UPerNet (the usual segmentation form;
   the paper leaves it open): smp's ``UPerNet`` on timm's Swin-T (depths 2-2-6-2, window 7, patch 4), with dynamic
   input sizes so any side divisible by 32 works.
-* ``dynunet``: MONAI ``DynUNet``, the nnU-Net architecture (Isensee et al. 2021) with a fixed 2D plan: 3x3 kernels,
+* ``nnu-net``: MONAI ``DynUNet``, the nnU-Net architecture (Isensee et al. 2021) with a fixed 2D plan: 3x3 kernels,
   stride-2 stages, instance norm, leaky ReLU. It is the mini twin of nnU-Net; the paper profile's nnU-Net (nnunetv2
   dataset export, planning, 2D training, prediction) is not wired in (README of methods/meddiff_ft).
 * ``monai-attention-unet``: MONAI ``AttentionUnet`` (DiffBoost's downstream net; the code's channels

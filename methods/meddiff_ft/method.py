@@ -93,7 +93,7 @@ class MedDiffFTConfig:
     """Paste the background outside M after decoding (spec A.3 [O]: off)."""
     seed_mode: Literal["per-sample", "fixed"] = "per-sample"
     """Noise per condition (derive_seed(run seed, 17, i)) or the code's seed 12345 for every image."""
-    qa_enabled: bool = False
+    quality_filter: bool = False
     """Similarity-band quality filter (Table 3 '+filter'; Tables 1, 2 and 4 use none)."""
     qa_extractor: str = "dinov2-base"
     """Feature extractor of the filter (paper: DINOv2, ``dinov2-base`` from the weights dir; mini: ``mini-clip``)."""
@@ -109,7 +109,7 @@ class MedDiffFTConfig:
     """Upper quantile of the band (spec A.6 [O])."""
     qa_retries: int = 3
     """Redraws of a pair outside the band; the closest draw is kept after that (flagged ``qa_pass: false``)."""
-    erode: bool = False
+    mask_erosion: bool = False
     """Erode the output masks (Table 3 '+corrode'; Tables 1, 2 and 4: no)."""
     erode_kernel: int | None = None
     """Erosion disk diameter (None: max(3, odd(1 % of the side)))."""
@@ -144,10 +144,10 @@ class MedDiffFT(GeneratorBase):
     Config = MedDiffFTConfig
     version: ClassVar[str] = "1"
     generation_only: ClassVar[frozenset[str]] = frozenset({
-        "sampler", "sample_steps", "guidance_scale", "blend", "paste_back", "seed_mode", "qa_enabled",
-        "qa_extractor", "weights_dir", "qa_low", "qa_high", "qa_low_q", "qa_high_q", "qa_retries", "erode",
+        "sampler", "sample_steps", "guidance_scale", "blend", "paste_back", "seed_mode", "quality_filter",
+        "qa_extractor", "weights_dir", "qa_low", "qa_high", "qa_low_q", "qa_high_q", "qa_retries", "mask_erosion",
         "erode_kernel", "erode_iterations", "generate_batch", "mask_sample_steps", "mask_min_area", "mask_max_area",
-        "mask_tries", "n_backgrounds"})
+        "mask_tries"})
 
     def __init__(self, config: MedDiffFTConfig | None = None) -> None:
         super().__init__(config)
@@ -300,7 +300,7 @@ class MedDiffFT(GeneratorBase):
             images = draw(0, list(range(len(chunk))))
             sims = torch.full((len(chunk),), math.nan)
             passed = [True] * len(chunk)
-            if c.qa_enabled:
+            if c.quality_filter:
                 ref = self._extract(backgrounds)
                 sims = cosine_similarity(self._extract(images), ref)
                 if self.qa_band is None:
@@ -318,11 +318,11 @@ class MedDiffFT(GeneratorBase):
                             images[k], sims[k] = redo[j], new[j]
                 passed = [bool(in_band(sims[k:k + 1], self.qa_band)[0]) for k in range(len(chunk))]
             for k, cond in enumerate(chunk):
-                label = erode_mask(masks[k], c.erode_kernel, c.erode_iterations) if c.erode else masks[k]
+                label = erode_mask(masks[k], c.erode_kernel, c.erode_iterations) if c.mask_erosion else masks[k]
                 meta = {"background": bg_index[k], "source_id": cond.meta.get("source_id"),
                         "mask_from": "condition" if cond.mask is not None else
                         ("generator" if c.mask_generator else "training-masks")}
-                if c.qa_enabled:
+                if c.quality_filter:
                     meta.update({"similarity": float(sims[k]), "qa_pass": passed[k], "qa_band": list(self.qa_band)})
                 yield Sample(image=images[k], mask=label, label=cond.label, prompt=c.prompt, meta=meta)
 

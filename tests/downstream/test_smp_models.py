@@ -6,7 +6,7 @@ from bench.downstream import SEGMENTERS
 from bench.downstream.trainer import SegTrainConfig, seg_loss, train_segmenter
 
 
-@pytest.mark.parametrize("name", ["upernet", "deeplabv3plus", "swin-upernet", "dynunet", "monai-attention-unet"])
+@pytest.mark.parametrize("name", ["upernet", "deeplabv3-plus", "swin-transformer", "nnu-net", "monai-attention-unet"])
 def test_shapes_and_size_check(name):
     model = SEGMENTERS.get(name)(in_channels=3, base=8, depth=3)
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 1, 32, 32)
@@ -41,7 +41,7 @@ def test_dynunet_learns_with_focal_dice():
         r, c = torch.randint(0, 9, (2,)).tolist()
         masks[i, r:r + 7, c:c + 7] = True
     images = images + masks[:, None].float() * 0.6
-    model = SEGMENTERS.get("dynunet")(in_channels=3, base=8, depth=2)
+    model = SEGMENTERS.get("nnu-net")(in_channels=3, base=8, depth=2)
     result = train_segmenter(model, images[:24], masks[:24], images[24:], masks[24:],
                              SegTrainConfig(lr=1e-2, batch_size=8, max_epochs=8, patience=8, loss="focal+dice"), seed=0)
     assert result.best_val_dice > 0.7

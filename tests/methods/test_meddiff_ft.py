@@ -81,7 +81,7 @@ def _config(**kw):
 
 def test_fit_generate_filter_save_load(derm, tmp_path):
     train, _ = derm
-    model = MedDiffFT(_config(qa_enabled=True, erode=True, qa_retries=1))
+    model = MedDiffFT(_config(quality_filter=True, mask_erosion=True, qa_retries=1))
     model.fit(train, RunContext(seed=1))
     assert model.state["background_source"] == "generator" and model.backgrounds.shape == (3, 3, 32, 32)
     model._extractor = lambda x: x.flatten(1)  # pixel features: a stand-in for the extractor in this test
@@ -94,7 +94,7 @@ def test_fit_generate_filter_save_load(derm, tmp_path):
         assert s.meta["mask_from"] == "generator"
     assert sum(s.meta["qa_pass"] for s in out) >= 4  # a [q10, q90] band of 4-image batches, one redraw
     model.save(tmp_path / "state")
-    again = MedDiffFT(_config(qa_enabled=True, erode=True, qa_retries=1))
+    again = MedDiffFT(_config(quality_filter=True, mask_erosion=True, qa_retries=1))
     again.load(tmp_path / "state")
     again._extractor = model._extractor
     again.qa_band = model.qa_band

@@ -6,7 +6,10 @@ Thesis metrics, built on `bench.metrics.embedding` (cosines, identifier strippin
   ``pooler_output`` by default (the author's code), the projected ``image_embeds`` as an option;
 * CLIP-T: mean cosine of each generated image's projected embedding with its prompt's, identifiers replaced by
   their class words (or stripped, the author's code) first (`clip_t_text`);
-* DINO: as CLIP-I with DINOv2 (``dinov2-base``, default) or DINO v1 (``dino-vitb16``) CLS embeddings;
+* DINO: as CLIP-I with DINOv2 (``dinov2-base``, default) or DINO v1 (``dino-vitb16``) CLS embeddings; in the mini
+  profile the stand-in ``mini-clip-patches`` (the mean of mini-clip's vision patch tokens, not its CLS token that
+  CLIP-I uses; keys ``dino[mini-clip-patches,...]``): there is no self-supervised mini encoder, so it is a second
+  view of the same tower, not a DINO measurement;
 * CLIP-I-sync: ``|CLIP-I(concept 1) - CLIP-I(concept 2)|`` within a scene.
 
 Beyond the thesis, with concept-mini's ground truth (the world's own attributes and object masks):
@@ -69,6 +72,19 @@ class ConceptEncoders:
     clip_tag: str = ""
     dino: Callable[[torch.Tensor], torch.Tensor] | None = None
     dino_tag: str = ""
+
+
+def mini_clip_patch_embedding() -> Callable[[torch.Tensor], torch.Tensor]:
+    """The mini profile's DINO stand-in: mean of mini-clip's last-layer vision patch tokens (CLS excluded)."""
+    from bench.diffusion.models import load_mini_clip
+
+    clip = load_mini_clip()
+
+    def patches(x: torch.Tensor) -> torch.Tensor:
+        hidden = clip.model.vision_model(pixel_values=clip.preprocess(x)).last_hidden_state
+        return hidden[:, 1:].mean(1).float()
+
+    return patches
 
 
 def _mini_clip_towers() -> tuple[Any, Any, Any]:
@@ -135,8 +151,10 @@ def load_concept_encoders(clip: str = THESIS_CLIP, clip_image: str = "pooler", d
         dino_model = load_dinov2(weights_dir=weights_dir)
     elif dino == "dino-vitb16":
         dino_model = load_dino_v1(weights_dir=weights_dir)
+    elif dino == "mini-clip-patches":
+        dino_model = mini_clip_patch_embedding()
     elif dino is not None:
-        raise ValueError(f"unknown DINO encoder {dino!r}; valid: dinov2-base, dino-vitb16, none")
+        raise ValueError(f"unknown DINO encoder {dino!r}; valid: dinov2-base, dino-vitb16, mini-clip-patches, none")
     return ConceptEncoders(clip_image=pooled if clip_image == "pooler" else projected, clip_projected=projected,
                            clip_text=text, clip_tag=",".join(tags), dino=dino_model,
                            dino_tag="" if dino in (None, THESIS_DINO) else str(dino))

@@ -98,7 +98,8 @@ class ConceptConfig:
     clip_t_identifiers: Literal["class", "strip"] = "class"
     """CLIP-T text: identifiers replaced by their class words (default [I]) or stripped (the author's code)."""
     dino: str | None = "dinov2-base"
-    """DINO encoder: ``dinov2-base`` (default [I], the thesis' "DINO-V2"), ``dino-vitb16`` (DINO v1) or None."""
+    """DINO encoder: ``dinov2-base`` (default [I], the thesis' "DINO-V2"), ``dino-vitb16`` (DINO v1),
+    ``mini-clip-patches`` (the mini profile's stand-in, keys ``dino[mini-clip-patches,...]``) or None."""
     weights_dir: str | None = None
     """Folder with the CLIP / DINO folders (else ``$BENCH_WEIGHTS``)."""
     fit_masks: Literal["none", "dataset", "folder"] = "none"

@@ -417,18 +417,24 @@ def _index_page(by_task: dict[str, list[dict[str, Any]]], records: list[dict[str
 
 
 def _tables_page(records: list[dict[str, Any]], paper_dir: Path | None) -> str:
+    from bench.tables.contributed import contributed_methods, with_methods
     from bench.tables.paper import load_all
     from bench.tables.render import html_fragment
     from bench.tables.reproduce import reproduce_table
 
     parts = ["<h1>Paper tables</h1>", '<p class="meta">Reported values next to the values reproduced by the records on this '
-             "site, per profile. Tables without any reproduced cell are listed at the end.</p>"]
+             "site, per profile. Accepted entries of other methods are extra columns (or rows) marked contributed, "
+             "filled only from records of the protocol of the paper cells beside them (<code>bench table ID --with "
+             "METHOD</code> renders the same). Tables without any reproduced cell are listed at the end.</p>"]
     empty = []
     for table in load_all(paper_dir):
         shown = False
         for profile in ("paper", "mini"):
             result = reproduce_table(table, profile, records)
             if result.n_reproduced:
+                accepted = contributed_methods(result, records)  # entries beside the paper's methods, as --with
+                if accepted:
+                    result = with_methods(result, accepted, records)
                 parts.append('<div class="scroll">' + html_fragment(result, record_href=lambda run_id: f"records/{run_id}.json") + "</div>")
                 shown = True
         if not shown:

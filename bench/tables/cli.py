@@ -15,6 +15,7 @@ EXIT_USAGE = 2
 EPILOG = """Examples:\n
   bench table --list\n
   bench table thesis-4.5 --profile mini\n
+  bench table thesis-4.5 --profile mini --with mymethod\n
   bench table meddiff-ft-1 --profile paper --format latex --output table.tex\n
   bench table thesis-5.3 --records bench-runs/records --format csv
 """
@@ -29,6 +30,8 @@ def table_command(
                                        help="Folder of result records (repeatable). Default: bench-runs/records and results/leaderboard."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
     paper_dir: Optional[Path] = typer.Option(None, "--paper-dir", help="Folder of the paper table files (default: results/paper)."),
+    with_: list[str] = typer.Option([], "--with", "-w", help="Add a contributed method as a column (METHOD[,METHOD]; "
+                                    "repeatable), filled from its records of the paper cells' protocols."),
 ) -> None:
     """Render a paper table: reported | reproduced ± std (n seeds) | Δ, with the derived claims under it."""
     from bench.tables.dynamic_range import with_footer
@@ -59,6 +62,9 @@ def table_command(
     folders = list(records) or default_record_dirs()
     all_records = load_records(folders)
     result = reproduce_table(table, profile, all_records)
+    methods = list(dict.fromkeys(m.strip() for item in with_ for m in item.split(",") if m.strip()))
+    if methods:
+        result = _with_methods(result, methods, all_records, folders, profile)
     text = with_footer(render(result, fmt), result, all_records, fmt)  # each task's dynamic range (controls)
     if output:
         from bench.store import atomic_write_text
@@ -67,6 +73,24 @@ def table_command(
         typer.echo(f"wrote {output}", err=True)
     else:
         typer.echo(text, nl=False)
+
+
+def _with_methods(result, methods, records, folders, profile):  # noqa: ANN001, ANN202
+    """The table with the contributed methods' entries (one error line when --with cannot apply to it; a note
+    on stderr for a method none of whose records fills a cell)."""
+    from bench.tables.contributed import WithError, is_contributed, with_methods
+
+    try:
+        extended = with_methods(result, methods, records)
+    except WithError as exc:
+        _fail(str(exc))
+    t = extended.table
+    for method in methods:
+        keys = {a.key for a in (*t.columns, *t.rows) if is_contributed(a) and a.query.get("method") == method}
+        if not any(c.status == "ok" for (row, col), c in extended.cells.items() if row in keys or col in keys):
+            typer.echo(f"note: no record of {method} in {', '.join(map(str, folders))} matches a cell of {t.id} in "
+                       f"the {profile} profile (bench results shows its records)", err=True)
+    return extended
 
 
 table_command.__doc__ = (table_command.__doc__ or "") + "\n\n" + EPILOG

@@ -12,6 +12,7 @@ import csv
 import html
 import io
 from collections.abc import Callable
+from typing import Any
 
 from bench.tables.claims import ClaimResult, evaluate_claims
 from bench.tables.reproduce import CellResult, TableResult
@@ -63,8 +64,10 @@ def fmt_claim_value(value: float | None, claim: ClaimResult) -> str:
 
 def header_line(result: TableResult) -> str:
     t = result.table
-    total = len(result.cells)
-    line = (f"Source: {t.title} · profile: {result.profile} · {result.n_reproduced} of {total} cells reproduced "
+    extra = {a.key for a in (*t.columns, *t.rows) if _contributed(a)}  # --with entries: not the paper's cells
+    paper = [c for (row, col), c in result.cells.items() if row not in extra and col not in extra]
+    total, reproduced = len(paper), sum(1 for c in paper if c.status == "ok")
+    line = (f"Source: {t.title} · profile: {result.profile} · {reproduced} of {total} cells reproduced "
             f"from {result.n_records} record(s) of this profile")
     if result.profile != "paper":
         line += (f" · the {result.profile} profile runs on the embedded mini world with small models, so Δ measures "
@@ -89,19 +92,52 @@ def reproduced_label(result: TableResult, col: str) -> str:
     return f"reproduced as {', '.join(proxies)}" if proxies else "reproduced"
 
 
+def _contributed(axis: Any) -> bool:
+    return bool(axis.extra.get("contributed"))
+
+
 def _grid(result: TableResult, pm: str = "±") -> tuple[list[str], list[list[str]]]:
+    """Header and body: per paper column reported | reproduced | Δ; per contributed column (``--with``) only its
+    values (no paper number to compare)."""
     t = result.table
     head = ["Row"]
     for c in t.columns:
+        if _contributed(c):
+            head.append(f"{c.label} (contributed) {reproduced_label(result, c.key).removeprefix('reproduced')}".strip())
+            continue
         head += [f"{c.label} reported", f"{c.label} {reproduced_label(result, c.key)}", f"{c.label} Δ"]
     body = []
     for r in t.rows:
-        line = [r.label]
+        line = [r.label + (" (contributed)" if _contributed(r) else "")]
         for c in t.columns:
             cell = result.cell(r.key, c.key)
-            line += [fmt_reported(cell), fmt_reproduced(cell, pm), fmt_delta(cell)]
+            line += [fmt_reproduced(cell, pm)] if _contributed(c) else [fmt_reported(cell), fmt_reproduced(cell, pm),
+                                                                         fmt_delta(cell)]
         body.append(line)
     return head, body
+
+
+def contributed_summary(result: TableResult) -> list[str]:
+    """One sentence per contributed method (``--with``): how many of its cells were filled, and from which
+    protocols; empty for a table without contributed entries."""
+    t = result.table
+    out = []
+    for axis in (*t.columns, *t.rows):
+        if not _contributed(axis):
+            continue
+        cells = [c for (row, col), c in result.cells.items() if axis.key in (row, col)]
+        ok = [c for c in cells if c.status == "ok"]
+        protocols = sorted({c.protocol[:8] for c in ok if c.protocol})
+        uncompared = sum(1 for c in ok if c.note.startswith("no paper cell"))
+        elsewhere = [c.note for c in cells if c.status == "no-run" and c.note.startswith("records of")]
+        text = (f"{axis.label} (contributed): {len(ok)} of {len(cells)} cells from its records"
+                + (f" of protocol {', '.join(protocols)}, the paper cells' beside them" if protocols else ""))
+        if uncompared:
+            text += f"; {uncompared} beside no reproduced paper cell (protocol not compared)"
+        if elsewhere:
+            text += f"; {len(elsewhere)} empty: {elsewhere[0]}"
+        out.append(text + ".")
+    return out
 
 
 def _claim_rows(result: TableResult) -> list[tuple[ClaimResult, list[str]]]:
@@ -130,7 +166,7 @@ def to_markdown(result: TableResult) -> str:
     out.append("| " + " | ".join(_md_escape(h) for h in head) + " |")
     out.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
     out += ["| " + " | ".join(_md_escape(x) for x in line) + " |" for line in body]
-    out += ["", LEGEND]
+    out += ["", LEGEND, *(["", *contributed_summary(result)] if contributed_summary(result) else [])]
     claims = _claim_rows(result)
     if claims:
         out += ["", "Derived claims:", "", "| " + " | ".join(CLAIM_HEAD) + " |", "|---|---:|---:|---:|---|"]
@@ -174,13 +210,16 @@ def latex_escape(text: str) -> str:
 
 def to_latex(result: TableResult) -> str:
     t = result.table
-    n = len(t.columns)
+    widths = [1 if _contributed(c) else 3 for c in t.columns]
     out = ["% " + header_line(result), r"\begin{table}[t]", r"\centering", r"\small",
            rf"\caption{{{latex_escape(t.caption)} ({latex_escape(t.title)}; profile {result.profile})}}",
-           rf"\label{{tab:{t.id}}}", r"\begin{tabular}{l" + "rrr" * n + "}", r"\toprule"]
-    out.append(" & " + " & ".join(rf"\multicolumn{{3}}{{c}}{{{latex_escape(c.label)}}}" for c in t.columns) + r" \\")
-    out.append(" ".join(rf"\cmidrule(lr){{{2 + 3 * i}-{4 + 3 * i}}}" for i in range(n)))
-    out.append(" & " + " & ".join(["Rep.", "Repr.", r"$\Delta$"] * n) + r" \\")
+           rf"\label{{tab:{t.id}}}", r"\begin{tabular}{l" + "r" * sum(widths) + "}", r"\toprule"]
+    out.append(" & " + " & ".join(rf"\multicolumn{{{w}}}{{c}}{{{latex_escape(c.label)}}}"
+                                  for c, w in zip(t.columns, widths)) + r" \\")
+    starts = [2 + sum(widths[:i]) for i in range(len(widths))]
+    out.append(" ".join(rf"\cmidrule(lr){{{a}-{a + w - 1}}}" for a, w in zip(starts, widths)))
+    out.append(" & " + " & ".join(x for w in widths for x in (["Contrib."] if w == 1 else
+                                                               ["Rep.", "Repr.", r"$\Delta$"])) + r" \\")
     out.append(r"\midrule")
     _, body = _grid(result)
     out += [" & ".join(latex_escape(x) for x in line) + r" \\" for line in body]
@@ -201,12 +240,13 @@ def html_fragment(result: TableResult, record_href: Callable[[str], str] | None 
     esc = html.escape
     out = [f'<section class="paper-table" id="{esc(t.id)}">', f"<h2>{esc(t.id)}: {esc(t.caption)}</h2>",
            f'<p class="meta">{esc(header_line(result))}</p>', '<table class="sortable">', "<thead><tr><th>Row</th>"]
-    out += [f'<th colspan="3">{esc(c.label)}</th>' for c in t.columns]
-    out.append("</tr><tr><th></th>" + "".join(f"<th>reported</th><th>{esc(reproduced_label(result, c.key))}</th><th>Δ</th>"
-                                              for c in t.columns))
+    out += [f'<th colspan="{1 if _contributed(c) else 3}">{esc(c.label)}</th>' for c in t.columns]
+    out.append("</tr><tr><th></th>" + "".join(
+        f"<th>contributed, {esc(reproduced_label(result, c.key))}</th>" if _contributed(c) else
+        f"<th>reported</th><th>{esc(reproduced_label(result, c.key))}</th><th>Δ</th>" for c in t.columns))
     out.append("</tr></thead><tbody>")
     for r in t.rows:
-        out.append(f"<tr><th scope=\"row\">{esc(r.label)}</th>")
+        out.append(f"<tr><th scope=\"row\">{esc(r.label)}{' (contributed)' if _contributed(r) else ''}</th>")
         for c in t.columns:
             cell = result.cell(r.key, c.key)
             title = esc(cell.query.describe() if cell.query else cell.note)
@@ -214,10 +254,14 @@ def html_fragment(result: TableResult, record_href: Callable[[str], str] | None 
             if record_href and cell.run_ids:
                 repro = f'<a href="{esc(record_href(cell.run_ids[0]))}">{repro}</a>'
             mark = f' class="{cell.reported.mark}"' if cell.reported is not None and cell.reported.mark else ""
+            if _contributed(c):
+                out.append(f'<td class="{esc(cell.status)} contributed" title="{title}">{repro}</td>')
+                continue
             out.append(f"<td{mark}>{esc(fmt_reported(cell))}</td>"
                        f'<td class="{esc(cell.status)}" title="{title}">{repro}</td><td>{esc(fmt_delta(cell))}</td>')
         out.append("</tr>")
     out += ["</tbody></table>", f'<p class="legend">{esc(LEGEND)}</p>']
+    out += [f'<p class="contributed">{esc(line)}</p>' for line in contributed_summary(result)]
     claims = _claim_rows(result)
     if claims:
         out.append('<table class="claims"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in CLAIM_HEAD) + "</tr></thead><tbody>")

@@ -157,4 +157,6 @@ def augmented_arm(real: tuple[torch.Tensor, torch.Tensor], syn: tuple[torch.Tens
         logger.warning("patch-merge: %d generated samples name no real training image and are not used", unmatched)
     hook = PatchMerge(syn[0], syn[1].float()[:, None], partners, alpha=float(spec.get("alpha", 0.6)),
                       patch_fraction=float(spec.get("patch_fraction", 1 / 6)), mode=str(spec.get("mode", "input")))
+    logger.info("patch-merge (%s, alpha %g, patch %.3g of the side): %d of %d real images have synthetic partners",
+                hook.mode, hook.alpha, hook.patch_fraction, sum(1 for p in partners if p), len(partners))
     return real, hook

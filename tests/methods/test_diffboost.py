@@ -54,7 +54,7 @@ def mini_sd_parts():
 def _config(**kw):
     base = dict(resolution=32, pretrain="mini-worlds", pretrain_per_world=4, pretrain_steps=2, pretrain_lr=1e-3,
                 pretrain_batch_size=2, steps=2, batch_size=2, lr=1e-3, sample_steps=2, guidance_scale=2.0,
-                generate_batch=4, edge_sigma=1.0)
+                generate_batch=4, edge_sigma=1.0, edge_detector="canny")
     return DiffBoostConfig(**{**base, **kw})
 
 
@@ -95,3 +95,19 @@ def test_folder_pretraining_prompts(tmp_path):
         Image.fromarray(np.full((20, 20), 128, np.uint8)).save(tmp_path / rel / "a.png")
     samples, prompts = _folder_pairs(tmp_path, 16)
     assert prompts == ["CT, abdomen, normal", "US, thyroid, nodule"] and samples[0].image.shape == (3, 16, 16)
+
+
+def test_hed_reads_the_bsds500_key_layout(tmp_path):
+    """A weight file in sniklaus' layout (``moduleVggOne.0.weight`` ...) loads; edges are 8-bit levels in [0, 1]."""
+    from methods.diffboost.edges import image_edges
+    from methods.diffboost.hed import HED, load_hed
+
+    torch.manual_seed(0)
+    state = {k.replace("net", "module", 1): v for k, v in HED().state_dict().items()}
+    torch.save(state, tmp_path / "network-bsds500.pth")
+    hed = load_hed(tmp_path / "network-bsds500.pth")
+    edges = image_edges(np.random.default_rng(0).random((3, 16, 16)), "hed", hed=hed)
+    assert edges.shape == (16, 16) and 0 <= edges.min() and edges.max() <= 1
+    assert np.allclose(edges * 255, np.round(edges * 255))
+    with pytest.raises(FileNotFoundError, match="HED weights not found"):
+        load_hed(tmp_path / "missing.pth")

@@ -1,0 +1,3 @@
+from .method import M2Trans
+
+__all__ = ["M2Trans"]

@@ -1,0 +1,3 @@
+from .method import R2Gen
+
+__all__ = ["R2Gen"]

@@ -63,8 +63,10 @@ class CxrIrgenConfig:
     guidance_scale: float = 7.5
     generate_batch: int = 20
     # language module
-    report_model: Literal["cxr-irgen"] = "cxr-irgen"
-    """Report generator of the pipeline (Table 6.4 rows): CXR-IRGen's language module."""
+    report_model: Literal["cxr-irgen", "r2gen", "m2trans", "retrieval"] = "cxr-irgen"
+    """Report generator of the pipeline (Table 6.4 rows): CXR-IRGen's language module, or a report baseline (its
+    config for the run's profile, ``report_section`` passed on) fitted on the same training set and given the
+    generated images."""
     report_section: Literal["findings", "findings+impression"] = "findings"
     """Training texts: findings (F) or findings and impression as separate texts (F+I) [T]."""
     bart: str = "bart-base"
@@ -131,6 +133,7 @@ class CxrIrgen(GeneratorBase):
         self.tokenizer: Any = None
         self.ae: language.ReportAutoencoder | None = None
         self.prior: Any = None
+        self.reporter: Any = None
 
     # -- components ---------------------------------------------------------------------------------
     def _load_base(self) -> None:
@@ -232,6 +235,11 @@ class CxrIrgen(GeneratorBase):
         advance = ctx.progress("cxr-irgen vision", c.steps)
         losses = vision.train_denoiser(self.denoiser, self.parts.scheduler, self.parts.codec, images, conds, c.steps,
                                        c.batch_size, c.lr, c.weight_decay, derive_seed(ctx.seed, 72), advance)
+        self.fit_log = {"vision_loss_last50": _mean(losses[-50:])}
+        if c.report_model != "cxr-irgen":
+            self.reporter = self._make_reporter(ctx.profile)
+            self.reporter.fit(train, ctx)
+            return
         # (II) language module
         texts, targets, keep = [], [], []
         seen: set[str] = set()
@@ -269,6 +277,18 @@ class CxrIrgen(GeneratorBase):
                         "n_texts": len(texts), "n_prior_pairs": len(keep)}
         logger.info("cxr-irgen fit: %s", self.fit_log)
 
+    def _make_reporter(self, profile: str, values: dict[str, Any] | None = None) -> Any:
+        """The report baseline of ``report_model`` with its profile config (or ``values``) and our report_section."""
+        from bench.config import build, method_config_file, profile_section
+        from bench.registry import METHODS
+
+        cls = METHODS.get(self.config.report_model)
+        if values is None:
+            values = profile_section(method_config_file(cls), profile)
+            if "report_section" in {f.name for f in __import__("dataclasses").fields(cls.Config)}:
+                values = {**values, "report_section": self.config.report_section}
+        return cls(build(cls.Config, values, f"method.report_model={self.config.report_model}"))
+
     def _pool_vectors(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.encoders.images(images[i:i + 128]) for i in range(0, len(images), 128)])
 
@@ -290,6 +310,12 @@ class CxrIrgen(GeneratorBase):
         save_file({k: v.contiguous() for k, v in self.denoiser.state_dict().items()}, str(path / "denoiser.safetensors"))
         save_file({"keys": self.bank_keys.contiguous(), "vectors": self.bank_vectors.contiguous()},
                   str(path / "references.safetensors"))
+        if self.reporter is not None:
+            (path / "reporter").mkdir()
+            self.reporter.save(path / "reporter")
+            (path / "reporter.json").write_text(json.dumps(asdict(self.reporter.config)))
+            (path / "fit.json").write_text(json.dumps({"config": asdict(self.config), **self.fit_log}, default=str))
+            return
         state = {f"bart.{k}": v for k, v in self.ae.bart.state_dict().items()}
         state.update({f"prior.{k}": v for k, v in self.prior.state_dict().items()})
         shared = {"bart.model.shared.weight", "bart.lm_head.weight", "bart.model.encoder.embed_tokens.weight",
@@ -316,11 +342,11 @@ class CxrIrgen(GeneratorBase):
         self.denoiser.eval().requires_grad_(False)
         refs = load_file(str(path / "references.safetensors"))
         self.bank_keys, self.bank_vectors = refs["keys"], refs["vectors"]
-        tokenizer = language.load_tokenizer(path / "tokenizer")
-        c = self.config
-        if c.bart != "scratch":  # structure from the folder's config; weights from the fit
-            pass
-        self._new_language(tokenizer)
+        if self.config.report_model != "cxr-irgen":
+            self.reporter = self._make_reporter("", json.loads((path / "reporter.json").read_text()))
+            self.reporter.load(path / "reporter")
+            return
+        self._new_language(language.load_tokenizer(path / "tokenizer"))
         state = load_file(str(path / "language.safetensors"))
         bart_state = {k[5:]: v for k, v in state.items() if k.startswith("bart.")}
         missing, unexpected = self.ae.bart.load_state_dict(bart_state, strict=False)
@@ -353,8 +379,11 @@ class CxrIrgen(GeneratorBase):
             index = [int(cond.meta.get("index", start + k)) for k, cond in enumerate(chunk)]
             given = [cond.reference is not None for cond in chunk]
             if all(given):  # reports for given images (task input=real)
-                imgs = torch.stack([vision.images_at(cond.reference[None], c.resolution)[0] for cond in chunk])
-                reports = self.reports_from(self._prior_input(imgs), derive_seed(ctx.seed, 19, index[0]))
+                if self.reporter is not None:
+                    reports = [s.report for s in self.reporter.generate(list(chunk), ctx)]
+                else:
+                    imgs = torch.stack([vision.images_at(cond.reference[None], c.resolution)[0] for cond in chunk])
+                    reports = self.reports_from(self._prior_input(imgs), derive_seed(ctx.seed, 19, index[0]))
                 for cond, rep in zip(chunk, reports):
                     yield Sample(report=rep, labels=cond.labels.clone())
                 continue
@@ -377,8 +406,12 @@ class CxrIrgen(GeneratorBase):
                              decode=False)
             with torch.no_grad():
                 images = self.parts.codec.decode(latents).float().clamp(0, 1)
-            inputs = self._prior_input(images, latents if c.prior_input == "latent" else None)
-            reports = self.reports_from(inputs, derive_seed(ctx.seed, 19, index[0]))
+            if self.reporter is not None:
+                given_images = [Condition(reference=im, meta={"index": i}) for im, i in zip(images, index)]
+                reports = [s.report for s in self.reporter.generate(given_images, ctx)]
+            else:
+                inputs = self._prior_input(images, latents if c.prior_input == "latent" else None)
+                reports = self.reports_from(inputs, derive_seed(ctx.seed, 19, index[0]))
             for k, cond_k in enumerate(chunk):
                 yield Sample(image=images[k].clone(), report=reports[k], labels=cond_k.labels.clone(), prompt=prompts[k])
 

@@ -87,12 +87,14 @@ def causal_mask(n: int, device: Any = None) -> torch.Tensor:
 
 
 def fit_captioner(model: nn.Module, images: torch.Tensor, tokens: torch.Tensor, epochs: int, batch_size: int,
-                  lr: float, seed: int, advance: Callable[..., None] | None = None) -> list[float]:
-    """Teacher-forced cross-entropy (pads ignored), Adam with step decay 0.8 per epoch (R2Gen's schedule)."""
+                  lr: float, seed: int, advance: Callable[..., None] | None = None, lr_step: int = 50,
+                  lr_gamma: float = 0.1) -> list[float]:
+    """Teacher-forced cross-entropy (pads ignored), Adam, learning rate times ``lr_gamma`` every ``lr_step`` epochs
+    (R2Gen: 50, 0.1)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.8)
+    sched = torch.optim.lr_scheduler.StepLR(opt, lr_step, gamma=lr_gamma)
     model.train()
     losses = []
     for _ in range(epochs):

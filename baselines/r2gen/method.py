@@ -40,6 +40,9 @@ class R2GenConfig:
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-4
+    lr_step: int = 50
+    """Epochs between learning-rate decays (R2Gen: 50)."""
+    lr_gamma: float = 0.1
     beam: int = 3
     checkpoint: str | None = None
     """A folder saved by this baseline: load it instead of training."""
@@ -94,7 +97,8 @@ class R2Gen(GeneratorBase):
         self.model = self.build_model(len(self.vocab))
         n = (len(images) + c.batch_size - 1) // c.batch_size
         losses = captioning.fit_captioner(self.model, images, tokens, c.epochs, c.batch_size, c.lr,
-                                          derive_seed(ctx.seed, 82), ctx.progress(f"{type(self).__name__} fit", c.epochs * n))
+                                          derive_seed(ctx.seed, 82), ctx.progress(f"{type(self).__name__} fit", c.epochs * n),
+                                          c.lr_step, c.lr_gamma)
         self.fit_log = {"loss_first": losses[0], "loss_last": sum(losses[-20:]) / len(losses[-20:]),
                         "vocab": len(self.vocab), "pairs": len(pairs)}
 

@@ -84,7 +84,7 @@ class R2GenModel(nn.Module):
         super().__init__()
         self.visual = PatchExtractor(d_model)
         enc_layer = nn.TransformerEncoderLayer(d_model, heads, ffn, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(enc_layer, layers)
+        self.encoder = nn.TransformerEncoder(enc_layer, layers, enable_nested_tensor=False)
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Parameter(torch.zeros(1, max_length + 2, d_model))
         nn.init.normal_(self.pos, std=0.02)

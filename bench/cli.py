@@ -36,6 +36,8 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 @app.command(epilog="""Examples:\n
   bench run --task seg-aug --method classic-aug\n
+  bench run --task seg-aug --method didgen --dry-run\n
+  bench run --task seg-aug --method didgen --protocol seg-aug/mini-s2.5k@v1\n
   bench run --task seg-aug --method real-only --profile smoke --seed 1\n
   bench run --task seg-aug --dataset ph2 --data-root ~/data --method classic-aug --set task.n_generate=200\n
   bench run --task seg-aug --method mypkg.module:MyGenerator""")

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bench.cli import interrupted_line
 from bench.dry_run import report
 from bench.runner import RunConfig, RunInterrupted
@@ -74,3 +76,19 @@ def test_dry_run_names_the_protocol_stages_and_estimate_and_writes_nothing(tmp_p
     assert off.startswith("protocol: ") and "no named protocol: --config/--set changed the settings of seg-aug/mini@v1" \
         in off and "no shipped record has it" in off
     assert max(map(len, lines)) <= 120
+
+
+def test_ctrl_c_while_a_sweep_plans_is_one_line_and_exit_130(capsys) -> None:
+    import typer
+
+    from bench.cli import _sweep_interruptible
+
+    def planning(file: str) -> None:
+        raise KeyboardInterrupt
+
+    wrapped = _sweep_interruptible(planning)
+    with pytest.raises(typer.Exit) as stop:
+        wrapped("ch4-mini.yaml")
+    assert stop.value.exit_code == 130
+    assert capsys.readouterr().err == ("interrupted: bench sweep stopped; finished runs and stages are cached in the "
+                                       "work dir; rerun the same command to resume\n")

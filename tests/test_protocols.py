@@ -77,3 +77,16 @@ def test_a_bad_protocols_file_is_one_error(tmp_path) -> None:
     bad.write_text("seg-aug-mini: {title: a}\n")
     with pytest.raises(protocols.ProtocolError, match="is not <task>/<profile>"):
         protocols.load(bad)
+
+
+def test_site_sections_and_record_list_show_the_name_with_the_hash_beside() -> None:
+    from bench.leaderboard.site import _protocol_cell, _section_heading
+
+    record = next(r for r in SHIPPED if r["protocol_hash"].startswith("44a07134"))
+    heading = _section_heading("mini", "derm-mini", record["protocol_hash"], record)
+    assert heading.startswith('<h2 id="mini-derm-mini-44a07134d91b">Protocol <code>seg-aug/mini-s2.5k@v1</code> — '
+                              "S_2.5k twin, 4 segmenters (<code title=")
+    assert "Thesis Table 4.5&#x27;s S_2.5k rows" in heading  # the protocol's description under the heading
+    assert _protocol_cell(record).startswith("<code>seg-aug/mini-s2.5k@v1</code> (<code title=")
+    unnamed = dict(record, protocol_hash="0" * 64)
+    assert "no named protocol" in _section_heading("mini", "derm-mini", "0" * 64, unnamed)

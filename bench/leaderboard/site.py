@@ -389,6 +389,15 @@ def _section_heading(profile: str, dataset: str, proto: str, record: dict[str, A
             f"dataset <code>{esc(dataset)}</code></h2>" + about)
 
 
+def _protocol_cell(record: dict[str, Any]) -> str:
+    """The record's protocol name (bench/protocols.yaml) with the hash beside, or the hash alone."""
+    from bench.protocols import record_protocol
+
+    named = record_protocol(record)
+    code = f'<code title="{esc(record["protocol_hash"])}">{esc(record["protocol_hash"][:8])}</code>'
+    return f"<code>{esc(named.name)}</code> ({code})" if named else code
+
+
 def _index_page(by_task: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]]) -> str:
     rows = []
     for task, recs in sorted(by_task.items()):
@@ -405,7 +414,7 @@ def _index_page(by_task: dict[str, list[dict[str, Any]]], records: list[dict[str
         rec_rows.append(f'<tr><td class="text">{esc(rec["created"])}</td><td class="text"><a href="{esc(task_page_name(rec["task"]["id"]))}">'
                         f'{esc(rec["task"]["id"])}</a></td><td class="text">{esc(rec["method"]["id"])}</td>'
                         f'<td class="text">{esc(rec["dataset"]["id"])}</td><td class="text">{esc(rec["profile"])}</td>'
-                        f'<td data-value="{rec["seed"]}">{rec["seed"]}</td><td class="text"><code>{esc(rec["protocol_hash"][:12])}</code></td>'
+                        f'<td data-value="{rec["seed"]}">{rec["seed"]}</td><td class="text">{_protocol_cell(rec)}</td>'
                         f'<td class="text"><a href="records/{esc(rec["run_id"])}.json">{esc(rec["run_id"])}</a></td></tr>')
     listing = ('<table class="sortable" id="records"><thead><tr><th class="text">Date (UTC)</th><th class="text">Task</th>'
                '<th class="text">Method</th><th class="text">Dataset</th><th class="text">Profile</th><th>Seed</th>'

@@ -45,7 +45,7 @@ def fmt_reproduced(cell: CellResult, pm: str = "±") -> str:
     if cell.std is not None:
         text += f" {pm} {cell.std:.{d}f}"
     text += f" (n={cell.n_seeds})"
-    return text + (" †" if cell.note else "")
+    return text + (" †" if "other protocol" in cell.note else "")  # the legend: records of other protocols
 
 
 def fmt_delta(cell: CellResult) -> str:

@@ -62,7 +62,9 @@ def _blur(field: torch.Tensor, sigma: float) -> torch.Tensor:
 class Noise(GeneratorBase):
     """Random images with the condition's mask and label (or random ones): no information about the task."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label"}),
+    # A prompt or reference image is accepted and ignored: a control that carries no information about it (the
+    # floor of prompt-conditioned tasks, a chance-level annotator on skin-tone).
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label", "prompt", "reference"}),
                                                         returns=frozenset({"image", "mask", "label"}))
     Config = NoiseConfig
     version: ClassVar[str] = "1"
@@ -110,7 +112,8 @@ class Noise(GeneratorBase):
             raise RuntimeError("noise: generate before fit/load")
         for position, cond in enumerate(conditions):
             g = ctx.torch_generator(23, int(cond.meta.get("index", position)))  # shard-independent
-            size = int(cond.mask.shape[-1]) if cond.mask is not None else self.state["size"]
+            like = cond.mask if cond.mask is not None else cond.reference
+            size = int(like.shape[-1]) if like is not None else self.state["size"]
             image = self._image(size, g)
             mask = cond.mask.bool() if cond.mask is not None and self.config.mask == "given" else self._blob(size, g)
             label = cond.label

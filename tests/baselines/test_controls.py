@@ -73,6 +73,9 @@ def test_noise_follows_conditions_and_carries_matched_colours(tmp_path):
     rand.fit(train, RunContext())
     s = next(rand.generate([Condition(meta={"index": 0})], RunContext()))
     assert 0.03 < s.mask.float().mean() < 0.45 and s.label in range(7)
+    # a reference or prompt is ignored: the same draw as without it, at the reference's size
+    ref = Condition(reference=torch.rand(3, 32, 32), prompt="a lesion", meta={"index": 0})
+    assert torch.equal(next(rand.generate([ref], RunContext())).image, s.image)
 
 
 @pytest.mark.parametrize("method", ["world-oracle", "noise"])

@@ -48,6 +48,8 @@ class Verification:
     rerun_id: str = ""
     identical: int = 0
     """Values equal bit for bit (JSON/CSV round trip), whatever the mode."""
+    notes: list[str] = field(default_factory=list)
+    """What could not be compared, and why."""
 
     @property
     def matched(self) -> bool:
@@ -59,7 +61,8 @@ class Verification:
                 + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in self.environment_differences.items()))
         if self.matched:
             same = "" if self.exact else f"; {self.identical} of {self.compared} also identical"
-            return f"verified: {self.compared} values of {self.run_id} reproduced {mode}{same}"
+            notes = "".join(f"; {n}" for n in self.notes)
+            return f"verified: {self.compared} values of {self.run_id} reproduced {mode}{same}{notes}"
         return f"not verified: {len(self.differences)} of {self.compared} values of {self.run_id} differ, compared {mode}"
 
 
@@ -174,11 +177,16 @@ def verify(record_path: Path, work_dir: Path | None = None, data_root: Path | No
     here["torch_threads"] = threads or recorded_threads
     env_diff = {k: (there[k], here[k]) for k in here if there.get(k) != here.get(k)}
     exact = not env_diff
+    notes = []
+    if recorded_scores is None and rerun_scores is not None:
+        # a record written before its task stored per-sample scores (derm-quality before 2026-12-05)
+        notes.append("per-sample rows not compared: the record has no per-sample file, the rerun has one")
+        rerun_scores = None
     count, diffs = compare(record, rerun, recorded_scores, rerun_scores, exact)
     identical = count - len(compare(record, rerun, recorded_scores, rerun_scores, True)[1])
     if rerun["run_id"] != record["run_id"]:
         diffs.insert(0, Difference("run_id", record["run_id"], rerun["run_id"]))
-    return Verification(record["run_id"], exact, env_diff, count, diffs, rerun["run_id"], identical)
+    return Verification(record["run_id"], exact, env_diff, count, diffs, rerun["run_id"], identical, notes)
 
 
 def _link_sources(record: dict[str, Any], scratch: Path, sources: Path | None) -> None:

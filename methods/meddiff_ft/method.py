@@ -61,6 +61,10 @@ class MedDiffFTConfig:
     """G_bg fine-tuning steps (None: ``steps``)."""
     bg_dilate: int = 3
     """Pixels the lesion mask is dilated by before G_bg repairs it (spec A.14: ~3)."""
+    bg_sample_steps: int = 50
+    """DDIM steps of G_bg's repair (Eq. 2 blending, pasted back outside the region) [U]."""
+    bg_guidance_scale: float = 7.5
+    """Classifier-free guidance of G_bg's repair [U] (the lesion generator's default)."""
     mask_generator: bool = True
     """New masks from G_mask (paper); False: cycle the training masks (ablation of mask diversity)."""
     mask_resolution: int = 128
@@ -230,7 +234,7 @@ class MedDiffFT(GeneratorBase):
             backgrounds = torch.cat([
                 inpaint(self.parts, bg_unet, sources[k:k + c.generate_batch], repair[k:k + c.generate_batch],
                         c.bg_prompt, [derive_seed(seed, 3, k + j) for j in range(len(sources[k:k + c.generate_batch]))],
-                        "ddim", min(c.sample_steps, 50), c.guidance_scale, c.blend, paste_back=True)
+                        "ddim", c.bg_sample_steps, c.bg_guidance_scale, "eq2", paste_back=True)
                 for k in range(0, len(sources), c.generate_batch)])
             del bg_unet
         self.backgrounds = backgrounds

@@ -73,7 +73,7 @@ def test_erosion_and_mask_clean_up():
 
 
 def _config(**kw):
-    base = dict(resolution=32, n_finetune=6, steps=2, batch_size=2, grad_accum=1, lr=1e-4, bg_steps=2,
+    base = dict(resolution=32, n_finetune=6, steps=2, batch_size=2, grad_accum=1, lr=1e-4, bg_steps=2, bg_sample_steps=2,
                 n_backgrounds=3, mask_resolution=16, mask_channels=(8, 16), mask_steps=2, mask_sample_steps=2,
                 mask_tries=1, sampler="ddim", sample_steps=2, guidance_scale=1.0, generate_batch=4)
     return MedDiffFTConfig(**{**base, **kw})

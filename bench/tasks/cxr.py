@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from bench.data.base import DataError
-from bench.interface import Condition, RunContext, Sample, derive_seed
+from bench.interface import Capabilities, Condition, RunContext, Sample, derive_seed
 from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import open_dataset, resize_image, verify_read_splits
 
@@ -150,6 +150,17 @@ class CxrTask(Task):
         self.needs = frozenset({"image": {"image"}, "report": {"report"}, "both": {"image", "report"}}[config.output])
 
     # -- what the task gives ---------------------------------------------------------------------
+    def incompatibility(self, capabilities: Capabilities) -> str | None:
+        why = super().incompatibility(capabilities)
+        if why:
+            runs = [o for o, need in (("image", {"image"}), ("report", {"report"}), ("both", {"image", "report"}))
+                    if need <= capabilities.returns and o != self.config.output
+                    and capabilities.requires <= ({"labels", "prompt", "reference"} if o == "report" else {"labels", "prompt"})]
+            if runs:
+                o = runs[-1]
+                why += f" (it runs with task.output={o} task.input={'real' if o == 'report' else 'generated'})"
+        return why
+
     def given(self) -> frozenset[str]:
         return frozenset({"labels", "prompt"} | ({"reference"} if self.config.output == "report" else set()))
 

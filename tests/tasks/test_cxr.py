@@ -121,7 +121,7 @@ def test_outputs_select_what_a_method_must_return():
     assert "reference" in _task(output="report", input="real").given()
     assert "reference" not in _task(output="both").given()
     why = _task(output="image").incompatibility(Capabilities(accepts={"labels"}, returns={"report"}))
-    assert why and "image" in why
+    assert why and "image" in why and "task.output=report task.input=real" in why
     with pytest.raises(ConfigError, match="task.input=real"):
         CxrConfig(output="report", input="generated").validate()
 

@@ -141,7 +141,7 @@ def test_conditioning_that_runs_only_names_options_that_make_the_method_run():
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--task", "nope", "--method", "real-only"], "Unknown task 'nope'. Valid tasks: concept, derm-cls"),
+    (["--task", "nope", "--method", "real-only"], "Unknown task 'nope'. Valid tasks: concept, cxr, derm-cls"),
     (["--task", "seg-aug", "--method", "real-only", "--set", "task.max_epochs=-3"], "task.max_epochs=-3: must be >= 1"),
     (["--task", "seg-aug", "--method", "real-only", "--set", "task.lr=0"], "task.lr=0.0: must be > 0"),
     (["--task", "seg-aug", "--method", "nope"], "Unknown method 'nope'."),

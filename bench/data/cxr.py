@@ -67,13 +67,16 @@ class MimicCxr(RealDataset):
         views: ViewPosition values kept (default ``["PA"]``, the thesis's vision data; ``["PA", "AP"]`` for reports).
         uncertain: ``zero`` (default) or ``one``: how -1 enters ``labels``.
         require_report: drop images whose study has no report text (default False).
+        split_rule: ``official`` (default; thesis: the official train / validate / test split) or ``code`` (the
+            CXR-IRGen code's pools, ch6 spec section 4.3: folders p10-p18 keep their official train / validate rows,
+            every row of folder p19 is test, official test rows of p10-p18 are left out).
     """
 
     id = "mimic-cxr"
     fields = frozenset({"image", "labels", "report"})
     class_names = CHEXPERT_LABELS
     channels = 1
-    option_defaults = {"views": ("PA",), "uncertain": "zero", "require_report": False}
+    option_defaults = {"views": ("PA",), "uncertain": "zero", "require_report": False, "split_rule": "official"}
     jpg_dirs = ("mimic-cxr-jpg/2.0.0", "physionet.org/files/mimic-cxr-jpg/2.0.0", "mimic-cxr-jpg", ".")
     report_dirs = ("mimic-cxr/2.0.0", "physionet.org/files/mimic-cxr/2.0.0", "mimic-cxr")
     split_names = {"train": "train", "validate": "val", "test": "test"}
@@ -96,6 +99,9 @@ class MimicCxr(RealDataset):
     def scan(self) -> tuple[list[Record], list[Problem]]:
         if self.options["uncertain"] not in ("zero", "one"):
             raise DataError(f"dataset 'mimic-cxr': option uncertain must be 'zero' or 'one', got {self.options['uncertain']!r}")
+        if self.options["split_rule"] not in ("official", "code"):
+            raise DataError(f"dataset 'mimic-cxr': option split_rule must be 'official' or 'code', "
+                            f"got {self.options['split_rule']!r}")
         problems: list[Problem] = []
         split = self._table("mimic-cxr-2.0.0-split", problems)
         metadata = self._table("mimic-cxr-2.0.0-metadata", problems)
@@ -122,6 +128,11 @@ class MimicCxr(RealDataset):
         records = []
         for row in table.itertuples(index=False):
             subject, study, dicom = str(row.subject_id), str(row.study_id), str(row.dicom_id)
+            split_name = self.split_names.get(row.split)
+            if self.options["split_rule"] == "code":
+                split_name = "test" if subject[:2] == "19" else (None if split_name == "test" else split_name)
+                if split_name is None:
+                    continue
             image = self.folder / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}" / f"{dicom}.jpg"
             raw = [None] * len(CHEXPERT_LABELS)
             if study in labels.index:
@@ -134,7 +145,7 @@ class MimicCxr(RealDataset):
             text = " ".join(t for t in (sections.get("findings", ""), sections.get("impression", "")) if t) or None
             if self.options["require_report"] and text is None:
                 continue
-            records.append(Record(dicom, image, labels=hot, report=text, split=self.split_names.get(row.split),
+            records.append(Record(dicom, image, labels=hot, report=text, split=split_name,
                                   group=subject, meta={"subject_id": subject, "study_id": study,
                                                        "view": row.ViewPosition, "chexpert": raw,
                                                        "findings": sections.get("findings"),

@@ -82,6 +82,22 @@ def test_mimic_official_split_views_labels_and_reports(tmp_path):
     ]
 
 
+def test_mimic_code_split_rule_puts_folder_p19_in_test(tmp_path):
+    jpg = _mimic(tmp_path)
+    split = jpg / "mimic-cxr-2.0.0-split.csv.gz"
+    rows = [["d1", "50000001", "10000032", "test"], ["d2", "50000001", "10000032", "train"],
+            ["d3", "50000002", "11000001", "validate"], ["d4", "50000003", "19000002", "train"],
+            ["d5", "50000004", "19000003", "test"]]
+    L.write_csv(split, ["dicom_id", "study_id", "subject_id", "split"], rows, gz=True)
+    views = ["PA", "AP"]
+    official = MimicCxr(root=tmp_path, views=views)
+    assert [official.split_ids(s) for s in official.splits] == [["d4"], ["d3"], ["d1", "d5"]]
+    code = MimicCxr(root=tmp_path, views=views, split_rule="code")  # p19 is test; p10's official test row is dropped
+    assert [code.split_ids(s) for s in code.splits] == [[], ["d3"], ["d4", "d5"]]
+    with pytest.raises(DataError, match="split_rule"):
+        MimicCxr(root=tmp_path, split_rule="thesis").split_ids("train")
+
+
 def test_iu_reports_from_the_torchxrayvision_wheel():
     reports = read_iu_reports(iu_reports_archive())
     assert len(reports) == 3955

@@ -27,6 +27,9 @@ class SDFinetuneConfig(DiDGenConfig):
     """Plain ``lesion``/``skin`` words (the baseline has no placeholder tokens)."""
     attn_weight: float = 0.0
     """No region-aware loss."""
+    require_captions: bool = False
+    """Captions are used when present; the baseline is defined by the prefix prompt (thesis Exp. 1), so none is
+    required."""
     prompt: Literal["prefix", "dermprompt", "condition"] = "prefix"
     """Generation prompt: ``"An image of lesion on skin."`` (Table 4.1), a training caption, or the task's prompt."""
 

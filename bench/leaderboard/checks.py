@@ -127,6 +127,26 @@ def campaign_sections() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...
     return tuple(out)
 
 
+def with_later_keys(config: dict[str, Any], task_cls: type, method_cls: type) -> dict[str, Any]:
+    """A record's ``{"task": ..., "method": ...}`` configs with the keys added after it was written filled in at the
+    values that keep its behaviour (the task's ``inputs_left_out_at``, the Config default of the method's
+    ``options_added_later``), so that records shipped before a key existed compare with today's configs."""
+    import dataclasses
+
+    task = dict(config.get("task") or {})
+    for key, value in getattr(task_cls, "inputs_left_out_at", {}).items():
+        task.setdefault(key, value)
+    method = dict(config.get("method") or {})
+    config_cls = getattr(method_cls, "Config", None)
+    later = getattr(method_cls, "options_added_later", frozenset())
+    if later and config_cls is not None and dataclasses.is_dataclass(config_cls):
+        for f in dataclasses.fields(config_cls):
+            if f.name in later and f.name not in method:
+                value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                method[f.name] = json.loads(json.dumps(value))
+    return {**config, "task": task, "method": method}
+
+
 def check_profile(record: dict[str, Any]) -> str:
     """A profile is not a label: the record's task and method configs must be the stated profile's resolved
     defaults plus the recorded ``overrides`` (``bench run`` writes the --config sections, --dataset and --set
@@ -135,7 +155,8 @@ def check_profile(record: dict[str, Any]) -> str:
     A record without ``overrides`` (written before the field existed) is held to its profile's own settings:
     every config key whose default differs between the stated profile and another one must hold the stated
     profile's value, or the value a committed campaign config file (`campaign_sections`) gives it; keys that
-    every profile sets alike (conditioning, prompts, n_real) are choices a user may override.
+    every profile sets alike (conditioning, prompts, n_real), and the task's or method's ``user_choices`` (keys whose
+    profiles differ only in the default choice, e.g. DiDGen's ``prompt``), are choices a user may override.
     """
     from bench import config as cfg
     from bench.registry import METHODS, TASKS
@@ -145,6 +166,8 @@ def check_profile(record: dict[str, Any]) -> str:
         task_cls, method_cls = TASKS.get(record["task"]["id"]), METHODS.get(record["method"]["id"])
     except Exception:  # noqa: BLE001 - an external method this install cannot load
         return f"configs not checked against profile '{profile}': method '{record['method']['id']}' is not installed"
+    config = with_later_keys(config, task_cls, method_cls)
+    record = {**record, "config": config}
     others = {p: _resolved(task_cls, method_cls, p, {}, {}) for p in cfg.PROFILES if p != profile}
     overrides = record.get("overrides")
     if overrides is not None:
@@ -157,8 +180,9 @@ def check_profile(record: dict[str, Any]) -> str:
             _refuse_profile(record, expected, diffs, others, "with the recorded overrides")
         return ""
     stated = _resolved(task_cls, method_cls, profile, {}, {})
-    own_keys = [(s, k) for s in ("task", "method") for k in stated[s]
-                if any(_differences(o, stated, [(s, k)]) for o in others.values())]
+    choices = {"task": set(getattr(task_cls, "user_choices", ())), "method": set(getattr(method_cls, "user_choices", ()))}
+    own_keys = [(s, k) for s in ("task", "method") for k in stated[s] if k not in choices[s]
+                and any(_differences(o, stated, [(s, k)]) for o in others.values())]
     for name, task_over, method_over in campaign_sections():
         try:
             campaign = _resolved(task_cls, method_cls, profile, task_over, method_over)

@@ -120,6 +120,9 @@ class Task:
     generator_inputs: ClassVar[frozenset[str]] = frozenset()
     """Config keys that only choose what the generator is given (e.g. which masks condition it): they do not
     change what is measured, so they stay out of the protocol hash and records differing there rank together."""
+    inputs_left_out_at: ClassVar[dict[str, Any]] = {}
+    """Generator-input keys left out of the run id while they have this value (as the record's config states it:
+    lists for tuples): keys added after records were shipped keep those records' run ids."""
     sample_scores: ClassVar[SampleScores]
     """Which headline metrics recompute from the per-sample file and which cannot (every task declares it;
     ``bench submit`` refuses records of a task that does not)."""
@@ -193,3 +196,25 @@ class Task:
     def fit_identity(self) -> dict[str, Any]:
         """What determines the fit set (goes into the fit stage's cache key)."""
         return {}
+
+    def describe_generator_inputs(self, method_id: str, method_config: Any) -> list[dict[str, str]]:
+        """What the generator of this run is given, for a plan printed before any GPU hour is spent.
+
+        Pure: reads only the resolved task config and ``method_config`` (the method's resolved config, a dataclass
+        or a dict); loads no data. Rows of `GENERATOR_INPUT_KEYS` (input, resolution, source, prompt), string
+        values; the base task describes nothing.
+        """
+        return []
+
+
+#: Keys of the rows of `Task.describe_generator_inputs`.
+GENERATOR_INPUT_KEYS = ("input", "resolution", "source", "prompt")
+
+
+def format_generator_inputs(rows: Sequence[dict[str, str]], indent: str = "  ") -> list[str]:
+    """One printable line per row of `Task.describe_generator_inputs`: ``input: resolution; source; prompt``."""
+    lines = []
+    for row in rows:
+        parts = [row.get(k, "") for k in GENERATOR_INPUT_KEYS[1:] if row.get(k)]
+        lines.append(f"{indent}{row.get('input', '?')}: {'; '.join(parts)}")
+    return lines

@@ -162,3 +162,110 @@ def mask_diversity(masks: torch.Tensor, trunk: str, weights_dir: str | None = No
         rgb = torch.nn.functional.interpolate(rgb, size=(64, 64), mode="nearest")
     with torch.no_grad():
         return metric_key("lpips_diversity", "masks", suffix), lpips_diversity(model, rgb, n_pairs=n_pairs, seed=seed)
+
+
+def generator_view(dataset_id: str, options: dict[str, Any], image_size: int, generator_image_size: int | None,
+                   ctx: RunContext, split: str = "train", like: Sequence[Sample] | None = None) -> Any:
+    """The ``split`` of a dataset as generators see it: read again from the original files at
+    ``generator_image_size`` (thesis section 4.4: 512 px for the diffusion models), so that a generator is never
+    fitted on or conditioned by images first squashed to the downstream size and upsampled again.
+
+    Returns None when ``generator_image_size`` is None or equals ``image_size`` (the downstream view serves).
+    ``like``: the downstream view of the split, whose sample ids this view must repeat in order.
+    """
+    from bench.data.base import DataError
+
+    if generator_image_size is None or generator_image_size == image_size:
+        return None
+    view = open_dataset(dataset_id, options, generator_image_size, ctx).load(split)
+    ids, like_ids = getattr(view, "ids", None), getattr(like, "ids", None)
+    if ids is not None and like_ids is not None and list(ids) != list(like_ids):
+        raise DataError(f"dataset '{dataset_id}' split '{split}' lists other ids at {generator_image_size} px than "
+                        f"at {image_size} px")
+    return view
+
+
+def method_value(method_config: Any, key: str, default: Any = None) -> Any:
+    """``method_config.key`` of a dataclass or dict config (None config or a missing key: ``default``)."""
+    if method_config is None:
+        return default
+    if isinstance(method_config, dict):
+        return method_config.get(key, default)
+    return getattr(method_config, key, default)
+
+
+def resolution_text(generator_image_size: int | None, image_size: int, method_config: Any) -> str:
+    """The resolution row of `Task.describe_generator_inputs`: what the task reads, what the method works at."""
+    res = method_value(method_config, "resolution")
+    if generator_image_size is not None and generator_image_size != image_size:
+        read = f"read at {generator_image_size} px from the original files"
+    else:
+        read = f"read at {image_size} px (the downstream view)"
+    if res is None:
+        return read
+    if res != (generator_image_size or image_size):
+        return f"{read}, resized to the method's {res} px"
+    return f"{read} = the method's {res} px"
+
+
+def prompt_form(method_config: Any, given: str | None) -> str:
+    """The prompt row of `Task.describe_generator_inputs`: the generation prompt a method builds from its
+    ``prompt`` option and the prompt the task gives (``given``, e.g. "class prompt"; None when it gives none)."""
+    mode = method_value(method_config, "prompt")
+    if not isinstance(mode, str) or mode not in ("prefix", "condition", "dermprompt"):
+        return f"the method's own ({'task gives ' + given if given else 'no text prompt from the task'})"
+    base = given if given else "DermPrompt prefix"
+    if mode == "prefix":
+        return "DermPrompt prefix only" + (f" (the task's {given} is not used)" if given else "")
+    if mode == "condition":
+        return base
+    source = ("prompt file " + str(method_value(method_config, "prompt_file"))
+              if method_value(method_config, "prompt_file") else "recycled training captions")
+    if method_value(method_config, "rephrase_model"):
+        source += ", rephrased by the local LLM"
+    captions = method_value(method_config, "caption_file")
+    caption_note = f"; training captions from {captions}" if captions else ""
+    return f"{base} + DermPrompt ({source}{caption_note})"
+
+
+def remove_checkpoints(work_dir: Path | str) -> None:
+    """Delete the per-epoch training checkpoints of an evaluation (``<work_dir>/checkpoints``) once it is done."""
+    import shutil
+
+    shutil.rmtree(Path(work_dir) / "checkpoints", ignore_errors=True)
+
+
+def refuse_real_masks(task_id: str, method_id: str, methods: Sequence[str], conditioning: str, source_method: str,
+                      section: str) -> None:
+    """The thesis conditions ``methods`` on the masks ``source_method`` generated: refuse ``method_id`` on real masks,
+    naming the settings that give the thesis protocol (raises `IncompatibleMethodError`)."""
+    from bench.tasks.base import IncompatibleMethodError
+
+    if method_id in methods and conditioning == "real-masks":
+        raise IncompatibleMethodError(
+            f"Task '{task_id}' conditions '{method_id}' on the masks {source_method} generated (thesis {section}): "
+            f"run {source_method} first, then add --set task.conditioning=generated-masks "
+            f"--set task.mask_source=<its run id> (or set task.generated_mask_methods=[] to give it the real masks)")
+
+
+def procedural_beside_real(main: Any, other: Any, what: str, option: str) -> bool:
+    """True (and a warning) when ``other`` is a procedural world while ``main`` is read from disk: a mini/smoke
+    transfer default must not score a real-data run on derm-mini under a real dataset's metric key (issue 22)."""
+    if getattr(main, "needs_root", True) and not getattr(other, "needs_root", True):
+        logger.warning("%s '%s' is a procedural world and the main dataset '%s' is real: not evaluated (set "
+                       "task.%s to a real dataset under --data-root, e.g. ph2 / ham10000 / derm7pt)",
+                       what, getattr(other, "id", "?"), getattr(main, "id", "?"), option)
+        return True
+    return False
+
+
+def training_text(method_config: Any, class_sentence: bool = False) -> str:
+    """The prompt row of a fit set in `Task.describe_generator_inputs`: what text a DermPrompt-style method
+    (DiDGen's family, which has ``caption_file``) is fine-tuned with."""
+    if method_value(method_config, "caption_file", "absent") == "absent":
+        return "the method's own training text"
+    captions = method_value(method_config, "caption_file")
+    source = f"captions of {captions}" if captions else "the dataset's captions (none on ISIC: give method.caption_file)"
+    required = " (required)" if method_value(method_config, "require_captions") else ""
+    head = "prefix + class sentence + DermPrompt" if class_sentence else "prefix + DermPrompt"
+    return f"training text: {head} from {source}{required}"

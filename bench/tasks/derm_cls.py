@@ -27,7 +27,8 @@ from bench.data.base import DataError
 from bench.interface import Condition, RunContext, Sample, derive_seed
 from bench.store import atomic_write_text, stable_hash
 from bench.tasks.base import CONFUSION_MATRIX_METRICS, Evaluation, SampleScores, Task, TaskData
-from bench.tasks.common import open_dataset, resize_image, verify_read_splits
+from bench.tasks.common import (generator_view, open_dataset, procedural_beside_real, prompt_form, remove_checkpoints,
+                                resize_image, resolution_text, training_text, verify_read_splits)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,15 @@ class DermClsConfig:
     """Options passed to the dataset."""
     image_size: int = 224
     """Side of the square images the classifiers see (thesis: 224)."""
+    generator_image_size: int | None = None
+    """Side at which generators get the training images (and references, masks), read again from the original
+    files (paper: 512; thesis App.: "for DM-based models, input images are resized to 512x512"); None: ``image_size``."""
+    fit_masks: Literal["dataset", "ham10000", "none"] = "dataset"
+    """Lesion masks of the fit set (DiDGen's L_attn needs one per image; ISIC 2018 Task 3 has none): the dataset's
+    own (derm-mini), the HAM10000 lesion segmentations of Tschandl et al. 2020 for the same ISIC ids (paper: the
+    Task 3 training images are the HAM10000 images, and the thesis trains DiDGen for classification "in the same
+    setting as the first experiment", i.e. with the region-aware loss; it cites those masks in section 5.5.1),
+    read from ``<data-root>/HAM10000/HAM10000_segmentations_lesion_tschandl``; or none."""
     generate_classes: tuple[str, ...] = ("MEL", "BCC", "AKIEC", "BKL", "DF", "VASC")
     """Classes the generator is fitted on and generates (thesis: the six minority classes, no NV)."""
     n_per_class: int = 1000
@@ -112,10 +122,14 @@ _PREFIX = re.compile(r"^\s*An image of <?lesion>? on <?skin>?\.\s*")
 
 
 def _class_caption(sample: Sample, template: str, names: Sequence[str], words: dict) -> Sample:
+    """The sample with its class caption as prompt and the class sentence alone (the template with an empty
+    caption) as ``meta["class_sentence"]``."""
     name = names[int(sample.label)]
+    word = words.get(name, name)
     caption = _PREFIX.sub("", sample.prompt or "")
-    text = template.format(class_name=words.get(name, name), caption=caption).strip()
-    return dataclasses.replace(sample, prompt=text)
+    text = template.format(class_name=word, caption=caption).strip()
+    sentence = template.format(class_name=word, caption="").strip()
+    return dataclasses.replace(sample, prompt=text, meta={**sample.meta, "class_sentence": sentence})
 
 
 class DermClsTask(Task):
@@ -130,11 +144,12 @@ class DermClsTask(Task):
                                                                  confusion=("label", "pred"))
     Config = DermClsConfig
     # Label-prompted and reference-conditioned generators are ranked together (Table 4.2 has both kinds).
-    generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning"})
+    generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning", "generator_image_size", "fit_masks"})
+    inputs_left_out_at: ClassVar[dict[str, Any]] = {"generator_image_size": None, "fit_masks": "dataset"}
     #: Config keys that do not change a real-only arm (it is shared by every method and conditioning).
     ARM_FREE_KEYS: ClassVar[frozenset[str]] = frozenset({
         "conditioning", "generate_classes", "n_per_class", "prompt_template", "class_words", "caption_template",
-        "classifiers"})
+        "classifiers", "generator_image_size", "fit_masks"})
 
     def given(self) -> frozenset[str]:
         if self.config.conditioning == "label":
@@ -158,8 +173,10 @@ class DermClsTask(Task):
         if unknown:
             raise DataError(f"task.generate_classes {unknown} are not classes of '{c.dataset}' ({names})")
         extra: dict[str, Any] = {"class_names": names, "train_labels": [s.label for s in splits["train"]]}
-        if c.transfer_dataset:
-            tds = open_dataset(c.transfer_dataset, c.transfer_options, c.image_size, ctx)
+        tds = open_dataset(c.transfer_dataset, c.transfer_options, c.image_size, ctx) if c.transfer_dataset else None
+        if tds is not None and procedural_beside_real(ds, tds, "transfer dataset", "transfer_dataset"):
+            tds = None
+        if tds is not None:
             if list(tds.class_names) != names:
                 raise DataError(f"transfer dataset '{c.transfer_dataset}' classes {list(tds.class_names)} differ from {names}")
             splits["transfer"] = tds.load(c.transfer_split)
@@ -168,9 +185,37 @@ class DermClsTask(Task):
             if len(samples) == 0:
                 raise DataError(f"split '{name}' of task derm-cls is empty")
         verify_read_splits(ds, {name: splits[name] for name in ("train", "val", "test")})
-        if c.transfer_dataset:
+        if tds is not None:
             verify_read_splits(tds, {"transfer": splits["transfer"]})
-        return TaskData(c.dataset, splits, checksums, extra)
+        view = generator_view(c.dataset, c.dataset_options, c.image_size, c.generator_image_size, ctx,
+                              like=splits["train"])
+        if view is not None:
+            extra["generator_train"] = view
+        data = TaskData(c.dataset, splits, checksums, extra)
+        if c.fit_masks == "ham10000":
+            extra["fit_masks"] = self._ham10000_masks(data, ctx)
+        return data
+
+    def _ham10000_masks(self, data: TaskData, ctx: RunContext) -> Any:
+        """HAM10000's lesion segmentations (Tschandl et al. 2020) of the fit-set images, by ISIC id, as a lazy
+        sequence at the generator's size; one clear error when the folder or a fit image's mask is missing."""
+        c = self.config
+        train = data.splits["train"]
+        wanted = [train.ids[i] if hasattr(train, "ids") else str(train[i].meta.get("id"))
+                  for i in self._generate_indices(data)]
+        how = ("task.fit_masks=ham10000 reads the fit images' lesion masks from HAM10000 (Tschandl et al. 2020) under "
+               "--data-root; set task.fit_masks=none for methods that need no mask (DiDGen then needs "
+               "method.attn_weight=0)")
+        try:
+            ham = open_dataset("ham10000", {}, c.generator_image_size or c.image_size, ctx)
+            records = ham.records
+        except DataError as exc:
+            raise DataError(f"{exc} ({how})") from None
+        missing = [sid for sid in wanted if sid not in records or not records[sid].masks]
+        if missing:
+            raise DataError(f"{ham.folder / ham.mask_dir}: no lesion mask for {len(missing)} of the {len(wanted)} "
+                            f"fit images, e.g. {missing[0]}_segmentation.png ({how})")
+        return ham.load("all")
 
     def _generate_indices(self, data: TaskData) -> list[int]:
         wanted = {data.extra["class_names"].index(n) for n in self.config.generate_classes}
@@ -180,20 +225,41 @@ class DermClsTask(Task):
         c = self.config
         out = {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size,
                "generate_classes": list(c.generate_classes)}
+        if c.generator_image_size:
+            out["generator_image_size"] = c.generator_image_size
+        if c.fit_masks != "dataset":
+            out["fit_masks"] = c.fit_masks
         if c.conditioning == "label" and c.caption_template:
             out.update(caption_template=c.caption_template, class_words=dict(c.class_words))
         return out
 
     def fit_set(self, data: TaskData) -> Sequence[Sample]:
-        train = data.splits["train"]
+        """The minority-class training images at the generator's size, with their masks (``fit_masks``) and, under
+        label conditioning, the class caption (``caption_template``) whose class sentence is also
+        ``meta["class_sentence"]``, so that a method reading its own caption file keeps the class."""
+        c = self.config
+        train = data.extra.get("generator_train", data.splits["train"])
         idx = self._generate_indices(data)
         chosen = train.subset(idx) if hasattr(train, "subset") else [train[i] for i in idx]
-        if self.config.conditioning != "label" or not self.config.caption_template:
+        steps = []
+        if c.fit_masks == "none":
+            steps.append(lambda s: dataclasses.replace(s, mask=None))
+        elif c.fit_masks == "ham10000":
+            ham = data.extra["fit_masks"]
+            index_of = {sid: i for i, sid in enumerate(ham.ids)}
+            steps.append(lambda s: dataclasses.replace(s, mask=ham[index_of[str(s.meta.get("id"))]].mask))
+        if c.conditioning == "label" and c.caption_template:
+            steps.append(partial(_class_caption, template=c.caption_template, names=data.extra["class_names"],
+                                 words=c.class_words))
+        if not steps:
             return chosen
-        names = data.extra["class_names"]
-        relabel = partial(_class_caption, template=self.config.caption_template, names=names,
-                          words=self.config.class_words)
-        return chosen.map(relabel) if hasattr(chosen, "map") else [relabel(s) for s in chosen]
+
+        def apply(sample: Sample) -> Sample:
+            for step in steps:
+                sample = step(sample)
+            return sample
+
+        return chosen.map(apply) if hasattr(chosen, "map") else [apply(s) for s in chosen]
 
     def prompt_for(self, class_name: str) -> str:
         return self.config.prompt_template.format(class_name=self.config.class_words.get(class_name, class_name))
@@ -228,6 +294,22 @@ class DermClsTask(Task):
                 out.append(Condition(label=label, reference=s.image, mask=s.mask, meta=meta))
         return out
 
+    def describe_generator_inputs(self, method_id: str, method_config: Any) -> list[dict[str, str]]:
+        c = self.config
+        resolution = resolution_text(c.generator_image_size, c.image_size, method_config)
+        masks = {"dataset": f"masks: {c.dataset}'s own", "none": "no masks",
+                 "ham10000": "masks: HAM10000 lesion segmentations (Tschandl et al. 2020) of the same ids"}[c.fit_masks]
+        class_sentence = c.conditioning == "label" and bool(c.caption_template)
+        rows = [{"input": "fit set", "resolution": resolution,
+                 "source": f"{c.dataset} train, classes {','.join(c.generate_classes)}; {masks}",
+                 "prompt": training_text(method_config, class_sentence)}]
+        source = {"label": f"class label + class prompt '{c.prompt_template}'",
+                  "reference": "class label + a real training image (and its mask) of the class",
+                  "mask": "class label + class prompt + the mask of a real training image of the class"}[c.conditioning]
+        rows.append({"input": f"conditions x{c.n_per_class} per class", "resolution": resolution, "source": source,
+                     "prompt": prompt_form(method_config, given=None if c.conditioning == "reference" else "class prompt")})
+        return rows
+
     # -- evaluation ------------------------------------------------------------------------------
     def _stack(self, samples: Sequence[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         size = self.config.image_size
@@ -241,7 +323,9 @@ class DermClsTask(Task):
         return torch.stack(images), torch.tensor(labels)
 
     def _run_arm(self, k: int, model_id: str, train: tuple[torch.Tensor, torch.Tensor], val: tuple, evals: dict[str, Any],
-                 ctx: RunContext, label: str) -> dict[str, Any]:
+                 ctx: RunContext, label: str, checkpoint: Path | None = None) -> dict[str, Any]:
+        """Train one classifier and predict; ``checkpoint``: its per-epoch state file (default
+        ``<work dir>/checkpoints/<label>-<k>-<model>.pt``), from which a killed training resumes."""
         from bench.downstream.classifiers import build_classifier
         from bench.downstream.cls_trainer import ClsTrainConfig, predict_logits, train_classifier
 
@@ -251,8 +335,9 @@ class DermClsTask(Task):
         model = build_classifier(model_id, n_classes, c.variant, c.image_size, c.pretrained, c.weights_dir)
         tc = ClsTrainConfig(lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, batch_size=c.batch_size,
                             max_epochs=c.max_epochs, patience=c.patience, flips=c.flips)
+        checkpoint = checkpoint or Path(ctx.work_dir) / "checkpoints" / f"{label}-{k}-{model_id}.pt"
         result = train_classifier(model, *train, *val, tc, seed=derive_seed(ctx.seed, 400 + k),
-                                  advance=ctx.progress(f"{label} {model_id}", c.max_epochs))
+                                  advance=ctx.progress(f"{label} {model_id}", c.max_epochs), checkpoint=checkpoint)
         arm = {name: predict_logits(result.model, x).argmax(1).tolist() for name, (x, _) in evals.items()}
         arm.update(best_epoch=result.best_epoch, epochs=result.epochs_run, best_val_accuracy=result.best_val_accuracy)
         return arm
@@ -268,8 +353,10 @@ class DermClsTask(Task):
         if path.exists():
             logger.info("real-only arm of %s: cached (%s)", model_id, path.name)
             return json.loads(path.read_text())
-        arm = self._run_arm(k, model_id, train, val, evals, ctx, "real-only")
+        checkpoint = path.with_suffix(".ckpt")
+        arm = self._run_arm(k, model_id, train, val, evals, ctx, "real-only", checkpoint)
         atomic_write_text(path, json.dumps(arm))
+        checkpoint.unlink(missing_ok=True)
         return arm
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
@@ -345,5 +432,6 @@ class DermClsTask(Task):
         counts = {"real_train": len(real[0]), "generated": len(synthetic), "val": len(val[0]), "test": len(evals["test"][0])}
         if "transfer" in evals:
             counts["transfer"] = len(evals["transfer"][0])
+        remove_checkpoints(ctx.work_dir)
         return Evaluation(metrics=metrics, higher_is_better={k: True for k in metrics}, per_model=per_model,
                           comparisons=comparisons, per_sample=rows, counts=counts)

@@ -24,7 +24,8 @@ import torch
 from bench.data.base import DataError
 from bench.interface import Capabilities, Condition, RunContext, Sample, derive_seed
 from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
-from bench.tasks.common import open_dataset, resize_image, save_pair_grid, verify_read_splits
+from bench.tasks.common import (generator_view, open_dataset, prompt_form, resize_image, resolution_text, save_pair_grid,
+                                training_text, verify_read_splits)
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class DermQualityConfig:
     """Options passed to the dataset."""
     image_size: int = 256
     """Side at which every image is scored (thesis: 256)."""
+    generator_image_size: int | None = None
+    """Side at which generators get the training images and references, read again from the original files
+    (paper: 512, thesis App. "for DM-based models, input images are resized to 512x512"); None: ``image_size``."""
     n_generate: int = 1000
     """Images generated (thesis: 1000)."""
     prompt: str = PREFIX_PROMPT
@@ -83,9 +87,13 @@ class DermQualityTask(Task):
     description: ClassVar[str] = "FD and MS-SSIM against the test images, LPIPS diversity of the generated images"
     needs: ClassVar[frozenset[str]] = frozenset({"image"})
     main_metric: ClassVar[str] = "fd"
-    # distances between image sets and diversity over pairs; no per-sample file
-    sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=("fd*", "ms_ssim*", "lpips*"), has_file=False)
+    # MS-SSIM and LPIPS diversity are means of per-pair rows (metric, id, value); FD recomputes from the two sets'
+    # sufficient statistics in the fd_stats artefact
+    sample_scores: ClassVar[SampleScores] = SampleScores((), metric_rows=("ms_ssim*", "lpips*"), fd_stats="fd_stats",
+                                                         legacy_without_file=True)
     Config = DermQualityConfig
+    generator_inputs: ClassVar[frozenset[str]] = frozenset({"generator_image_size"})
+    inputs_left_out_at: ClassVar[dict[str, Any]] = {"generator_image_size": None}
 
     def given(self) -> frozenset[str]:
         return frozenset({"prompt", "reference"} | ({"mask"} if self.config.conditioning == "masks" else set()))
@@ -104,25 +112,42 @@ class DermQualityTask(Task):
             if len(samples) < 2:
                 raise DataError(f"dataset '{c.dataset}' split '{name}' has {len(samples)} samples; need at least 2")
         verify_read_splits(ds, splits)
-        return TaskData(c.dataset, splits, {name: ds.split_checksum(name) for name in splits})
+        extra: dict[str, Any] = {}
+        view = generator_view(c.dataset, c.dataset_options, c.image_size, c.generator_image_size, ctx,
+                              like=splits["train"])
+        if view is not None:
+            extra["generator_train"] = view
+        return TaskData(c.dataset, splits, {name: ds.split_checksum(name) for name in splits}, extra)
 
     def fit_identity(self) -> dict[str, Any]:
         c = self.config
-        return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size}
+        return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size,
+                **({"generator_image_size": c.generator_image_size} if c.generator_image_size else {})}
+
+    def describe_generator_inputs(self, method_id: str, method_config: Any) -> list[dict[str, str]]:
+        c = self.config
+        resolution = resolution_text(c.generator_image_size, c.image_size, method_config)
+        given = "prompt '" + c.prompt + "'"
+        rows = [{"input": "fit set", "resolution": resolution, "source": f"{c.dataset} train images, unlabelled",
+                 "prompt": training_text(method_config)}]
+        what = "a training image as reference" + (" + its mask" if c.conditioning == "masks" else "")
+        rows.append({"input": f"conditions x{c.n_generate}", "resolution": resolution, "source": f"{given}; {what}",
+                     "prompt": prompt_form(method_config, given=given)})
+        return rows
 
     def fit_set(self, data: TaskData) -> Sequence[Sample]:
         """The training images without diagnosis labels: Experiment 1 trains every generator on ISIC 2018 Task 1,
         which has none (a labelled dataset such as derm-mini would otherwise make per-class GANs split by class)."""
         import dataclasses
 
-        train = data.splits["train"]
+        train = data.extra.get("generator_train", data.splits["train"])
         unlabelled = lambda s: dataclasses.replace(s, label=None)  # noqa: E731
         return train.map(unlabelled) if hasattr(train, "map") else [unlabelled(s) for s in train]
 
     def conditions(self, data: TaskData, ctx: RunContext) -> list[Condition]:
         # Text-to-image methods get the prompt; image-prompted ones (IP-Adapter) a training image, in a seeded
         # order that cycles through the split. The runner drops the fields a method does not accept.
-        train = data.splits["train"]
+        train = data.extra.get("generator_train", data.splits["train"])
         order = np.random.default_rng(derive_seed(0, 13)).permutation(len(train))
         out = []
         for i in range(self.config.n_generate):
@@ -149,7 +174,7 @@ class DermQualityTask(Task):
         return model, metric_key("lpips_diversity", suffix)
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
-        from bench.metrics.image import FrechetDistance, lpips_diversity, ms_ssim, ms_ssim_key
+        from bench.metrics.image import FrechetDistance, lpips_pair_scores, ms_ssim, ms_ssim_key, save_fd_stats
 
         c = self.config
         comparisons: dict[str, Any] = {}
@@ -166,17 +191,25 @@ class DermQualityTask(Task):
         fd.update(real, real=True)
         fd.update(fake, real=False)
         metrics = dict(fd.compute())
+        work = Path(ctx.work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+        artifacts = {"fd_stats": str(save_fd_stats(work / "fd_stats.npz", fd.real, fd.fake))}
         n_pairs = min(len(real), len(fake))
-        ms = ms_ssim(fake[:n_pairs], real[:n_pairs], data_range=1.0, win_size=c.ms_ssim_window)
-        metrics[ms_ssim_key(c.ms_ssim_window)] = float(ms.double().mean())
+        ms = ms_ssim(fake[:n_pairs], real[:n_pairs], data_range=1.0, win_size=c.ms_ssim_window).double()
+        ms_key = ms_ssim_key(c.ms_ssim_window)
+        metrics[ms_key] = float(ms.mean())
         model, key = self._lpips()
-        metrics[key] = lpips_diversity(model, fake, n_pairs=c.lpips_pairs, seed=c.pair_seed)
+        pairs, lp = lpips_pair_scores(model, fake, n_pairs=c.lpips_pairs, seed=c.pair_seed)
+        metrics[key] = float(lp.double().mean())
+        test = data.splits["test"]
+        real_ids = [str(i) for i in test.ids] if hasattr(test, "ids") else [str(s.meta.get("id", i)) for i, s in enumerate(test)]
+        rows = [{"metric": ms_key, "id": f"g{i}|{real_ids[i]}", "value": float(v)} for i, v in enumerate(ms.tolist())]
+        rows += [{"metric": key, "id": f"g{a}|g{b}", "value": float(v)} for (a, b), v in zip(pairs.tolist(), lp.double().tolist())]
         higher = {k: not k.startswith("fd[") for k in metrics}
-        artifacts = {}
         if c.grid_size:
             grid = _image_grid(fake[:c.grid_size], Path(ctx.work_dir) / "samples.png")
             artifacts["samples"] = str(grid)
-        return Evaluation(metrics=metrics, higher_is_better=higher, comparisons=comparisons,
+        return Evaluation(metrics=metrics, higher_is_better=higher, comparisons=comparisons, per_sample=rows,
                           counts={"generated": 0 if comparisons else len(fake), "scored": len(fake), "real_reference": len(real), "ms_ssim_pairs": n_pairs},
                           artifacts=artifacts)
 

@@ -31,7 +31,8 @@ from bench.data.validate import verify_samples
 from bench.interface import Condition, RunContext, Sample, derive_seed
 from bench.store import atomic_write_text, stable_hash
 from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
-from bench.tasks.common import open_dataset, save_pair_grid, stack_pairs
+from bench.tasks.common import (generator_view, open_dataset, procedural_beside_real, prompt_form, remove_checkpoints,
+                                resolution_text, save_pair_grid, stack_pairs, training_text)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ class SegAugConfig:
     """Options passed to the dataset (e.g. derm-mini split sizes)."""
     image_size: int = 256
     """Side of the square images the segmenters see [I: 256]."""
+    generator_image_size: int | None = None
+    """Side at which generators get the training images and conditions, read again from the original files
+    (paper: 512, thesis section 4.4 "input images are resized to 512x512" for the diffusion models); None: the
+    segmenters' ``image_size`` (mini: mini-sd works at 32 px on the 64 px view)."""
     n_real: int | None = None
     """Real training pairs given to the segmenters: S_1k = 1000, S_2.5k = all (None)."""
     subset_seed: int = 0
@@ -57,6 +62,10 @@ class SegAugConfig:
     conditioning: Literal["real-masks", "none", "generated-masks"] = "real-masks"
     """Condition generation on real training masks (one per mask, thesis), on nothing, or on the masks another
     method generated (``mask_source``; the thesis conditions its baselines on DiDGen's generated masks)."""
+    generated_mask_methods: tuple[str, ...] = ("controlnet", "pix2pixhd", "zestguide", "attn-refocus")
+    """Mask-to-image baselines the thesis conditions on DiDGen's generated masks (Table 4.5, section 4.4.4): a run
+    of one of them with ``conditioning: real-masks`` is refused, naming the settings of the thesis protocol
+    (``docs/reproduce/ch4-mini.yaml`` / ``ch4-paper.yaml`` show the dependency). Empty: any method on real masks."""
     mask_source: str | None = None
     """With ``conditioning: generated-masks``: another method's run whose generated masks condition this method, in
     order (cycled if fewer): its run id (record under ``<work-dir>/records``), record file, or generate folder."""
@@ -178,11 +187,21 @@ class SegAugTask(Task):
                                                          not_recomputed=("dice[*", "iou[*", "lpips_diversity*"))
     Config = SegAugConfig
     # Table 4.5 ranks DiDGen (real masks) beside baselines conditioned on DiDGen's masks: one protocol.
-    generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning", "mask_source"})
+    generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning", "mask_source", "generator_image_size",
+                                                            "generated_mask_methods"})
+    inputs_left_out_at: ClassVar[dict[str, Any]] = {
+        "generator_image_size": None, "generated_mask_methods": ["controlnet", "pix2pixhd", "zestguide", "attn-refocus"]}
     #: Config keys that do not change a real-only arm (it is shared by every method and conditioning).
     ARM_FREE_KEYS: ClassVar[frozenset[str]] = frozenset({
-        "conditioning", "mask_source", "n_generate", "fit_on", "segmenters", "grid_size", "mask_lpips",
-        "lpips_trunk", "lpips_pairs", "weights_dir"})
+        "conditioning", "mask_source", "generator_image_size", "generated_mask_methods", "n_generate", "fit_on",
+        "segmenters", "grid_size", "mask_lpips", "lpips_trunk", "lpips_pairs", "weights_dir"})
+
+    def check_method(self, method_id: str, capabilities: Any, produces_samples: bool = True) -> None:
+        from bench.tasks.common import refuse_real_masks
+
+        super().check_method(method_id, capabilities, produces_samples)
+        refuse_real_masks(self.id, method_id, self.config.generated_mask_methods, self.config.conditioning, "didgen",
+                          "4.4.4, Table 4.5")
 
     def given(self) -> frozenset[str]:
         if self.config.conditioning == "generated-masks":
@@ -206,15 +225,20 @@ class SegAugTask(Task):
         if getattr(ds, "needs_root", True):  # files on disk: a corrupt one stops the run here, named
             for samples in splits.values():
                 verify_samples(samples)
-        if c.transfer_dataset:
-            tds = open_dataset(c.transfer_dataset, c.transfer_options, c.image_size, ctx)
+        extra: dict[str, Any] = {}
+        view = generator_view(c.dataset, c.dataset_options, c.image_size, c.generator_image_size, ctx,
+                              like=splits["train"])
+        if view is not None:
+            extra["generator_train"] = view
+        tds = open_dataset(c.transfer_dataset, c.transfer_options, c.image_size, ctx) if c.transfer_dataset else None
+        if tds is not None and not procedural_beside_real(ds, tds, "transfer dataset", "transfer_dataset"):
             splits["transfer"] = tds.load(c.transfer_split)
             checksums["transfer"] = tds.split_checksum(c.transfer_split)
             if len(splits["transfer"]) == 0:
                 raise DataError(f"transfer dataset '{c.transfer_dataset}' split '{c.transfer_split}' is empty")
             if getattr(tds, "needs_root", True):
                 verify_samples(splits["transfer"])
-        return TaskData(c.dataset, splits, checksums)
+        return TaskData(c.dataset, splits, checksums, extra)
 
     def real_indices(self, data: TaskData) -> list[int]:
         n_train = len(data.splits["train"])
@@ -227,7 +251,8 @@ class SegAugTask(Task):
         c = self.config
         return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size,
                 "fit_on": c.fit_on, "n_real": c.n_real if c.fit_on == "real-subset" else None,
-                "subset_seed": c.subset_seed}
+                "subset_seed": c.subset_seed,
+                **({"generator_image_size": c.generator_image_size} if c.generator_image_size else {})}
 
     def recorded_config(self, config: dict[str, Any], work_dir: Path) -> dict[str, Any]:
         source = config.get("mask_source")
@@ -240,7 +265,8 @@ class SegAugTask(Task):
                 "mask_source": c.mask_source}
 
     def fit_set(self, data: TaskData) -> Sequence[Sample]:
-        train = data.splits["train"]
+        """The training pairs (or the S_n subset) at the generator's resolution."""
+        train = data.extra.get("generator_train", data.splits["train"])
         if self.config.fit_on == "real-subset":
             return train.subset(self.real_indices(data)) if hasattr(train, "subset") else [train[i] for i in self.real_indices(data)]
         return train
@@ -262,6 +288,20 @@ class SegAugTask(Task):
             out.append(Condition(mask=s.mask, reference=s.image, meta={"index": i, "source_id": s.meta.get("id")}))
         return out
 
+    def describe_generator_inputs(self, method_id: str, method_config: Any) -> list[dict[str, str]]:
+        c = self.config
+        resolution = resolution_text(c.generator_image_size, c.image_size, method_config)
+        subset = f"S_n subset (n_real={c.n_real})" if c.fit_on == "real-subset" and c.n_real else "whole train split"
+        rows = [{"input": "fit set", "resolution": resolution, "source": f"{c.dataset} {subset}, image + mask",
+                 "prompt": training_text(method_config)}]
+        source = {"real-masks": "real training masks, one per condition (the real image as reference)",
+                  "none": "nothing (unconditioned pairs)",
+                  "generated-masks": f"masks generated by run {c.mask_source} (thesis: DiDGen's, Table 4.5)"}
+        rows.append({"input": f"conditions x{c.n_generate}",
+                     "resolution": resolution if c.conditioning == "real-masks" else "the source run's masks",
+                     "source": source[c.conditioning], "prompt": prompt_form(method_config, given=None)})
+        return rows
+
     # -- evaluation ------------------------------------------------------------------------------
     def _train_config(self) -> Any:
         from bench.downstream.trainer import SegTrainConfig
@@ -272,7 +312,10 @@ class SegAugTask(Task):
 
     def _run_arm(self, model_index: int, model_id: str, images: torch.Tensor, masks: torch.Tensor,
                  val: tuple[torch.Tensor, torch.Tensor], tests: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                 ctx: RunContext, label: str) -> dict[str, Any]:
+                 ctx: RunContext, label: str, checkpoint: Path | None = None) -> dict[str, Any]:
+        """Train one segmenter on (images, masks) and score it. ``checkpoint``: its per-epoch state file (default
+        ``<work dir>/checkpoints/<label>-<index>-<model>.pt``), from which a killed training resumes (the evaluate
+        stage's folder is the same when the run is started again); `remove_checkpoints` deletes them at the end."""
         from bench.downstream import SEGMENTERS
         from bench.downstream.trainer import predict, train_segmenter
         from bench.metrics.segmentation import dice_iou
@@ -282,8 +325,9 @@ class SegAugTask(Task):
         torch.manual_seed(derive_seed(ctx.seed, 100 + model_index))
         model = SEGMENTERS.get(model_id)(in_channels=images.shape[1], base=c.seg_base, depth=c.seg_depth)
         advance = ctx.progress(f"{label} {model_id}", c.max_epochs)
+        checkpoint = checkpoint or Path(ctx.work_dir) / "checkpoints" / f"{label}-{model_index}-{model_id}.pt"
         result = train_segmenter(model, images, masks, val[0], val[1], self._train_config(),
-                                 seed=derive_seed(ctx.seed, 200 + model_index), advance=advance)
+                                 seed=derive_seed(ctx.seed, 200 + model_index), advance=advance, checkpoint=checkpoint)
         arm: dict[str, Any] = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
                                "best_val_dice": result.best_val_dice}
         for name, (x, y) in tests.items():
@@ -304,8 +348,10 @@ class SegAugTask(Task):
         if path.exists():
             logger.info("real-only arm of %s: cached (%s)", model_id, path.name)
             return json.loads(path.read_text())
-        arm = self._run_arm(model_index, model_id, *real, val, tests, ctx, "real-only")
+        checkpoint = path.with_suffix(".ckpt")
+        arm = self._run_arm(model_index, model_id, *real, val, tests, ctx, "real-only", checkpoint=checkpoint)
         atomic_write_text(path, json.dumps(arm))
+        checkpoint.unlink(missing_ok=True)
         return arm
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
@@ -327,7 +373,8 @@ class SegAugTask(Task):
             arms_real[model_id] = self._real_arm(k, model_id, real, val, tests, data, ctx)
             if len(syn[0]):
                 aug = (torch.cat([real[0], syn[0]]), torch.cat([real[1], syn[1]]))
-                arms_aug[model_id] = self._run_arm(k, model_id, *aug, val, tests, ctx, "augmented")
+                checkpoint = Path(ctx.work_dir) / "checkpoints" / f"augmented-{k}-{model_id}.pt"
+                arms_aug[model_id] = self._run_arm(k, model_id, *aug, val, tests, ctx, "augmented", checkpoint)
             else:
                 arms_aug[model_id] = arms_real[model_id]
 
@@ -377,6 +424,7 @@ class SegAugTask(Task):
             comparisons.setdefault("training", {})[m] = {
                 arm: {k: arms[m][k] for k in ("best_epoch", "epochs", "best_val_dice")}
                 for arm, arms in (("real-only", arms_real), ("augmented", arms_aug))}
+        remove_checkpoints(ctx.work_dir)
         return Evaluation(
             metrics=metrics, higher_is_better=higher, per_model=per_model,
             comparisons=comparisons, per_sample=rows,

@@ -26,7 +26,21 @@ class DiDGenConfig:
     resolution: int = 512
     """Training/generation side in pixels (paper: 512; mini-sd: 32)."""
     caption_file: str | None = None
-    """CSV (id, caption) of DermPrompt captions; None uses ``Sample.prompt`` (derm-mini's attribute captions)."""
+    """CSV (id, caption) of DermPrompt captions; None uses ``Sample.prompt`` (derm-mini's attribute captions). A
+    task's class sentence (derm-cls ``meta["class_sentence"]``) is kept in front of the file's caption."""
+    require_captions: bool = True
+    """Refuse to fine-tune when no training image has a DermPrompt caption (thesis: DiDGen is fine-tuned on
+    DermPrompts; without this a run on ISIC silently trains on the prefix alone). False: prefix-only fine-tuning."""
+    prompt_file: str | None = None
+    """Inference DermPrompts for ``prompt=dermprompt``: a text file (one per line) or a CSV with a ``caption`` column
+    (and optionally ``class``, a class name or word, to draw per class). None: recycled training captions."""
+    rephrase_model: str | None = None
+    """A local transformers chat LLM folder (thesis: Llama-3.2-3B-Instruct) that writes new inference DermPrompts
+    from ``rephrase_examples`` random training captions each (spec section 1.2); None: no rephrasing."""
+    rephrase_examples: int = 5
+    """Existing DermPrompts shown to the LLM per new one (spec 1.2 [I]: about 5)."""
+    rephrase_count: int = 200
+    """New DermPrompts written per class (or in all when the captions have no class) by ``rephrase_model``."""
     use_placeholders: bool = True
     """Prompts with ``<lesion>``/``<skin>`` (DiDGen) or the plain words (SD-Finetune / DreamBooth)."""
     prefix_only_rate: float = 0.2
@@ -52,8 +66,10 @@ class DiDGenConfig:
     sa_res: int = 32
     """Side of the self-attention maps used (SD 2.1-base at 512 px: 32; mini-sd: 16)."""
     prompt: Literal["prefix", "dermprompt", "condition"] = "prefix"
-    """Generation prompt: the prefix (code default), prefix + a DermPrompt drawn from the training captions
-    (offline stand-in for the LLM-written new DermPrompts), or the task's prompt (class prompts of derm-cls)."""
+    """Generation prompt: ``prefix`` (the code default; the task's prompt is ignored), ``condition`` (the task's
+    prompt, e.g. derm-cls's class prompt; the prefix when the task gives none), or ``dermprompt`` (that prompt
+    followed by a DermPrompt: from ``prompt_file``, else written by ``rephrase_model``, else a recycled training
+    caption, of the condition's class when the captions have classes). Paper profile: ``condition``."""
     sampler: str = "pndm"
     """Sampler (code: the SD 2.1-base default PNDM)."""
     sample_steps: int = 50
@@ -106,12 +122,20 @@ class DiDGen(GeneratorBase):
         "prompt", "sampler", "sample_steps", "guidance_scale", "ca_guidance", "sa_guidance", "eta", "eta_range",
         "guidance_fraction", "softmax_scale", "gaussian_smoothing", "tau", "closing_kernel", "largest_component",
         "readout_step", "generate_batch"})
+    #: Options whose profiles differ only in the default choice (paper: the task's prompt; mini: the prefix): a
+    #: record without stated overrides may hold any value (bench.leaderboard.checks.check_profile).
+    user_choices: ClassVar[frozenset[str]] = frozenset({"prompt"})
+    #: Options added after the mini records were shipped (issue 22): left out of the run id while at their default.
+    options_added_later: ClassVar[frozenset[str]] = frozenset({
+        "require_captions", "prompt_file", "rephrase_model", "rephrase_examples", "rephrase_count"})
 
     def __init__(self, config: DiDGenConfig | None = None) -> None:
         super().__init__(config)
         self.parts: Any = None
         self.placeholder_ids: list[int] = []
         self.captions: list[str] = []
+        self.caption_labels: list[int | None] = []
+        self.inference_prompts: list[tuple[str, Any]] | None = None
         self.log: list[dict[str, float]] = []
 
     # -- model -------------------------------------------------------------------------------------
@@ -122,15 +146,26 @@ class DiDGen(GeneratorBase):
             self.parts = load_backbone(self.config.backbone)
             self.placeholder_ids = add_frozen_placeholders(self.parts)
 
-    def _captions_for(self, samples: Sequence[Sample]) -> list[str | None]:
+    def _caption_parts(self, samples: Sequence[Sample]) -> list[tuple[str | None, str | None]]:
+        """Per sample: (the task's class sentence or None, its DermPrompt caption without prefix or None)."""
         from .prompts import read_caption_file, strip_prefix
 
         table = read_caption_file(self.config.caption_file) if self.config.caption_file else None
-        out: list[str | None] = []
+        out: list[tuple[str | None, str | None]] = []
         for s in samples:
-            text = table.get(str(s.meta.get("id"))) if table is not None else s.prompt
-            out.append(strip_prefix(text) if text else None)
+            sentence = s.meta.get("class_sentence") or None
+            if table is not None:
+                caption = table.get(str(s.meta.get("id")))
+            else:
+                caption = strip_prefix(s.prompt) if s.prompt else None
+                if caption and sentence and caption.startswith(sentence):  # derm-cls's class caption
+                    caption = caption[len(sentence):].strip()
+            out.append((sentence, strip_prefix(caption) if caption else None))
         return out
+
+    def _captions_for(self, samples: Sequence[Sample]) -> list[str | None]:
+        """Training captions without prefix: the class sentence (derm-cls) followed by the DermPrompt caption."""
+        return [" ".join(t for t in parts if t) or None for parts in self._caption_parts(samples)]
 
     # -- protocol ----------------------------------------------------------------------------------
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
@@ -144,9 +179,21 @@ class DiDGen(GeneratorBase):
         masks = torch.stack([resize_mask(s.mask, c.resolution).float() if s.mask is not None
                              else torch.zeros(c.resolution, c.resolution) for s in train])
         if c.attn_weight > 0 and not all(s.mask is not None for s in train):
-            raise ValueError("DiDGen's attention loss needs a mask for every training image (set method.attn_weight=0)")
-        captions = self._captions_for(train)
-        self.captions = [cap for cap in captions if cap]
+            raise ValueError("DiDGen's attention loss needs a mask for every training image (derm-cls on ISIC 2018 "
+                             "Task 3: task.fit_masks=ham10000 reads HAM10000's; else set method.attn_weight=0)")
+        parts = self._caption_parts(train)
+        if c.require_captions and not any(caption for _, caption in parts):
+            from bench.errors import UserInputError
+
+            raise UserInputError(
+                f"{type(self).__name__} fine-tunes on DermPrompt captions and none of the {len(train)} training images "
+                f"has one: pass method.caption_file=CSV (make it with `bench derm caption --dataset D --data-root DIR "
+                f"--model VLM_DIR --out captions.csv`), or set method.require_captions=false to fine-tune on the "
+                f"prefix alone")
+        captions = [" ".join(t for t in pair if t) or None for pair in parts]
+        self.captions = [caption for _, caption in parts if caption]
+        self.caption_labels = [None if s.label is None else int(s.label) for s, (_, cap) in zip(train, parts) if cap]
+        self.inference_prompts = None
         self.log = finetune(self.parts, images, masks, captions, self.placeholder_ids, c,
                             seed=derive_seed(c.train_seed, ctx.seed), advance=ctx.progress("fine-tune", c.steps))
 
@@ -155,15 +202,55 @@ class DiDGen(GeneratorBase):
 
         c = self.config
         prefix = PREFIX if c.use_placeholders else PLAIN_PREFIX
-        if c.prompt == "condition" and cond.prompt:
+        if c.prompt == "prefix":
+            return prefix
+        head = prefix
+        if cond.prompt:  # the task's prompt (derm-cls: prefix + class sentence; derm-quality: the prefix)
             text = cond.prompt
             if not c.use_placeholders:
                 text = text.replace("<lesion>", "lesion").replace("<skin>", "skin")
-            return text if text.startswith(prefix) else f"{prefix} {text}"
-        if c.prompt == "dermprompt" and self.captions:
-            caption = random.Random(index).choice(self.captions)
-            return f"{prefix} {with_placeholders(caption) if c.use_placeholders else caption}"
-        return prefix
+            head = text if text.startswith(prefix) else f"{prefix} {text}"
+        if c.prompt == "condition":
+            return head
+        caption = self._draw_dermprompt(cond, index)
+        return f"{head} {with_placeholders(caption) if c.use_placeholders else caption}"
+
+    def _dermprompt_pool(self) -> list[tuple[str, Any]]:
+        """(DermPrompt, class or None) pairs inference draws from: the prompt file, else the LLM's rephrasings,
+        else the training captions (recycled: the thesis's LLM-written new DermPrompts need ``rephrase_model``)."""
+        if self.inference_prompts is None:
+            from .prompts import read_prompt_file
+
+            c = self.config
+            if c.prompt_file:
+                self.inference_prompts = read_prompt_file(c.prompt_file)
+            elif c.rephrase_model:
+                from .rephrase import rephrase_captions
+
+                self.inference_prompts = rephrase_captions(c.rephrase_model, self.captions, self.caption_labels,
+                                                           c.rephrase_examples, c.rephrase_count, seed=c.train_seed)
+            else:
+                self.inference_prompts = list(zip(self.captions, self.caption_labels or [None] * len(self.captions)))
+                if self.inference_prompts:
+                    logger.info("DermPrompt: inference prompts are %d recycled training captions (no "
+                                "method.prompt_file or method.rephrase_model)", len(self.inference_prompts))
+            if not self.inference_prompts:
+                from bench.errors import UserInputError
+
+                raise UserInputError(
+                    "method.prompt=dermprompt, but there is no DermPrompt to draw from (the training images had no "
+                    "captions and no method.prompt_file is given): pass method.caption_file=CSV at fit (make it with "
+                    "`bench derm caption --dataset D --data-root DIR --model VLM_DIR --out captions.csv`) or "
+                    "method.prompt_file=FILE")
+        return self.inference_prompts
+
+    def _draw_dermprompt(self, cond: Condition, index: int) -> str:
+        """A DermPrompt of the condition's class (its label, or its ``class_name`` for a prompt file's ``class``
+        column) when the pool has some, else of any class; seeded by the condition's index."""
+        pool = self._dermprompt_pool()
+        keys = {k for k in (cond.label, cond.meta.get("class_name")) if k is not None}
+        same = [text for text, key in pool if key is not None and key in keys]
+        return random.Random(index).choice(same or [text for text, _ in pool])
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
         from .generate import generate_pairs
@@ -193,6 +280,7 @@ class DiDGen(GeneratorBase):
         path.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.parts.unet.state_dict().items()}, str(path / "unet.safetensors"))
         (path / "didgen.json").write_text(json.dumps({"config": asdict(self.config), "captions": self.captions,
+                                                      "caption_labels": self.caption_labels,
                                                       "log": self.log[-50:]}, default=str))
 
     def load(self, path: Path) -> None:
@@ -200,4 +288,7 @@ class DiDGen(GeneratorBase):
 
         self._ensure_model()
         self.parts.unet.load_state_dict(load_file(str(path / "unet.safetensors")))
-        self.captions = json.loads((path / "didgen.json").read_text())["captions"]
+        saved = json.loads((path / "didgen.json").read_text())
+        self.captions = saved["captions"]
+        self.caption_labels = saved.get("caption_labels") or [None] * len(self.captions)
+        self.inference_prompts = None

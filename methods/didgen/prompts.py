@@ -64,6 +64,29 @@ def read_caption_file(path: str | Path) -> dict[str, str]:
         return {row["id"]: row["caption"] for row in reader}
 
 
+def read_prompt_file(path: str | Path) -> list[tuple[str, str | None]]:
+    """Inference DermPrompts: a CSV with a ``caption`` column (and optionally ``class``) or a text file with one
+    prompt per line; returns (prompt without prefix, class or None) pairs. Empty lines are skipped."""
+    from bench.errors import UserInputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"method.prompt_file: {path} not found (a text file, one DermPrompt per line, or a CSV "
+                             f"with a caption column)")
+    text = path.read_text(encoding="utf-8")
+    first = text.splitlines()[0] if text.strip() else ""
+    if path.suffix.lower() == ".csv" or first.strip().lower().startswith("caption") or "caption," in first:
+        rows = list(csv.DictReader(text.splitlines()))
+        if not rows or "caption" not in rows[0]:
+            raise UserInputError(f"method.prompt_file: {path} has no caption column (header: {first!r})")
+        out = [(strip_prefix(r["caption"]), (r.get("class") or "").strip() or None) for r in rows if r["caption"].strip()]
+    else:
+        out = [(strip_prefix(line), None) for line in text.splitlines() if line.strip()]
+    if not out:
+        raise UserInputError(f"method.prompt_file: {path} holds no prompt")
+    return out
+
+
 def placeholder_positions(token_ids: list[int], placeholder_ids: list[int]) -> list[int]:
     """Positions of the first two occurrences of any placeholder id (the prefix's ``<lesion>`` and ``<skin>``),
     as the reference code finds them; occurrences inside the caption are ignored."""

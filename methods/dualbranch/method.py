@@ -30,6 +30,9 @@ class DualBranchConfig(DiDGenConfig):
     thesis leaves open).
     """
 
+    require_captions: bool = False
+    """Stage I fine-tunes on captions when the dataset has them; chapter 5 does not use DermPrompts, so none is
+    required."""
     sampler: str = "ddim"
     """Sampler of Stage II: DDIM, the sampler DDIM inversion is the inverse of (spec 3.3 [A]). Only ``ddim``."""
     guidance_fraction: float = 1.0

@@ -216,5 +216,6 @@ def test_profiles_build_and_registry():
     for profile in ("paper", "mini", "smoke"):
         cfg = build(DualBranchConfig, profile_section(yaml, profile), f"dualbranch:{profile}")
         cfg.validate()
-    assert build(DualBranchConfig, profile_section(yaml, "paper"), "paper").inject_layers == 5
+    # issue 22: the thesis injects at each decoder self-attention layer (StyleID's last 5 is the option 5)
+    assert build(DualBranchConfig, profile_section(yaml, "paper"), "paper").inject_layers is None
     assert build(DualBranchConfig, profile_section(yaml, "smoke"), "smoke").backbone == "mini-sd"

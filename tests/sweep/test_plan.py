@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
+from bench.leaderboard.checks import with_later_keys
 from bench.runner import RunConfig, plan_run, run_one
 from bench.sweep.plan import plan_sweep
 from bench.sweep.spec import load_sweep
@@ -68,7 +69,8 @@ def test_ch4_sweep_plans_the_run_ids_of_the_shipped_records(ch4_plan):
         i for i, rec in shipped.items() if not rec["config"]["task"].get("mask_source"))
     for r in independent:
         rec = shipped[r.plan.run_id]
-        assert r.plan.task_config == rec["config"]["task"] and r.plan.method_config == rec["config"]["method"]
+        stated = with_later_keys(rec["config"], type(r.plan.resolved.task), r.plan.resolved.method_cls)
+        assert r.plan.task_config == stated["task"] and r.plan.method_config == stated["method"]
         assert r.plan.protocol_hash == rec["protocol_hash"]
 
     didgen = next(r for r in runs if r.name == "seg-didgen-s1k").plan.run_id
@@ -80,15 +82,17 @@ def test_ch4_sweep_plans_the_run_ids_of_the_shipped_records(ch4_plan):
     for r in on_didgen:
         # the dependency resolved to the shipped DiDGen record's run id: configs and protocol equal a shipped record
         assert r.plan.task_config["mask_source"] == didgen
+        stated = {i: with_later_keys(rec["config"], type(r.plan.resolved.task), r.plan.resolved.method_cls)
+                  for i, rec in stale.items()}
         match = [i for i, rec in stale.items() if rec["method"]["id"] == r.spec.method
-                 and rec["config"]["task"] == r.plan.task_config and rec["config"]["method"] == r.plan.method_config]
+                 and stated[i]["task"] == r.plan.task_config and stated[i]["method"] == r.plan.method_config]
         assert len(match) == 1, r.name
         rec = stale.pop(match[0])
         assert rec["protocol_hash"] == r.plan.protocol_hash
         # ... and its run id is the one the runner computes with the path the campaign passed as mask_source
         legacy = {"conditioning": "generated-masks", "mask_source": CAMPAIGN_PATH.format(didgen)}
         assert match[0].endswith(stable_hash({"protocol": r.plan.protocol_hash, "method": r.spec.method,
-                                              "config": r.plan.method_config, "version": rec["method"]["version"],
+                                              "config": rec["config"]["method"], "version": rec["method"]["version"],
                                               "inputs": legacy}, 8))
     assert not stale
 

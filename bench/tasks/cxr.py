@@ -58,6 +58,9 @@ class CxrConfig:
     """Reference text of BLEU / ROUGE-L / CE F1 with ``input=real`` (thesis: findings)."""
     n_generate: int = 1000
     """Images for FD / PSNR / SSIM, conditioned on the label vectors of the first n test samples (thesis: 1000)."""
+    test_selection: Literal["random", "first"] = "random"
+    """Which test samples condition the FD / PSNR / SSIM images: a seeded random draw (thesis: 1000 random PA test
+    images) or the first ``n_generate`` in dataset order (code: the first 1000 PA rows of folder p19)."""
     n_auroc: int = 500
     """Images per pathology and No-Finding images of the AUROC protocol (thesis: 500)."""
     auroc_labels: Literal["single", "real"] = "single"
@@ -211,6 +214,13 @@ class CxrTask(Task):
                 break
         return keep, missing
 
+    def _fid_indices(self, data: TaskData) -> list[int]:
+        """Test samples whose label vectors condition the FD / PSNR / SSIM images (generated_i pairs with test_i)."""
+        n, total = self.config.n_generate, len(data.splits["test"])
+        if self.config.test_selection == "first":
+            return list(range(n))
+        return [int(i) for i in np.random.default_rng(derive_seed(0, 67)).choice(total, size=n, replace=False)]
+
     def _auroc_plan(self, data: TaskData) -> list[tuple[str, torch.Tensor]]:
         """(pathology display name or "No Finding", label vector) of each AUROC condition."""
         from bench.metrics.cxr_auroc import NEGATIVE, PATHOLOGIES
@@ -249,10 +259,10 @@ class CxrTask(Task):
                 out.append(Condition(labels=s.labels, prompt=label_sentence(s.labels), reference=s.image,
                                      meta={"index": k, "set": "report", "source_id": s.meta.get("id")}))
             return out
-        for i in range(c.n_generate):
+        for k, i in enumerate(self._fid_indices(data)):
             s = test[i]
             out.append(Condition(labels=s.labels, prompt=label_sentence(s.labels),
-                                 meta={"index": i, "set": "fid", "source_id": s.meta.get("id")}))
+                                 meta={"index": k, "set": "fid", "source_id": s.meta.get("id")}))
         for k, (name, labels) in enumerate(self._auroc_plan(data)):
             out.append(Condition(labels=labels, prompt=label_sentence(labels),
                                  meta={"index": c.n_generate + k, "set": "auroc", "pathology": name}))
@@ -336,7 +346,8 @@ class CxrTask(Task):
             auroc_names = [name for name, _ in plan]
             reports = [s.report or "" for s in synthetic[c.n_generate:]] if c.output == "both" else []
         fake = self._stack(fid_images)
-        real = self._stack([test[i].image for i in range(len(fake))])
+        pair_ids = self._fid_indices(data)[:len(fake)]
+        real = self._stack([test[i].image for i in pair_ids])
         fd = FrechetDistance(self._fd_extractor(c.extractor), c.extractor)
         fd.update(self._stack([test[i].image for i in range(len(test))]), real=True)
         fd.update(fake, real=False)
@@ -357,9 +368,9 @@ class CxrTask(Task):
         neg = names == NEGATIVE
         metrics.update(auroc_scores({p: (scores[p][names == p], scores[p][neg]) for p in PATHOLOGIES}))
         comparisons["auroc_classifier"] = scorer.name
-        rows = [{"id": test[i].meta.get("id"), "set": "fid", "psnr": float(pairs_psnr[i]),
-                 "ssim_range1": float(per_ssim[1.0][i]), "ssim_range255": float(per_ssim[255.0][i])}
-                for i in range(len(fake))]
+        rows = [{"id": test[i].meta.get("id"), "set": "fid", "psnr": float(pairs_psnr[k]),
+                 "ssim_range1": float(per_ssim[1.0][k]), "ssim_range255": float(per_ssim[255.0][k])}
+                for k, i in enumerate(pair_ids)]
         for k, name in enumerate(auroc_names):
             rows.append({"id": f"auroc-{k}", "set": "auroc", "pathology": name,
                          **{f"score[{p}]": float(scores[p][k]) for p in PATHOLOGIES}})

@@ -80,7 +80,9 @@ def test_image_protocol_pairs_fd_set_and_auroc_sets(tmp_path):
     conds = task.conditions(data, ctx)
     assert len(conds) == 8 + 6 * 3
     test = data.splits["test"]
-    assert all(torch.equal(conds[i].labels, test[i].labels) for i in range(8))
+    pairs = task._fid_indices(data)
+    assert len(set(pairs)) == 8 and pairs != list(range(8))  # a seeded random draw of test samples (thesis)
+    assert all(torch.equal(conds[k].labels, test[i].labels) for k, i in enumerate(pairs))
     auroc = conds[8:]
     assert [c.meta["pathology"] for c in auroc[::3]] == [*PATHOLOGIES, "No Finding"]
     for c in auroc:  # single-positive vectors (task.auroc_labels=single)
@@ -89,7 +91,7 @@ def test_image_protocol_pairs_fd_set_and_auroc_sets(tmp_path):
     synthetic = list(EchoLabels().generate(conds, ctx))
     ev = task.evaluate(data, synthetic, ctx, "echo")
     fake = torch.stack([resize_image(s.image.expand(3, -1, -1), 64) for s in synthetic[:8]])
-    real = torch.stack([resize_image(test[i].image.expand(3, -1, -1), 64) for i in range(8)])
+    real = torch.stack([resize_image(test[i].image.expand(3, -1, -1), 64) for i in pairs])
     want = np.mean([peak_signal_noise_ratio(r.numpy(), f.numpy(), data_range=1.0) for r, f in zip(real, fake)])
     assert ev.metrics["psnr"] == pytest.approx(want, rel=1e-6)
     assert ev.metrics["ssim[range=255]"] > ev.metrics["ssim[range=1]"]

@@ -83,8 +83,8 @@ class SegAugConfig:
     """Epoch cap [I]."""
     patience: int = 20
     """Early-stopping patience on validation Dice (thesis: 20)."""
-    loss: Literal["bce", "dice", "bce+dice"] = "bce+dice"
-    """Segmentation loss [I: BCE + Dice]."""
+    loss: Literal["bce", "dice", "bce+dice", "focal+dice", "dice+ce"] = "bce+dice"
+    """Segmentation loss [I: BCE + Dice]; ``focal+dice`` (MedDiff-FT) and ``dice+ce`` (DiffBoost) through MONAI."""
     hflip: bool = False
     """Random flips while training segmenters [I: off]."""
     grid_size: int = 16
@@ -312,7 +312,7 @@ class SegAugTask(Task):
 
     def _run_arm(self, model_index: int, model_id: str, images: torch.Tensor, masks: torch.Tensor,
                  val: tuple[torch.Tensor, torch.Tensor], tests: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                 ctx: RunContext, label: str, checkpoint: Path | None = None) -> dict[str, Any]:
+                 ctx: RunContext, label: str, checkpoint: Path | None = None, hook: Any = None) -> dict[str, Any]:
         """Train one segmenter on (images, masks) and score it. ``checkpoint``: its per-epoch state file (default
         ``<work dir>/checkpoints/<label>-<index>-<model>.pt``), from which a killed training resumes (the evaluate
         stage's folder is the same when the run is started again); `remove_checkpoints` deletes them at the end."""
@@ -327,7 +327,8 @@ class SegAugTask(Task):
         advance = ctx.progress(f"{label} {model_id}", c.max_epochs)
         checkpoint = checkpoint or Path(ctx.work_dir) / "checkpoints" / f"{label}-{model_index}-{model_id}.pt"
         result = train_segmenter(model, images, masks, val[0], val[1], self._train_config(),
-                                 seed=derive_seed(ctx.seed, 200 + model_index), advance=advance, checkpoint=checkpoint)
+                                 seed=derive_seed(ctx.seed, 200 + model_index), advance=advance, checkpoint=checkpoint,
+                                 hook=hook)
         arm: dict[str, Any] = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
                                "best_val_dice": result.best_val_dice}
         for name, (x, y) in tests.items():
@@ -369,12 +370,16 @@ class SegAugTask(Task):
         test_ids = [s.meta.get("id", str(i)) for i, s in enumerate(data.splits["test"])]
 
         arms_real, arms_aug = {}, {}
+        from bench.downstream.hooks import augmented_arm  # a hook the samples declare (DiffBoost's patch merging)
+
+        aug, hook = augmented_arm(real, syn, [data.splits["train"][i].meta.get("id") for i in self.real_indices(data)],
+                                  synthetic)
         for k, model_id in enumerate(c.segmenters):
             arms_real[model_id] = self._real_arm(k, model_id, real, val, tests, data, ctx)
             if len(syn[0]):
-                aug = (torch.cat([real[0], syn[0]]), torch.cat([real[1], syn[1]]))
                 checkpoint = Path(ctx.work_dir) / "checkpoints" / f"augmented-{k}-{model_id}.pt"
-                arms_aug[model_id] = self._run_arm(k, model_id, *aug, val, tests, ctx, "augmented", checkpoint)
+                arms_aug[model_id] = self._run_arm(k, model_id, *aug, val, tests, ctx, "augmented", checkpoint,
+                                                   hook=hook)
             else:
                 arms_aug[model_id] = arms_real[model_id]
 

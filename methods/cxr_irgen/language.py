@@ -18,7 +18,7 @@ The mini profile trains BART from scratch with a byte-level BPE tokenizer learnt
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,21 +122,29 @@ def train_autoencoder(ae: ReportAutoencoder, ids: torch.Tensor, mask: torch.Tens
     """Stage 1: encoder and decoder trained on reconstruction (AdamW, code's betas / eps)."""
     ae.train()
     opt = torch.optim.AdamW(ae.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(epochs):
-        order = torch.randperm(len(ids), generator=gen)
-        for start in range(0, len(ids), batch_size):
-            idx = order[start:start + batch_size]
-            loss = ae.loss(ids[idx], mask[idx], on_padding)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            if advance is not None:
-                advance()
+    losses = [optimizer_step(opt, ae.loss(ids[idx], mask[idx], on_padding), advance)
+              for idx in minibatches(len(ids), epochs, batch_size, seed)]
     ae.eval().requires_grad_(False)
     return losses
+
+
+def minibatches(n: int, epochs: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Index batches of ``epochs`` seeded shuffles of ``range(n)`` (the last batch of an epoch may be short)."""
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for start in range(0, n, batch_size):
+            yield order[start:start + batch_size]
+
+
+def optimizer_step(opt: Any, loss: torch.Tensor, advance: Callable[..., None] | None = None) -> float:
+    """Backward, step, advance the progress bar; returns the loss value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if advance is not None:
+        advance()
+    return float(loss.detach())
 
 
 def make_prior(input_size: int, channels: int, patch_size: int, hidden: int, layers: int, heads: int) -> Any:
@@ -169,19 +177,9 @@ def train_prior(prior: Any, inputs: torch.Tensor, targets: torch.Tensor, epochs:
     if prior.config.hidden_size != targets.shape[1]:
         raise ValueError(f"prior width {prior.config.hidden_size} != text vector width {targets.shape[1]}")
     opt = torch.optim.AdamW(prior.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(epochs):
-        order = torch.randperm(len(inputs), generator=gen)
-        for start in range(0, len(inputs), batch_size):
-            idx = order[start:start + batch_size]
-            loss = prior_loss(prior(pixel_values=inputs[idx]).pooler_output, targets[idx], kind, lam)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-            if advance is not None:
-                advance()
+    losses = [optimizer_step(opt, prior_loss(prior(pixel_values=inputs[idx]).pooler_output, targets[idx], kind, lam),
+                             advance)
+              for idx in minibatches(len(inputs), epochs, batch_size, seed)]
     prior.eval().requires_grad_(False)
     return losses
 

@@ -154,6 +154,8 @@ def train_denoiser(model: Any, scheduler: Any, codec: Any, images: torch.Tensor,
                    advance: Callable[..., None] | None = None, extra_params: Sequence[Any] = ()) -> list[float]:
     """Epsilon-prediction fine-tuning (code: AdamW betas (0.9, 0.999), eps 1e-8, no scheduler, no warm-up, no
     condition dropout, uniform timesteps). ``conds(idx)`` gives the condition of the batch items ``idx``."""
+    from .language import optimizer_step
+
     model.train().requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad] + list(extra_params)
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
@@ -168,13 +170,7 @@ def train_denoiser(model: Any, scheduler: Any, codec: Any, images: torch.Tensor,
         t = torch.randint(0, n_train, (batch_size,), generator=gen)
         cond = conds(idx)
         eps = model(scheduler.add_noise(x0, noise, t), t, encoder_hidden_states=cond).sample
-        loss = F.mse_loss(eps.float(), noise, reduction="mean")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if advance is not None:
-            advance()
+        losses.append(optimizer_step(opt, F.mse_loss(eps.float(), noise, reduction="mean"), advance))
     model.eval().requires_grad_(False)
     return losses
 

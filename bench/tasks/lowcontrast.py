@@ -97,8 +97,8 @@ class LowContrastConfig:
     """x of the poorly segmented test subsets S_x = {pretrained IoU < x} (thesis: 0.8, 0.6)."""
     external_thresholds: tuple[float, ...] = (0.6, 0.4)
     """S_x of the external set (thesis Table 5.4: S_0.4, S_0.6)."""
-    segmenters: tuple[str, ...] = ("attention-unet", "dcsau-net")
-    """Segmenters (thesis: Attention U-Net, DCSAU-Net, FAT-Net; FAT-Net is not implemented)."""
+    segmenters: tuple[str, ...] = ("attention-unet", "dcsau-net", "fat-net")
+    """Segmenters (thesis: Attention U-Net, DCSAU-Net, FAT-Net; `bench.downstream.fatnet`)."""
     seg_base: int = 64
     """Width of the segmenters' first level."""
     seg_depth: int = 4

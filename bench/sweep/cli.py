@@ -48,6 +48,8 @@ def sweep_command(
                                              "(default 1440)."),
     array_parallelism: Optional[int] = typer.Option(None, "--array-parallelism",
                                                     help="submitit: array tasks running at once (Slurm)."),
+    inputs: bool = typer.Option(False, "--inputs", help="With --dry-run: also print each run's generator inputs "
+                                "(resolution, conditioning source, prompt form; Task.describe_generator_inputs)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a sweep file's runs (each an ordinary `bench run` with its cache) on local workers or through submitit.
@@ -103,8 +105,23 @@ def sweep_command(
     if dry_run:
         add_estimates(runs, past_runs(history_folders(work_dir)))
         typer.echo(render_plan(sweep, runs, work_dir, n_workers, default_threads))
+        if inputs:
+            typer.echo(_generator_inputs(runs))
         return
     raise typer.Exit(_run(sweep, runs, work_dir, spec, n_workers, default_threads, cores, data_cache))
+
+
+def _generator_inputs(runs) -> str:  # noqa: ANN001
+    """Each planned run's generator inputs (a table cell's protocol as the generator sees it)."""
+    from bench.dry_run import generator_input_lines
+
+    lines = ["", "generator inputs per run:"]
+    for run in runs:
+        plan = getattr(run, "plan", None)
+        rows = generator_input_lines(plan) if plan is not None else []
+        lines.append(f"{run.name} ({run.spec.task} x {run.spec.method}):")
+        lines += [f"  {line}" for line in rows[1:]] or ["  (the task describes none)"]
+    return "\n".join(lines)
 
 
 def _run(sweep, runs, work_dir, spec, n_workers, threads, cores, data_cache) -> int:  # noqa: ANN001

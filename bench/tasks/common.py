@@ -265,7 +265,13 @@ def training_text(method_config: Any, class_sentence: bool = False) -> str:
     if method_value(method_config, "caption_file", "absent") == "absent":
         return "the method's own training text"
     captions = method_value(method_config, "caption_file")
-    source = f"captions of {captions}" if captions else "the dataset's captions (none on ISIC: give method.caption_file)"
-    required = " (required)" if method_value(method_config, "require_captions") else ""
+    required = bool(method_value(method_config, "require_captions"))
+    if captions:
+        source = f"captions of {captions}"
+    elif required:
+        source = "the dataset's captions (none on ISIC: give method.caption_file)"
+    else:
+        source = "the dataset's captions (the prefix alone where there are none)"
+    required = " (required)" if required else ""
     head = "prefix + class sentence + DermPrompt" if class_sentence else "prefix + DermPrompt"
     return f"training text: {head} from {source}{required}"

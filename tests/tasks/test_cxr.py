@@ -133,3 +133,19 @@ def test_label_template_run_end_to_end(tmp_path):
                             sets=["task.output=report", "task.input=real"]))[0]
     assert rec["n"]["generated"] == 8
     assert 0 < rec["metrics"]["bleu1"] <= 1 and 0 < rec["metrics"]["chexpert_f1_micro"] <= 1
+
+
+def test_auroc_conditions_from_real_label_vectors(tmp_path):
+    from bench.metrics.chexlabel import CATEGORIES
+    from bench.metrics.cxr_auroc import PATHOLOGIES
+
+    task = _task(output="image", auroc_labels="real")
+    data = task.load(RunContext(work_dir=tmp_path))
+    plan = task._auroc_plan(data)
+    train_vectors = {tuple(data.splits["train"][i].labels.tolist()) for i in range(len(data.splits["train"]))}
+    for name, labels in plan:
+        category = PATHOLOGIES.get(name, name)
+        assert labels[CATEGORIES.index(category)] == 1
+        if name != "No Finding":
+            assert tuple(labels.tolist()) in train_vectors  # a real training label vector positive for it
+    assert all(a[0] == b[0] and torch.equal(a[1], b[1]) for a, b in zip(plan, task._auroc_plan(data)))  # seeded

@@ -11,6 +11,7 @@ SEGMENTERS.register("unet", "bench.downstream.unet:UNet")
 SEGMENTERS.register("attention-unet", "bench.downstream.unet:attention_unet")
 SEGMENTERS.register("dcsau-net", "bench.downstream.dcsau:dcsau_net")
 SEGMENTERS.register("xbound-former", "bench.downstream.xboundformer:xbound_former")
+SEGMENTERS.register("xbound-former-pvt", "bench.downstream.xboundformer:xbound_former_pvt")  # paper: ImageNet PVT-v2
 SEGMENTERS.register("fat-net", "bench.downstream.fatnet:fat_net")
 # MedDiff-FT (A.9) and DiffBoost (B.9) segmenters: segmentation-models-pytorch / timm / MONAI (bench/downstream/smp_models.py)
 SEGMENTERS.register("upernet", "bench.downstream.smp_models:upernet")

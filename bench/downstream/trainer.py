@@ -120,7 +120,9 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
         x, y = images[idx], target[idx]
         if config.hflip:
             x, y = random_flips(x, y, generator=gen)
-        return seg_loss(model(x), y, config.loss)
+        loss = seg_loss(model(x), y, config.loss)
+        auxiliary = getattr(model, "auxiliary_loss", None)  # e.g. XBound-Former's boundary supervision
+        return loss + auxiliary(y) if callable(auxiliary) else loss
 
     def val_dice() -> float:
         return float(dice_iou(predict(model, val_images, threshold=config.threshold), val_masks)[0].mean())

@@ -14,9 +14,13 @@ IEEE TMI 42), written from the paper with the module layout of the authors' code
 * head: stage-1 features concatenated with the up-sampled fused stage-2 features, conv-BN-ReLU and a 1x1 conv,
   bilinearly up-sampled to the input.
 
-What is left out: ImageNet-pretrained PVT-v2 weights (random initialisation; the authors load ``pvt_v2_b2.pth``),
-the auxiliary deep-supervision heads and the boundary-point supervision of the gates (the shared segmenter trainer
-optimises one logit map).
+Two ids: ``xbound-former`` (the mini twin: our PVT-v2 at random initialisation, the logit map alone supervised)
+and ``xbound-former-pvt`` (the paper profile, issue 22): timm's PVT-v2-b2 encoder initialised from the authors'
+ImageNet file ``pvt_v2_b2.pth`` under the weights dir (``$BENCH_WEIGHTS``; converted by timm's
+``checkpoint_filter_fn``; missing file = one error line, nothing downloaded), and the boundary gates supervised:
+``auxiliary_loss`` adds ``boundary_weight`` (1 [A]) times the mean BCE between each gate's map and the target's
+boundary (morphological gradient of the mask, 3x3, max-pooled to the map's grid), which the segmenter trainer adds
+to the segmentation loss. Left out: the auxiliary deep-supervision heads of the logit map.
 """
 from __future__ import annotations
 
@@ -209,13 +213,15 @@ class XBoundFormer(nn.Module):
     """
 
     def __init__(self, in_channels: int = 3, base: int = 64, blocks: tuple[int, ...] = (3, 4, 6, 3),
-                 hidden: int | None = None, boundary_heads: int = 8, boundary_layers: int = 2) -> None:
+                 hidden: int | None = None, boundary_heads: int = 8, boundary_layers: int = 2,
+                 backbone: nn.Module | None = None, boundary_weight: float = 0.0) -> None:
         super().__init__()
         dims = tuple(base * m for m in (1, 2, 5, 8))
         hidden = hidden or 2 * base
         if hidden % boundary_heads:
             raise ValueError(f"hidden={hidden} must be divisible by boundary_heads={boundary_heads}")
-        self.backbone = PVTv2(in_channels, dims, heads=(1, 2, 5, 8), blocks=blocks)
+        self.backbone = backbone if backbone is not None else PVTv2(in_channels, dims, heads=(1, 2, 5, 8), blocks=blocks)
+        self.boundary_weight = boundary_weight
         self.maps = nn.ModuleList([nn.Conv2d(d, hidden, 1) for d in dims[1:]])
         self.in_scale = nn.ModuleList([InScaleBoundaryLearner(hidden, boundary_heads, boundary_layers)
                                        for _ in dims[1:]])
@@ -240,6 +246,56 @@ class XBoundFormer(nn.Module):
         low = feats[0]
         y = torch.cat([low, F.interpolate(fused_1, size=low.shape[-2:], mode="bilinear", align_corners=False)], dim=1)
         return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+    def auxiliary_loss(self, target: torch.Tensor) -> torch.Tensor:
+        """``boundary_weight`` x mean BCE of the last forward's boundary maps against the target's boundary
+        (target (N, 1, H, W) in {0, 1}); 0 when the weight is 0. The segmenter trainer adds it to the loss."""
+        if not self.boundary_weight or not self.boundary_maps:
+            return target.new_zeros(())
+        edge = F.max_pool2d(target, 3, 1, 1) - (-F.max_pool2d(-target, 3, 1, 1))  # dilation - erosion
+        losses = [F.binary_cross_entropy(m.clamp(1e-6, 1 - 1e-6), F.adaptive_max_pool2d(edge, m.shape[-2:]))
+                  for m in self.boundary_maps]
+        return self.boundary_weight * torch.stack(losses).mean()
+
+
+class TimmPVT(nn.Module):
+    """timm's PVT-v2 as the pyramid: images -> the four stage maps (N, C_i, H / 2**(i + 2), W / 2**(i + 2))."""
+
+    def __init__(self, variant: str, in_channels: int = 3) -> None:
+        super().__init__()
+        import timm
+
+        self.model = timm.create_model(variant, pretrained=False, in_chans=in_channels, num_classes=0)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.model.forward_intermediates(x, intermediates_only=True))
+
+
+#: timm variant and weight file of the paper's encoder (the authors' ``pvt_v2_b2.pth``); base = its first width.
+PVT_VARIANT, PVT_FILE, PVT_BASE = "pvt_v2_b2", "pvt_v2_b2.pth", 64
+
+
+def xbound_former_pvt(in_channels: int = 3, base: int = 64, depth: int = 4, boundary_weight: float = 1.0,
+                      weights_dir: str | None = None) -> XBoundFormer:
+    """XBound-Former on timm's PVT-v2-b2 initialised from ``<weights dir>/pvt_v2_b2.pth``, with boundary supervision.
+
+    ``base`` and ``depth`` are accepted for the common segmenter signature; the encoder fixes the widths."""
+    del base, depth
+    from timm.models.pvt_v2 import checkpoint_filter_fn
+
+    from bench.metrics.extractors import MissingWeightsError, load_state_dict, resolve_weights_dir
+
+    path = resolve_weights_dir(weights_dir) / PVT_FILE
+    if not path.is_file():
+        raise MissingWeightsError(f"missing XBound-Former's ImageNet PVT-v2 encoder: put {PVT_FILE} (the authors' / "
+                                  f"timm's {PVT_VARIANT} weights) at {path}; nothing is downloaded")
+    encoder = TimmPVT(PVT_VARIANT, in_channels)
+    state = checkpoint_filter_fn(load_state_dict(path), encoder.model)
+    missing, unexpected = encoder.model.load_state_dict(state, strict=False)
+    if [k for k in missing if not k.startswith("head")] or [k for k in unexpected if not k.startswith("head")]:
+        raise MissingWeightsError(f"{path}: not {PVT_VARIANT} weights (missing {missing[:2]}, unexpected {unexpected[:2]})")
+    return XBoundFormer(in_channels, base=PVT_BASE, backbone=encoder, boundary_weight=boundary_weight)
 
 
 def xbound_former(in_channels: int = 3, base: int = 64, depth: int = 4) -> XBoundFormer:

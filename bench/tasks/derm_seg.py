@@ -16,6 +16,7 @@ neighbour first, as AlexNet's pooling needs).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 from collections.abc import Sequence
@@ -70,7 +71,8 @@ class SegAugConfig:
     """With ``conditioning: generated-masks``: another method's run whose generated masks condition this method, in
     order (cycled if fewer): its run id (record under ``<work-dir>/records``), record file, or generate folder."""
     segmenters: tuple[str, ...] = ("unet", "attention-unet")
-    """Downstream segmenters (thesis: U-Net, Attention U-Net, DCSAU-Net, XBound-Former)."""
+    """Downstream segmenters (thesis: U-Net, Attention U-Net, DCSAU-Net, XBound-Former; the paper profile's is
+    ``xbound-former-pvt``, its ImageNet PVT-v2 encoder and boundary supervision)."""
     seg_base: int = 64
     """Width of the segmenters' first level."""
     seg_depth: int = 4
@@ -323,7 +325,10 @@ class SegAugTask(Task):
         c = self.config
         # Same initialisation for the real and the augmented arm of one model: a paired comparison.
         torch.manual_seed(derive_seed(ctx.seed, 100 + model_index))
-        model = SEGMENTERS.get(model_id)(in_channels=images.shape[1], base=c.seg_base, depth=c.seg_depth)
+        factory = SEGMENTERS.get(model_id)
+        # a segmenter with pretrained parts (xbound-former-pvt) reads them from the task's weights dir
+        extra = {"weights_dir": c.weights_dir} if "weights_dir" in inspect.signature(factory).parameters else {}
+        model = factory(in_channels=images.shape[1], base=c.seg_base, depth=c.seg_depth, **extra)
         advance = ctx.progress(f"{label} {model_id}", c.max_epochs)
         checkpoint = checkpoint or Path(ctx.work_dir) / "checkpoints" / f"{label}-{model_index}-{model_id}.pt"
         result = train_segmenter(model, images, masks, val[0], val[1], self._train_config(),

@@ -120,7 +120,7 @@ class AttnRefocus(DiDGen):
         """Guided images (N, 3, H, W) in [0, 1] for condition masks ``masks``."""
         from bench.diffusion.attention import AttentionStore, storing_processors
         from bench.diffusion.sampling import guided_sample, make_scheduler, seeded_noise
-        from methods.didgen.generate import encode_prompts
+        from bench.diffusion.dermprompt import encode_prompts
 
         c, parts = self.config, self.parts
         store = AttentionStore(cross=True, self_attention=True, resolutions={c.refocus_ca_res, c.refocus_sa_res},

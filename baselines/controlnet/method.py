@@ -115,7 +115,7 @@ class ControlNet(GeneratorBase):
     def _ensure_backbone(self, device: Any = None) -> None:
         """Load the frozen backbone (once) and move it to ``device``."""
         if self.parts is None:
-            from methods.didgen.backbone import load_backbone
+            from bench.diffusion.dermprompt import load_backbone
 
             self.parts = load_backbone(self.config.backbone)
             self.parts.unet.requires_grad_(False)

@@ -3,7 +3,7 @@
 
 The thesis gives "same hyperparameters" as DiDGen and the prompt ``"An image of lesion on skin."``, no identifier
 token and no prior-preservation setting. This baseline therefore runs DiDGen's fine-tuning loop
-(`methods.didgen.train.finetune`, attention loss off, plain words) with:
+(`bench.diffusion.t2i_finetune.finetune`, attention loss off, plain words) with:
 
 1. the instance prompt ``instance_prompt`` (an optional ``identifier`` such as ``sks`` goes before ``lesion``),
    followed, for samples of a known class, by ``class_template`` (``"A dermoscopic image of melanoma."``) so that
@@ -123,13 +123,13 @@ class DreamBooth(SDFinetune):
         return [c.class_template.format(class_name=c.class_words.get(n, n)) if n else None for n in names]
 
     def _training_prompt(self, text: str | None, rng: Any) -> str:
-        from methods.didgen.prompts import PLAIN_PREFIX, training_prompt
+        from bench.diffusion.dermprompt import PLAIN_PREFIX, training_prompt
 
         prompt = training_prompt(text, rng, self.config.prefix_only_rate, use_placeholders=False)
         return self.instance_prefix + prompt[len(PLAIN_PREFIX):]
 
     def _prompt(self, cond: Condition, index: int) -> str:
-        from methods.didgen.prompts import PLAIN_PREFIX
+        from bench.diffusion.dermprompt import PLAIN_PREFIX
 
         text = super()._prompt(cond, index)
         return self.instance_prefix + text[len(PLAIN_PREFIX):] if text.startswith(PLAIN_PREFIX) else text
@@ -174,7 +174,7 @@ class DreamBooth(SDFinetune):
     # -- protocol ----------------------------------------------------------------------------------
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
         from bench.tasks.common import resize_image
-        from methods.didgen.train import PriorData, finetune
+        from bench.diffusion.t2i_finetune import PriorData, finetune
 
         self._ensure_model()
         c = self.config

@@ -158,7 +158,7 @@ class IPAdapter(GeneratorBase):
                 self.controlnet.to(device=device)
 
     def _load_model(self) -> None:
-        from methods.didgen.backbone import load_backbone
+        from bench.diffusion.dermprompt import load_backbone
 
         from .adapter import install_ip_adapter
         from .encoders import load_image_encoder

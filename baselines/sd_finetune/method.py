@@ -1,7 +1,7 @@
 """sd-finetune: full-UNet fine-tuning of the text-to-image backbone with the plain denoising loss (thesis ch. 4,
 the "SD-Finetune" / "Finetune" baseline of Tables 4.1, 4.2 and 4.4).
 
-The same training loop, data and hyperparameters as DiDGen (`methods.didgen.train.finetune`) with the attention
+The same training loop, data and hyperparameters as DiDGen (`bench.diffusion.t2i_finetune.finetune`) with the attention
 loss off and plain words instead of placeholder tokens: training prompts are ``"An image of lesion on skin."``
 (prefix only with probability 0.2) followed by the caption, generation prompts the prefix (Table 4.1) or the
 task's prompt (derm-cls class prompts, ``method.prompt=condition``). Text-only sampling with classifier-free
@@ -44,7 +44,7 @@ class SDFinetune(DiDGen):
 
     def _ensure_model(self) -> None:
         if self.parts is None:
-            from methods.didgen.backbone import load_backbone
+            from bench.diffusion.dermprompt import load_backbone
 
             self.parts = load_backbone(self.config.backbone)
             self.parts.text_encoder.requires_grad_(False)

@@ -92,7 +92,7 @@ class ZestGuide(DiDGen):
         """Guided images (N, 3, H, W) in [0, 1] for condition masks ``masks``."""
         from bench.diffusion.attention import AttentionStore, storing_processors
         from bench.diffusion.sampling import guided_sample, make_scheduler, seeded_noise
-        from methods.didgen.generate import encode_prompts
+        from bench.diffusion.dermprompt import encode_prompts
 
         c, parts = self.config, self.parts
         store = AttentionStore(cross=True, self_attention=False, resolutions=set(c.zest_res), mode="last",

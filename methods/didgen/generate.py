@@ -37,29 +37,7 @@ def _batch_layout_loss(store: Any, masks: torch.Tensor, lesion_pos: torch.Tensor
     return total
 
 
-@dataclass
-class PromptInputs:
-    """Encoded prompts of one batch: ``cond`` (N, L, D), ``uncond`` (1, L, D), ``positions`` (N, 2) of
-    ``<lesion>``/``<skin>``, ``eots`` (end-of-text position per prompt)."""
-
-    cond: torch.Tensor
-    uncond: torch.Tensor
-    positions: torch.Tensor
-    eots: list[int]
-
-
-def encode_prompts(parts: Any, prompts: Sequence[str], placeholder_ids: list[int]) -> PromptInputs:
-    """Text embeddings and placeholder positions of ``prompts`` (each starting with the placeholder prefix)."""
-    from .prompts import placeholder_positions
-
-    ids = parts.token_ids(list(prompts))
-    positions = torch.tensor([placeholder_positions(row.tolist(), placeholder_ids)[:2] for row in ids])
-    eots = [len(parts.tokenizer(p, truncation=True, max_length=parts.tokenizer.model_max_length).input_ids) - 1
-            for p in prompts]
-    with torch.no_grad():
-        cond = parts.text_encoder(input_ids=ids).last_hidden_state.float()
-        uncond = parts.encode_prompt([""]).float()
-    return PromptInputs(cond=cond, uncond=uncond, positions=positions, eots=eots)
+from bench.diffusion.dermprompt import PromptInputs, encode_prompts  # noqa: E402,F401  (moved, issue 22)
 
 
 def generate_pairs(parts: Any, prompts: Sequence[str], masks: Sequence[torch.Tensor | None], seeds: Sequence[int],

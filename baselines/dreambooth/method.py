@@ -59,10 +59,11 @@ class DreamBoothConfig(SDFinetuneConfig):
     """Prompt of the class images; None: the instance prompt without the identifier (DreamBooth's class noun
     prompt). Without an identifier both are ``"An image of lesion on skin."``, and the prior term then keeps the
     fine-tuned model near the base model's samples for the very prompt it is trained on."""
-    instance_text: Literal["class", "caption", "none"] = "class"
+    instance_text: Literal["class", "caption", "class+caption", "none"] = "class"
     """What follows the instance prompt in training: ``class_template`` for samples with a class name (real ISIC
     Task 1 images have none, so Table 4.1's run trains on the instance prompt alone), the DermPrompt caption
-    (as SD-Finetune), or nothing (plain DreamBooth)."""
+    (as SD-Finetune), the class sentence followed by the image's DermPrompt (paper profile: the spec's pattern for
+    DiDGen, SD-Finetune and DreamBooth alike), or nothing (plain DreamBooth)."""
     class_template: str = "A dermoscopic image of {class_name}."
     """Class sentence of training prompts; derm-cls's class prompts end with the same sentence [I]."""
     class_words: dict = field(default_factory=lambda: dict(DEFAULT_CLASS_WORDS))
@@ -120,7 +121,11 @@ class DreamBooth(SDFinetune):
         if c.instance_text == "none":
             return [None] * len(samples)
         names = [s.meta.get("class_name") if s.meta else None for s in samples]
-        return [c.class_template.format(class_name=c.class_words.get(n, n)) if n else None for n in names]
+        classes = [c.class_template.format(class_name=c.class_words.get(n, n)) if n else None for n in names]
+        if c.instance_text == "class+caption":
+            captions = [caption for _, caption in self._caption_parts(samples)]
+            return [" ".join(t for t in pair if t) or None for pair in zip(classes, captions)]
+        return classes
 
     def _training_prompt(self, text: str | None, rng: Any) -> str:
         from bench.diffusion.dermprompt import PLAIN_PREFIX, training_prompt

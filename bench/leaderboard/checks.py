@@ -215,6 +215,8 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, fold
         recomputed |= _check_metric_rows(record, spec, rows)
     if spec.fd_stats and folder is not None:
         recomputed |= _check_fd_stats(record, spec, Path(folder))
+    if spec.split_metrics and rows and "split" in rows[0]:
+        recomputed |= _check_split_metrics(record, spec, rows)
     unchecked = [k for k in record["metrics"] if k not in spec.columns and k not in recomputed]
     declared = (*spec.not_recomputed, *spec.metric_rows, *(("fd[*",) if spec.fd_stats else ()))
     undeclared = [k for k in unchecked if not any(_matches(k, pattern) for pattern in declared)]
@@ -231,7 +233,7 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, fold
         return note
     if not spec.columns:
         return note
-    if spec.split is not None:
+    if spec.split is not None and rows and "split" in rows[0]:  # legacy files hold the headline split only
         rows = [r for r in rows if r.get("split") == spec.split]
     missing = [c for c in ("model", "arm", "id", *spec.columns) if rows and c not in rows[0]]
     if missing or not rows:
@@ -264,6 +266,35 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, fold
     if not is_reference:
         _check_comparisons(record, spec, mine, reference)
     return note
+
+
+def _check_split_metrics(record: dict[str, Any], spec: Any, rows: list[dict[str, str]]) -> set[str]:
+    """Scores on another split (``dice[ph2]``: a transfer set) recompute from the rows of that split, per model
+    and as the mean over models."""
+    is_reference = record["method"]["id"] == spec.reference_arm
+    arm = spec.reference_arm if is_reference else spec.arm
+    checked = set()
+    for key, stated in record["metrics"].items():
+        column, _, rest = key.partition("[")
+        split = rest[:-1] if rest.endswith("]") else ""
+        if column not in spec.columns or not split or split == spec.split:
+            continue
+        by_model: dict[str, list[float]] = defaultdict(list)
+        for r in rows:
+            if r.get("split") == split and r["arm"] == arm:
+                by_model[r["model"]].append(float(r[column]))
+        if not by_model:
+            raise SubmissionError(f"metrics.{key} has no '{split}' rows in the per-sample file")
+        means = {m: _mean(v) for m, v in by_model.items()}
+        for model, value in means.items():
+            given = (record["per_model"].get(model) or {}).get(key)
+            if not _close(value, given):
+                raise SubmissionError(f"per_model.{model}.{key} is {given}, its per-sample scores average {value}")
+        if not _close(_mean(list(means.values())), stated):
+            raise SubmissionError(f"metrics.{key} is {stated}, the mean of its per-model values is "
+                                  f"{_mean(list(means.values()))}")
+        checked.add(key)
+    return checked
 
 
 def _check_metric_rows(record: dict[str, Any], spec: Any, rows: list[dict[str, str]]) -> set[str]:

@@ -79,6 +79,8 @@ class SampleScores:
     whose ``metric`` column is that key (scores over pairs: MS-SSIM, LPIPS diversity).
     ``fd_stats``: the artefact holding both sets' feature statistics (`bench.metrics.image.save_fd_stats`): every
     ``fd[...]`` metric recomputes from it.
+    ``split_metrics``: ``<column>[<split>]`` metrics (a transfer set's ``dice[ph2]``) recompute from the rows whose
+    ``split`` column is ``<split>``, as ``<column>`` does from the ``split`` rows.
     ``legacy_without_file``: the task wrote no per-sample file before records carried provenance hashes; such a
     legacy record (no ``provenance``) is accepted with a note saying nothing could be recomputed.
     """
@@ -93,6 +95,7 @@ class SampleScores:
     metric_rows: tuple[str, ...] = ()
     fd_stats: str | None = None
     legacy_without_file: bool = False
+    split_metrics: bool = False
 
 
 #: Metric families computed over a confusion matrix (``bench.metrics.classification``): not per-sample means.

@@ -184,8 +184,8 @@ class SegAugTask(Task):
     description: ClassVar[str] = "train segmenters on real + generated image-mask pairs; Dice/IoU on the test split"
     needs: ClassVar[frozenset[str]] = frozenset({"image", "mask"})
     main_metric: ClassVar[str] = "dice"
-    # transfer-set scores and mask diversity are not in the per-sample file
-    sample_scores: ClassVar[SampleScores] = SampleScores(("dice", "iou"),
+    # test and transfer-set rows (split column: test / the transfer key); mask diversity is not in the file
+    sample_scores: ClassVar[SampleScores] = SampleScores(("dice", "iou"), split="test", split_metrics=True,
                                                          not_recomputed=("dice[*", "iou[*", "lpips_diversity*"))
     Config = SegAugConfig
     # Table 4.5 ranks DiDGen (real masks) beside baselines conditioned on DiDGen's masks: one protocol.
@@ -422,9 +422,16 @@ class SegAugTask(Task):
                 k: paired_ttest(np.concatenate([arms_aug[m][k] for m in c.segmenters]),
                                 np.concatenate([arms_real[m][k] for m in c.segmenters]))
                 for k in ("dice", "iou")}
-        rows = [{"model": m, "arm": arm_name, "id": sid, "dice": d, "iou": j}
+        scored = [("test", test_ids, "")]
+        if "transfer" in tests:
+            transfer = data.splits["transfer"]
+            transfer_ids = [str(i) for i in transfer.ids] if hasattr(transfer, "ids") else \
+                [str(s.meta.get("id", i)) for i, s in enumerate(transfer)]
+            scored.append((c.transfer_key, transfer_ids, "transfer_"))
+        rows = [{"model": m, "arm": arm_name, "split": split, "id": sid, "dice": d, "iou": j}
                 for arm_name, arms in (("real-only", arms_real), ("augmented", arms_aug)) if arm_name == "real-only" or len(syn[0])
-                for m, a in arms.items() for sid, d, j in zip(test_ids, a["dice"], a["iou"])]
+                for m, a in arms.items() for split, ids, prefix in scored
+                for sid, d, j in zip(ids, a[f"{prefix}dice"], a[f"{prefix}iou"])]
         artifacts = {}
         if c.grid_size and len(syn[0]):
             grid = save_pair_grid(syn[0], syn[1], Path(ctx.work_dir) / "samples.png", c.grid_size)

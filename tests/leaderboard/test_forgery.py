@@ -307,3 +307,19 @@ def test_derm_quality_scores_recompute_from_pair_rows_and_feature_statistics(tmp
         target.write_text(json.dumps(forged))
         verdict = one(tmp_path, target, allow_profiles=profiles)
         assert not verdict.accepted and verdict.reason.startswith(f"metrics.{key} is ") and reason in verdict.reason
+
+
+def test_transfer_set_scores_recompute_from_their_rows(tmp_path, smoke_run):
+    """seg-aug: dice[ph2] / iou[ph2] (Table 4.6) follow from the per-sample rows of the transfer split."""
+    record, path = smoke_run
+    rows = (path.parent / record["per_sample_file"]).read_text().splitlines()
+    assert rows[0].split(",")[:4] == ["model", "arm", "split", "id"] and any(",ph2," in r for r in rows)
+    verdict = one(tmp_path, path, allow_profiles=("smoke", "mini", "paper"))
+    assert verdict.accepted and "dice[ph2]" not in verdict.reason, verdict.reason
+    forged = {k: v for k, v in json.loads(path.read_text()).items() if k != "provenance"}
+    forged["metrics"]["dice[ph2]"] = 0.99
+    shutil.copy(path.parent / record["per_sample_file"], tmp_path / record["per_sample_file"])
+    target = tmp_path / "r.json"
+    target.write_text(json.dumps(forged))
+    verdict = one(tmp_path, target, allow_profiles=("smoke", "mini", "paper"))
+    assert not verdict.accepted and verdict.reason.startswith("metrics.dice[ph2] is 0.99, the mean of its per-model")

@@ -86,3 +86,19 @@ def test_a_matched_verification_is_stamped_beside_the_record(smoke_record, tmp_p
     run_id = json.loads(record.read_text())["run_id"]
     stamp = yaml.safe_load((record.parent / f"{run_id}.verified.yaml").read_text())
     assert stamp["matched"] is True and stamp["exact"] is True and stamp["run_id"] == run_id
+
+
+def test_a_record_whose_scores_file_predates_the_split_column(smoke_record, tmp_path):
+    """Shipped seg-aug records hold test rows only, without a split column: the rerun's test rows are compared."""
+    record_path, scores = _copy(smoke_record, tmp_path / "legacy")
+    with scores.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["split"] for r in rows} == {"test", "ph2"}
+    kept = [{k: v for k, v in r.items() if k != "split"} for r in rows if r["split"] == "test"]
+    with scores.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(kept[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+    result = verify(record_path)
+    assert result.matched, [vars(d) for d in result.differences]
+    assert "only the 'test' rows compared" in result.summary()

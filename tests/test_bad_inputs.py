@@ -70,7 +70,7 @@ REFUSED_UP_FRONT = {
     "unknown task": (["--task", "nope", "--method", "real-only"],
                      "error: Unknown task 'nope'. Valid tasks: "),
     "unknown method": (["--task", "seg-aug", "--method", "nope"],
-                       "error: Unknown method 'nope'. Valid methods: "),
+                       "error: Unknown method 'nope'. Did you mean: noise? Valid methods: "),
     "unknown dataset": (["--task", "seg-aug", "--dataset", "nope", "--method", "real-only"],
                         "error: Unknown dataset 'nope'. Valid datasets: "),
     "unknown profile": (["--task", "seg-aug", "--profile", "nope", "--method", "real-only"],

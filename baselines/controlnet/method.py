@@ -117,7 +117,7 @@ class ControlNet(GeneratorBase):
         if self.parts is None:
             from bench.diffusion.dermprompt import load_backbone
 
-            self.parts = load_backbone(self.config.backbone)
+            self.parts = load_backbone(self.config.backbone, owner="ControlNet")
             self.parts.unet.requires_grad_(False)
             self.parts.text_encoder.requires_grad_(False)
             if self.config.resolution % self.parts.codec.factor:

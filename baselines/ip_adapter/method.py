@@ -165,7 +165,7 @@ class IPAdapter(GeneratorBase):
 
         c = self.config
         encoder = load_image_encoder(c.image_encoder)
-        parts = load_backbone(c.backbone)
+        parts = load_backbone(c.backbone, owner="IP-Adapter")
         parts.text_encoder.requires_grad_(False)
         parts.unet.requires_grad_(False)
         self.parts, self.encoder = parts, encoder

@@ -46,7 +46,7 @@ class SDFinetune(DiDGen):
         if self.parts is None:
             from bench.diffusion.dermprompt import load_backbone
 
-            self.parts = load_backbone(self.config.backbone)
+            self.parts = load_backbone(self.config.backbone, owner="SD-Finetune")
             self.parts.text_encoder.requires_grad_(False)
             self.placeholder_ids = []
 

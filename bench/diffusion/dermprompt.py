@@ -109,14 +109,15 @@ def placeholder_positions(token_ids: list[int], placeholder_ids: list[int]) -> l
 # -- backbone (from methods/didgen/backbone.py) ------------------------------------------------------------
 
 
-def load_backbone(backbone: str) -> Any:
-    """`SDComponents` of ``backbone`` (``mini-sd`` or a local diffusers folder; nothing is downloaded)."""
+def load_backbone(backbone: str, owner: str = "") -> Any:
+    """`SDComponents` of ``backbone`` (``mini-sd`` or a local diffusers folder; nothing is downloaded). ``owner``
+    names the method in the error of a missing folder."""
     from bench.diffusion.models import load_mini_sd, load_sd
 
     if backbone == "mini-sd":
         return load_mini_sd()
     if not Path(backbone).expanduser().is_dir():
-        raise FileNotFoundError(f"backbone folder not found: {backbone} (a diffusers Stable Diffusion folder, "
+        raise FileNotFoundError(f"{owner + ' ' if owner else ''}backbone folder not found: {backbone} (a diffusers Stable Diffusion folder, "
                                 "e.g. stable-diffusion-2-1-base saved with save_pretrained, or 'mini-sd')")
     return load_sd(Path(backbone).expanduser())
 

@@ -143,7 +143,7 @@ class DiDGen(GeneratorBase):
         if self.parts is None:
             from .backbone import add_frozen_placeholders, load_backbone
 
-            self.parts = load_backbone(self.config.backbone)
+            self.parts = load_backbone(self.config.backbone, owner="DiDGen")
             self.placeholder_ids = add_frozen_placeholders(self.parts)
 
     def _caption_parts(self, samples: Sequence[Sample]) -> list[tuple[str | None, str | None]]:

@@ -35,7 +35,8 @@ def main() -> None:
     lines = ["# Controls on derm-mini (benchmarks/derm_mini_controls.py)", "",
              "Each control run trains the downstream models on real + control data and compares them with its own "
              "real-only arm (same initialisation; paired t-test over test images, pooled over models). Records: "
-             "`benchmarks/derm_mini_controls/` (clean commits, one thread, core 0).", ""]
+             "`benchmarks/derm_mini_controls/` (clean commits, one thread each). p: seg-aug per image pooled over "
+             "segmenters; derm-cls f1_weighted per classifier (n = 4), accuracy per image pooled over classifiers.", ""]
     groups: dict[tuple[str, str], list[dict]] = {}
     for rec in records:
         groups.setdefault((rec["task"]["id"], rec["protocol_hash"]), []).append(rec)
@@ -56,8 +57,10 @@ def main() -> None:
                 ref, val = c.get("reference_metrics", {}).get(k), rec["metrics"].get(k)
                 p = (c.get("paired_ttest", {}).get(k) or {}).get("p")
                 gain = (c.get("relative_gain") or {}).get(k)
-                cells.append(f"{ref:.4f} → {val:.4f}, {gain * 100:+.2f} %, p {p:.2g}" if None not in (ref, val, gain, p)
-                             else f"{ref} → {val}")
+                text = f"{ref:.4f} → {val:.4f}" if None not in (ref, val) else "—"
+                if ref and val is not None:
+                    text += f", {(gain if gain is not None else val / ref - 1) * 100:+.2f} %"
+                cells.append(text + (f", p {p:.2g}" if p is not None else ""))
             lines.append(f"| {rec['method']['id']} | {rec['seed']} | " + " | ".join(cells) +
                          f" | {rec['environment'].get('git_commit', '')[:12]} |")
         rng = ranges.get((task, recs[0]["profile"], proto))

@@ -151,7 +151,9 @@ def check_run_numbers(rc: RunConfig) -> None:
 def protocol_of(task_config: Any, task_cls: Any = None) -> dict[str, Any]:
     """The task config keys that define what is measured (the protocol hash's input)."""
     left_out = set(NON_PROTOCOL_KEYS) | set(getattr(task_cls, "generator_inputs", ()))
-    return {k: v for k, v in cfg.to_dict(task_config).items() if k not in left_out}
+    at_value = getattr(task_cls, "protocol_left_out_at", {})
+    return {k: v for k, v in cfg.to_dict(task_config).items()
+            if k not in left_out and not (k in at_value and v == at_value[k])}
 
 
 def recompute_protocol_hash(record: dict[str, Any]) -> str:

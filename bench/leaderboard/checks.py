@@ -129,12 +129,12 @@ def campaign_sections() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...
 
 def with_later_keys(config: dict[str, Any], task_cls: type, method_cls: type) -> dict[str, Any]:
     """A record's ``{"task": ..., "method": ...}`` configs with the keys added after it was written filled in at the
-    values that keep its behaviour (the task's ``inputs_left_out_at``, the Config default of the method's
+    values that keep its behaviour (the task's ``inputs_left_out_at`` and ``protocol_left_out_at``, the Config default of the method's
     ``options_added_later``), so that records shipped before a key existed compare with today's configs."""
     import dataclasses
 
     task = dict(config.get("task") or {})
-    for key, value in getattr(task_cls, "inputs_left_out_at", {}).items():
+    for key, value in {**getattr(task_cls, "inputs_left_out_at", {}), **getattr(task_cls, "protocol_left_out_at", {})}.items():
         task.setdefault(key, value)
     method = dict(config.get("method") or {})
     config_cls = getattr(method_cls, "Config", None)

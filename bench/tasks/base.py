@@ -126,6 +126,9 @@ class Task:
     inputs_left_out_at: ClassVar[dict[str, Any]] = {}
     """Generator-input keys left out of the run id while they have this value (as the record's config states it:
     lists for tuples): keys added after records were shipped keep those records' run ids."""
+    protocol_left_out_at: ClassVar[dict[str, Any]] = {}
+    """Protocol keys left out of the protocol hash while they have this value (as a record's config states it):
+    a key added after records were shipped, at the value that keeps the old behaviour, keeps their protocol hash."""
     sample_scores: ClassVar[SampleScores]
     """Which headline metrics recompute from the per-sample file and which cannot (every task declares it;
     ``bench submit`` refuses records of a task that does not)."""

@@ -52,6 +52,10 @@ MINI_CONTEXTS = ("a photo of {}", "a photo of the {}", "{} and a red circle", "{
                  "a striped {}", "a dotted {}")
 
 
+#: Real scene datasets (one two-concept image per scene, single-concept reference crops).
+SCENE_FOLDERS = ("disendiff", "gen4gen")
+
+
 @dataclass
 class Scene:
     """One input image with its concepts, prompts and references (spec section 2)."""
@@ -79,6 +83,9 @@ class ConceptConfig:
     references user-supplied) or ``concept-mini``."""
     dataset_options: dict = field(default_factory=dict)
     """Options passed to the dataset (concept-mini: ``n_pairs``, ``test_views``)."""
+    extra_datasets: list = field(default_factory=list)
+    """More scene datasets scored in the same run and averaged with ``dataset``'s scenes (paper: ``[gen4gen]``,
+    so one run holds the thesis's 16 datasets, 10 DisenDiff + 6 Gen4Gen); their scene ids get ``<id>-``."""
     image_size: int = 512
     """Side at which images are loaded, given to the generator and used as references (thesis: 512)."""
     n_scenes: int | None = None
@@ -161,6 +168,8 @@ class ConceptTask(Task):
     # scene means over the per-sample rows; recomputing them at submit is not implemented yet
     sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=("*",))
     has_real_only_arm: ClassVar[bool] = False
+    # added after the chapter-3 mini records: a run without extra datasets keeps their protocol hash
+    protocol_left_out_at: ClassVar[dict[str, Any]] = {"extra_datasets": []}
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"fit_masks", "mask_dir", "trial_selection"})
     Config = ConceptConfig
 
@@ -177,11 +186,24 @@ class ConceptTask(Task):
         if c.dataset == "concept-mini":
             splits = {"train": ds.load("train"), "test": ds.load("test")}
             scenes = self._mini_scenes(ds, splits)
-        elif c.dataset in ("disendiff", "gen4gen"):
+        elif c.dataset in SCENE_FOLDERS:
             splits = {"train": ds.load("train"), "reference": ds.load("reference")}
-            scenes = self._disendiff_scenes(splits)
+            scenes = self._disendiff_scenes(splits, c.dataset)
         else:
             raise DataError(f"task concept: dataset '{c.dataset}' is not supported (concept-mini, disendiff, gen4gen)")
+        checksums = {name: ds.split_checksum(name) for name in splits}
+        for extra in c.extra_datasets:
+            if extra not in SCENE_FOLDERS or extra == c.dataset or c.dataset not in SCENE_FOLDERS:
+                raise DataError(f"task.extra_datasets: '{extra}' cannot join '{c.dataset}' (extra scene datasets: "
+                                f"{', '.join(d for d in SCENE_FOLDERS if d != c.dataset)}, beside disendiff or gen4gen)")
+            eds = open_dataset(extra, {}, c.image_size, ctx)
+            extra_splits = {"train": eds.load("train"), "reference": eds.load("reference")}
+            for scene in self._disendiff_scenes(extra_splits, extra):
+                scene.id = f"{extra}-{scene.id}"
+                scenes.append(scene)
+            for name, split in extra_splits.items():
+                splits[f"{extra}:{name}"] = split
+                checksums[f"{extra}:{name}"] = eds.split_checksum(name)
         if c.n_scenes is not None:
             scenes = scenes[:c.n_scenes]
         if not scenes:
@@ -189,7 +211,6 @@ class ConceptTask(Task):
         if c.fit_masks == "folder":
             for scene in scenes:
                 scene.object_masks = self._folder_masks(scene)
-        checksums = {name: ds.split_checksum(name) for name in splits}
         return TaskData(c.dataset, splits, checksums, extra={"scenes": scenes})
 
     def _placeholders(self, n: int) -> list[str]:
@@ -226,7 +247,7 @@ class ConceptTask(Task):
                                 identities=[concept_identity(ds.world_seed, k) for k in concepts]))
         return scenes
 
-    def _disendiff_scenes(self, splits: dict[str, Any]) -> list[Scene]:
+    def _disendiff_scenes(self, splits: dict[str, Any], dataset: str) -> list[Scene]:
         c = self.config
         reference = splits["reference"]
         crops: dict[tuple[str, int], list[torch.Tensor]] = {}
@@ -254,7 +275,7 @@ class ConceptTask(Task):
             references = {}
             for k in range(len(words)):
                 if not crops.get((s.meta["pair"], k + 1)):
-                    raise DataError(f"{c.dataset} scene {s.meta['pair']}: no subject{k + 1} reference crops")
+                    raise DataError(f"{dataset} scene {s.meta['pair']}: no subject{k + 1} reference crops")
                 references[KIND_SUBJECT.format(k + 1)] = torch.stack(crops[(s.meta["pair"], k + 1)])
             references[KIND_GROUP] = s.image[None]
             scenes.append(Scene(s.meta["pair"], s.image, words, tokens, prompts, references,
@@ -277,7 +298,7 @@ class ConceptTask(Task):
     def fit_identity(self) -> dict[str, Any]:
         c = self.config
         return {"dataset": c.dataset, "dataset_options": c.dataset_options, "image_size": c.image_size,
-                "n_scenes": c.n_scenes, "placeholders": list(c.placeholders), "fit_masks": c.fit_masks,
+                **({"extra_datasets": list(c.extra_datasets)} if c.extra_datasets else {}), "n_scenes": c.n_scenes, "placeholders": list(c.placeholders), "fit_masks": c.fit_masks,
                 "mask_dir": c.mask_dir}
 
     def fit_set(self, data: TaskData) -> Sequence[Sample]:

@@ -133,3 +133,33 @@ def test_reported_scores_and_ratio_gap_subset():
     assert m["clip_i_sync[mini-clip,ratio-gap]"] == pytest.approx(row["clip_i_sync[mini-clip]"])
     assert m["ratio_gap[subset_min]"] == pytest.approx(0.035 / 0.045)
     assert "clip_i[mini-clip,single,ratio-gap]" not in _mini_task().evaluate(data, samples, RunContext(), "o").metrics
+
+
+def test_disendiff_and_gen4gen_scenes_in_one_run(tmp_path):
+    """Paper profile: the thesis's 16 datasets are DisenDiff's 10 scenes plus Gen4Gen's 6, averaged in one run
+    (task.extra_datasets); the extra scenes are named by their dataset, and their splits enter the protocol."""
+    from tests.data import data_layouts as L
+
+    from bench.data.base import DataError
+    from bench.runner import protocol_of
+
+    for pair in ("cat_dog", "man_woman"):
+        L.image(tmp_path / "disendiff" / "images" / pair / "scene.jpg", size=(20, 16))
+        for k in (1, 2):
+            L.image(tmp_path / "disendiff" / "data_eval" / pair / f"subject{k}" / f"crop{k}.jpg")
+    g4g = tmp_path / "gen4gen_dataset" / "dog_bear"
+    L.image(g4g / "global" / "0.png", size=(16, 16))
+    for k in (1, 2):
+        L.image(g4g / f"subject{k}" / "a.jpg")
+    base = dict(dataset="disendiff", image_size=16, prompts_per_kind=2, images_per_prompt=1, dino=None,
+                prompt_source="templates")
+    task = ConceptTask(ConceptConfig(**base, extra_datasets=["gen4gen"]))
+    data = task.load(RunContext(data_root=tmp_path))
+    assert [s.id for s in data.extra["scenes"]] == ["cat_dog", "man_woman", "gen4gen-dog_bear"]
+    assert {"train", "reference", "gen4gen:train", "gen4gen:reference"} <= set(data.checksums)
+    assert {c.meta["scene"] for c in task.conditions(data, RunContext())} == {s.id for s in data.extra["scenes"]}
+    # without extra datasets the key stays out of the protocol (shipped chapter-3 records keep their hash)
+    assert "extra_datasets" not in protocol_of(ConceptConfig(**base), ConceptTask)
+    assert protocol_of(task.config, ConceptTask)["extra_datasets"] == ["gen4gen"]
+    with pytest.raises(DataError, match="task.extra_datasets: 'concept-mini' cannot join 'disendiff'"):
+        ConceptTask(ConceptConfig(**base, extra_datasets=["concept-mini"])).load(RunContext(data_root=tmp_path))

@@ -154,7 +154,8 @@ def augmented_arm(real: tuple[torch.Tensor, torch.Tensor], syn: tuple[torch.Tens
     if unmatched == len(synthetic):
         raise ValueError("patch-merge: no generated sample names a real training image in meta['source_id']")
     if unmatched:
-        logger.warning("patch-merge: %d generated samples name no real training image and are not used", unmatched)
+        logger.warning("patch-merge: %d generated samples name no real image of this arm and are not used (the "
+                       "generator saw images outside the real subset: set task.fit_on=real-subset)", unmatched)
     hook = PatchMerge(syn[0], syn[1].float()[:, None], partners, alpha=float(spec.get("alpha", 0.6)),
                       patch_fraction=float(spec.get("patch_fraction", 1 / 6)), mode=str(spec.get("mode", "input")))
     logger.info("patch-merge (%s, alpha %g, patch %.3g of the side): %d of %d real images have synthetic partners",

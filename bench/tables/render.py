@@ -87,9 +87,37 @@ def proxy_metrics(result: TableResult, col: str) -> list[str]:
     return sorted(out)
 
 
+def row_proxies(result: TableResult) -> dict[str, str]:
+    """Row key -> its proxy metric, for tables whose metric changes along the rows (Table 3.1: CLIP-I, CLIP-T, DINO
+    ... per row): when every column reads one proxy in a row, the row label names it instead of every column
+    header listing them all. Empty when a column reads at most one proxy."""
+    t = result.table
+    if all(len(proxy_metrics(result, c.key)) <= 1 for c in t.columns):
+        return {}
+    out = {}
+    for r in t.rows:
+        found = set()
+        for c in t.columns:
+            query, paper = t.cell_query(r.key, c.key, result.profile), t.cell_query(r.key, c.key, "paper")
+            found.add(query.metric if query is not None and (paper is None or query.metric != paper.metric) else None)
+        if len(found) != 1:
+            return {}  # proxies vary along columns too: the headers list them
+        metric = found.pop()
+        if metric is not None:
+            out[r.key] = metric
+    return out
+
+
 def reproduced_label(result: TableResult, col: str) -> str:
+    if row_proxies(result):
+        return "reproduced"
     proxies = proxy_metrics(result, col)
     return f"reproduced as {', '.join(proxies)}" if proxies else "reproduced"
+
+
+def row_label(result: TableResult, row: Any) -> str:
+    proxy = row_proxies(result).get(row.key)
+    return row.label + (f" (reproduced as {proxy})" if proxy else "")
 
 
 def _contributed(axis: Any) -> bool:
@@ -108,7 +136,7 @@ def _grid(result: TableResult, pm: str = "±") -> tuple[list[str], list[list[str
         head += [f"{c.label} reported", f"{c.label} {reproduced_label(result, c.key)}", f"{c.label} Δ"]
     body = []
     for r in t.rows:
-        line = [r.label + (" (contributed)" if _contributed(r) else "")]
+        line = [row_label(result, r) + (" (contributed)" if _contributed(r) else "")]
         for c in t.columns:
             cell = result.cell(r.key, c.key)
             line += [fmt_reproduced(cell, pm)] if _contributed(c) else [fmt_reported(cell), fmt_reproduced(cell, pm),
@@ -246,7 +274,7 @@ def html_fragment(result: TableResult, record_href: Callable[[str], str] | None 
         f"<th>reported</th><th>{esc(reproduced_label(result, c.key))}</th><th>Δ</th>" for c in t.columns))
     out.append("</tr></thead><tbody>")
     for r in t.rows:
-        out.append(f"<tr><th scope=\"row\">{esc(r.label)}{' (contributed)' if _contributed(r) else ''}</th>")
+        out.append(f"<tr><th scope=\"row\">{esc(row_label(result, r))}{' (contributed)' if _contributed(r) else ''}</th>")
         for c in t.columns:
             cell = result.cell(r.key, c.key)
             title = esc(cell.query.describe() if cell.query else cell.note)

@@ -94,3 +94,16 @@ def test_a_column_measured_by_a_proxy_names_it_in_the_header() -> None:
     assert "FID ↓ reproduced |" in paper and "as " not in paper
     seg = to_markdown(reproduce_table(load_table("thesis-4.5"), "mini", []))
     assert "reproduced as" not in seg  # IoU is IoU in every profile: no proxy to name
+
+
+def test_a_table_whose_metric_changes_along_its_rows_names_the_proxy_per_row():
+    """Table 3.1 reads CLIP-I, CLIP-T, DINO ... per row: each row label names its mini proxy once, instead of
+    every column header listing all seven."""
+    from bench.tables.paper import load_table
+    from bench.tables.reproduce import default_record_dirs, load_records, reproduce_table
+    from bench.tables.render import render
+
+    result = reproduce_table(load_table("thesis-3.1"), "mini", load_records(default_record_dirs()))
+    text = render(result, "md")
+    assert "| Single concept: DINO ↑ (reproduced as dino[mini-clip-patches,single]) |" in text
+    assert "Custom Diffusion reproduced |" in text and "reproduced as clip_i" not in text.split("\n|---")[0]

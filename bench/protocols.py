@@ -133,8 +133,7 @@ def hash_for(proto: Protocol, checksums: dict[str, str]) -> str:
     """The protocol hash of ``proto`` with these split checksums."""
     from bench import config as cfg
     from bench.registry import TASKS
-    from bench.runner import protocol_of
-    from bench.store import protocol_hash
+    from bench.store import protocol_hash, protocol_of
 
     task_cls = TASKS.get(proto.task)
     config = cfg.build(task_cls.Config, task_values(task_cls, proto), "task")

@@ -34,13 +34,13 @@ from bench import config as cfg
 from bench.config import method_config_file
 from bench.interface import Condition, RunContext, Sample, capabilities_of, derive_seed
 from bench.registry import DATASETS, METHODS, TASKS, UnknownEntryError
-from bench.store import (SCHEMA_VERSION, atomic_write_text, environment, new_file_mode, protocol_hash, stable_hash,
+from bench.store import (NON_PROTOCOL_KEYS, SCHEMA_VERSION, atomic_write_text, environment, new_file_mode,  # noqa: F401
+                         protocol_hash, protocol_of, stable_hash,
                          utc_now, write_record)
 
 logger = logging.getLogger(__name__)
 
 #: Task config keys that do not change what is measured (kept out of the protocol hash).
-NON_PROTOCOL_KEYS = ("grid_size",)
 STAGES = ("fit", "generate", "evaluate")
 
 
@@ -146,14 +146,6 @@ def check_run_numbers(rc: RunConfig) -> None:
     if rc.threads is not None and (isinstance(rc.threads, bool) or not isinstance(rc.threads, int) or rc.threads < 1):
         raise BenchError(f"--threads {rc.threads}: must be at least 1 (leave it out for $OMP_NUM_THREADS, "
                          "else min(2, cores))")
-
-
-def protocol_of(task_config: Any, task_cls: Any = None) -> dict[str, Any]:
-    """The task config keys that define what is measured (the protocol hash's input)."""
-    left_out = set(NON_PROTOCOL_KEYS) | set(getattr(task_cls, "generator_inputs", ()))
-    at_value = getattr(task_cls, "protocol_left_out_at", {})
-    return {k: v for k, v in cfg.to_dict(task_config).items()
-            if k not in left_out and not (k in at_value and v == at_value[k])}
 
 
 def recompute_protocol_hash(record: dict[str, Any]) -> str:

@@ -65,6 +65,21 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
+#: Task config keys that never change what is measured (seg-aug's sample-grid size).
+NON_PROTOCOL_KEYS = ("grid_size",)
+
+
+def protocol_of(task_config: Any, task_cls: Any = None) -> dict[str, Any]:
+    """The task config keys that define what is measured (the protocol hash's input): all but
+    `NON_PROTOCOL_KEYS`, the task's ``generator_inputs``, and its ``protocol_left_out_at`` keys at their value."""
+    from bench import config as cfg
+
+    left_out = set(NON_PROTOCOL_KEYS) | set(getattr(task_cls, "generator_inputs", ()))
+    at_value = getattr(task_cls, "protocol_left_out_at", {})
+    return {k: v for k, v in cfg.to_dict(task_config).items()
+            if k not in left_out and not (k in at_value and v == at_value[k])}
+
+
 def protocol_hash(task_id: str, task_version: int, protocol: dict[str, Any], split_checksums: dict[str, str]) -> str:
     """The hash that decides which records may be ranked together.
 

@@ -24,8 +24,10 @@ def test_ctrl_c_during_evaluate_is_one_line_exit_130_and_the_rerun_resumes(tmp_p
     args = [sys.executable, "-m", "bench", "run", *SMOKE, *(a for s in LONG_EVAL for a in ("--set", s)),
             "--work-dir", str(work), "--no-progress", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    # a test session started in the background by a non-interactive shell inherits SIGINT ignored, and so would
+    # the child (Python keeps an ignored SIGINT ignored): give the child the default disposition, as a terminal has
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not list(work.glob("generate/*/done.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

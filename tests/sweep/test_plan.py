@@ -62,8 +62,10 @@ def ch4_plan(tmp_path_factory):
 
 def test_ch4_sweep_plans_the_run_ids_of_the_shipped_records(ch4_plan):
     sweep, runs, work = ch4_plan
-    tasks = {r.spec.task for r in runs}  # other chapters' shipped records (concept, ...) are not this sweep's
-    shipped = {p.stem: rec for p in SHIPPED.glob("*.json") if (rec := json.loads(p.read_text()))["task"]["id"] in tasks}
+    tasks = {r.spec.task for r in runs}  # other chapters' shipped records (concept, ...) are not this sweep's,
+    methods = {r.spec.method for r in runs}  # nor the controls measured beside it (world-oracle, noise: issue 23)
+    shipped = {p.stem: rec for p in SHIPPED.glob("*.json") if (rec := json.loads(p.read_text()))["task"]["id"] in tasks
+               and rec["method"]["id"] in methods}
     independent = [r for r in runs if not r.spec.references()]
     assert len(independent) == 23 and len(shipped) == 31
     assert sorted(r.plan.run_id for r in independent) == sorted(  # the same commands give the same run ids

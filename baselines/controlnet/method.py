@@ -115,14 +115,11 @@ class ControlNet(GeneratorBase):
     def _ensure_backbone(self, device: Any = None) -> None:
         """Load the frozen backbone (once) and move it to ``device``."""
         if self.parts is None:
-            from bench.diffusion.dermprompt import load_backbone
+            from bench.diffusion.dermprompt import load_backbone_at
 
-            self.parts = load_backbone(self.config.backbone, owner="ControlNet")
+            self.parts = load_backbone_at(self.config.backbone, self.config.resolution, owner="ControlNet")
             self.parts.unet.requires_grad_(False)
             self.parts.text_encoder.requires_grad_(False)
-            if self.config.resolution % self.parts.codec.factor:
-                raise ValueError(f"method.resolution={self.config.resolution} is not a multiple of the backbone's "
-                                 f"downsampling factor {self.parts.codec.factor}")
         if device is not None and torch.device(device) != self.parts.device:
             self.parts.to(device=device)
 

@@ -158,7 +158,7 @@ class IPAdapter(GeneratorBase):
                 self.controlnet.to(device=device)
 
     def _load_model(self) -> None:
-        from bench.diffusion.dermprompt import load_backbone
+        from bench.diffusion.dermprompt import check_resolution, load_backbone
 
         from .adapter import install_ip_adapter
         from .encoders import load_image_encoder
@@ -172,9 +172,7 @@ class IPAdapter(GeneratorBase):
         if c.mask_input == "controlnet":  # copied from the plain UNet (before the adapter's layers exist)
             from baselines.controlnet.model import build_controlnet
 
-            if c.resolution % parts.codec.factor:
-                raise ValueError(f"method.resolution={c.resolution} is not a multiple of the backbone's downsampling "
-                                 f"factor {parts.codec.factor}")
+            check_resolution(parts, c.resolution)
             self.controlnet = build_controlnet(parts.unet, parts.codec.factor, c.conditioning_channels,
                                                seed=derive_seed(c.train_seed, 2)).eval().requires_grad_(False)
         install_ip_adapter(parts.unet, self.embed_dim(), num_tokens=c.num_tokens, scale=c.scale,

@@ -142,14 +142,11 @@ class T2IAdapterBaseline(GeneratorBase):
 
     def _ensure_backbone(self) -> None:
         if self.parts is None:
-            from methods.didgen.backbone import load_backbone
+            from bench.diffusion.dermprompt import load_backbone_at
 
-            self.parts = load_backbone(self.config.backbone)
+            self.parts = load_backbone_at(self.config.backbone, self.config.resolution, owner="T2I-Adapter")
             self.parts.unet.requires_grad_(False)
             self.parts.text_encoder.requires_grad_(False)
-            if self.config.resolution % self.parts.codec.factor:
-                raise ValueError(f"method.resolution={self.config.resolution} is not a multiple of the backbone's "
-                                 f"downsampling factor {self.parts.codec.factor}")
 
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
         from baselines.controlnet.model import mask_condition

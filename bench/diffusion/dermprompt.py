@@ -122,6 +122,20 @@ def load_backbone(backbone: str, owner: str = "") -> Any:
     return load_sd(Path(backbone).expanduser())
 
 
+def load_backbone_at(backbone: str, resolution: int, owner: str = "") -> Any:
+    """`load_backbone`, refusing a ``method.resolution`` that the backbone's latent codec cannot downsample."""
+    parts = load_backbone(backbone, owner)
+    check_resolution(parts, resolution)
+    return parts
+
+
+def check_resolution(parts: Any, resolution: int) -> None:
+    """One error line when ``resolution`` is not a multiple of the codec's downsampling factor."""
+    if resolution % parts.codec.factor:
+        raise ValueError(f"method.resolution={resolution} is not a multiple of the backbone's downsampling factor "
+                         f"{parts.codec.factor}")
+
+
 def add_frozen_placeholders(parts: Any) -> list[int]:
     """Add ``<lesion>``/``<skin>`` initialised as copies of ``lesion``/``skin`` and keep the whole text encoder
     frozen, as the reference code does; returns their token ids."""

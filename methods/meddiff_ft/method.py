@@ -167,12 +167,9 @@ class MedDiffFT(GeneratorBase):
     # -- model ---------------------------------------------------------------------------------------
     def _ensure_backbone(self) -> None:
         if self.parts is None:
-            from methods.didgen.backbone import load_backbone
+            from bench.diffusion.dermprompt import load_backbone_at
 
-            self.parts = load_backbone(self.config.backbone)
-            if self.config.resolution % self.parts.codec.factor:
-                raise ValueError(f"method.resolution={self.config.resolution} is not a multiple of the backbone's "
-                                 f"downsampling factor {self.parts.codec.factor}")
+            self.parts = load_backbone_at(self.config.backbone, self.config.resolution, owner="MedDiff-FT")
 
     def _images(self, samples: Sequence[Sample]) -> torch.Tensor:
         from bench.tasks.common import resize_image

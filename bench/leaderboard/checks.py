@@ -238,20 +238,9 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, fold
     missing = [c for c in ("model", "arm", "id", *spec.columns) if rows and c not in rows[0]]
     if missing or not rows:
         raise SubmissionError(f"the per-sample file lacks {', '.join(missing) or 'rows'}")
-    is_reference = record["method"]["id"] == spec.reference_arm
-    arm = spec.reference_arm if is_reference else spec.arm
-    by_model: dict[str, dict[str, list[dict[str, str]]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        by_model[r["arm"]][r["model"]].append(r)
-    mine, reference = by_model.get(arm, {}), by_model.get(spec.reference_arm, {})
-    if set(mine) != set(record["per_model"]):
-        raise SubmissionError(f"the per-sample file scores models {sorted(mine)}, the record reports {sorted(record['per_model'])}")
-    expected_ids = test_split_ids(record)
-    if expected_ids is None:
+    is_reference, mine, reference, checked_ids = _arms(record, spec, rows)
+    if not checked_ids:
         note = "; ".join(filter(None, [note, "per-sample ids not checked: the test split's ids need the data"]))
-    for model, model_rows in mine.items():
-        if expected_ids is not None and sorted(r["id"] for r in model_rows) != expected_ids:
-            raise SubmissionError(f"the per-sample ids of model {model} are not the protocol's test split")
     means = {m: {c: _mean([float(r[c]) for r in model_rows]) for c in spec.columns} for m, model_rows in mine.items()}
     for model, values in means.items():
         for column, value in values.items():
@@ -266,6 +255,25 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, fold
     if not is_reference:
         _check_comparisons(record, spec, mine, reference)
     return note
+
+
+def _arms(record: dict[str, Any], spec: Any, rows: list[dict[str, str]]
+          ) -> tuple[bool, dict[str, list[dict[str, str]]], dict[str, list[dict[str, str]]], bool]:
+    """The rows per model of the record's own arm and of the reference arm, after checking that the models are the
+    record's and each model's ids are the protocol's test split. Returns (the record is the reference arm, its
+    rows, the reference rows, whether the ids could be checked)."""
+    groups: dict[str, dict[str, list[dict[str, str]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        groups[r["arm"]][r["model"]].append(r)
+    is_reference = record["method"]["id"] == spec.reference_arm
+    mine, reference = groups.get(spec.reference_arm if is_reference else spec.arm, {}), groups.get(spec.reference_arm, {})
+    if set(mine) != set(record["per_model"]):
+        raise SubmissionError(f"the per-sample file scores models {sorted(mine)}, the record reports {sorted(record['per_model'])}")
+    expected_ids = test_split_ids(record)
+    for model, model_rows in mine.items():
+        if expected_ids is not None and sorted(r["id"] for r in model_rows) != expected_ids:
+            raise SubmissionError(f"the per-sample ids of model {model} are not the protocol's test split")
+    return is_reference, mine, reference, expected_ids is not None
 
 
 def _check_split_metrics(record: dict[str, Any], spec: Any, rows: list[dict[str, str]]) -> set[str]:
@@ -371,24 +379,14 @@ def _check_confusion(record: dict[str, Any], spec: Any, rows: list[dict[str, str
         headline = scores(rows)
         compare(record["metrics"], headline, "metrics")
         return set(headline) & set(record["metrics"])
-    groups: dict[str, dict[str, list[dict[str, str]]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        groups[r["arm"]][r["model"]].append(r)
-    is_reference = record["method"]["id"] == spec.reference_arm
-    mine = groups.get(spec.reference_arm if is_reference else spec.arm, {})
-    if set(mine) != set(record["per_model"]):
-        raise SubmissionError(f"the per-sample file scores models {sorted(mine)}, the record reports {sorted(record['per_model'])}")
-    expected_ids = test_split_ids(record)
+    is_reference, mine, reference, _ = _arms(record, spec, rows)
     per_model = {}
     for model, model_rows in mine.items():
-        if expected_ids is not None and sorted(r["id"] for r in model_rows) != expected_ids:
-            raise SubmissionError(f"the per-sample ids of model {model} are not the protocol's test split")
         per_model[model] = scores(model_rows)
         compare(record["per_model"][model], per_model[model], f"per_model.{model}")
     headline = {k: _mean([v[k] for v in per_model.values()]) for k in next(iter(per_model.values()))}
     compare(record["metrics"], headline, "metrics")
     comparisons = record.get("comparisons") or {}
-    reference = groups.get(spec.reference_arm, {})
     if not is_reference and reference:
         _check_confusion_comparisons(comparisons, per_model, {m: scores(rs) for m, rs in reference.items()}, compare)
     return set(headline) & set(record["metrics"])

@@ -13,8 +13,8 @@ are; ``--search`` then interpolates between the two bracketing levels (secant on
 ``--tolerance`` of the target or ``--max-runs`` is reached. Every run is appended to ``--log`` (JSON lines) and
 the whole log is rendered as a table in ``--table`` (both committed).
 
-    python benchmarks/derm_mini_calibration.py --levels 0.5 --search --lock /work/coord/cpu0.lock --cpu 0 \\
-        --work-dir /work/runs/mini23/calib
+    python benchmarks/derm_mini_calibration.py --levels 0.5 --search --lock LOCKFILE --cpu 0 \\
+        --work-dir runs/calib
     python benchmarks/derm_mini_calibration.py --difficulty calibrated --seeds 0 1 2 --work-dir ...   # final check
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ Reads the records of ``world-oracle``, ``noise`` (and ``real-only``) in the give
 protocol, each run's headline metrics, its gain over its own real-only arm and the paired test's p, then the dynamic
 range (``bench.tables.dynamic_range``). The records themselves are copied beside the table (``--copy-to``).
 
-    python benchmarks/derm_mini_controls.py /work/runs/mini23/calib/records /work/runs/mini23/cls/records \\
+    python benchmarks/derm_mini_controls.py runs/calib/records runs/cls/records \\
         --out benchmarks/derm_mini_controls.md --copy-to benchmarks/derm_mini_controls
 """
 from __future__ import annotations

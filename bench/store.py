@@ -20,7 +20,8 @@ import os
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -139,6 +140,24 @@ def current_umask() -> int:
     mask = os.umask(0o077)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that takes a file name (``torch.save``, safetensors,
+    numpy); on leaving the block the file gets an ordinary new file's mode and is renamed onto ``path``. Any
+    exception, Ctrl-C included, removes the temporary instead: an interrupted write leaves neither a half file
+    under the real name nor a stray temporary. The pid in the name keeps concurrent writers apart."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{suffix}")
+    try:
+        yield tmp
+        os.chmod(tmp, new_file_mode())  # safetensors and mkstemp-based writers create it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -131,3 +131,18 @@ def test_a_record_and_its_files_carry_content_hashes_that_reveal_an_edit(tmp_pat
     assert store.check_provenance(forged, tmp_path) == ["the record was edited after its run (its content hash differs)"]
     assert store.check_provenance(minimal_record(), tmp_path) == [
         "the record carries no provenance hashes (written before 2026-12-05's records did)"]
+
+
+def test_atomic_path_renames_on_success_and_leaves_nothing_when_interrupted(tmp_path) -> None:
+    from bench.store import atomic_path
+
+    target = tmp_path / "sub" / "arm.ckpt"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and (target.stat().st_mode & 0o777) == store.new_file_mode()
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"new" and sorted(p.name for p in target.parent.iterdir()) == ["arm.ckpt"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from bench.store import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +95,8 @@ def train_with_early_stopping(model: nn.Module, n_samples: int, batch_size: int,
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def random_flips(x: torch.Tensor, *others: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
+from bench.store import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +33,12 @@ def save_checkpoint(run_dir: Path, module: Any, optimizer: Any, step: int, extra
 
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().contiguous() for k, v in module.state_dict().items()}
-    tmp = run_dir / f".{name}.safetensors.tmp"
-    save_file(state, str(tmp))
-    tmp_state = run_dir / f".{name}.state.tmp"
-    torch.save({"optimizer": optimizer.state_dict(), "step": step, "extra": extra or {}}, tmp_state)
-    os.replace(tmp, run_dir / f"{name}.safetensors")
-    os.replace(tmp_state, run_dir / f"{name}.state.pt")
+    # the optimizer state first: a kill between the two renames leaves new state beside old weights, which
+    # load_checkpoint detects by their steps (see there), never old state silently resumed on new weights
+    with atomic_path(run_dir / f"{name}.state.pt") as tmp_state:
+        torch.save({"optimizer": optimizer.state_dict(), "step": step, "extra": extra or {}}, tmp_state)
+    with atomic_path(run_dir / f"{name}.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"step": str(step)})
 
 
 def load_checkpoint(run_dir: Path, module: Any, optimizer: Any | None, name: str = "checkpoint") -> tuple[int, dict]:
@@ -49,8 +49,17 @@ def load_checkpoint(run_dir: Path, module: Any, optimizer: Any | None, name: str
     weights, state_path = run_dir / f"{name}.safetensors", run_dir / f"{name}.state.pt"
     if not (weights.is_file() and state_path.is_file()):
         return 0, {}
+    from safetensors import safe_open
+
     module.load_state_dict(load_file(str(weights)))
     state = torch.load(state_path, weights_only=True)
+    with safe_open(str(weights), framework="pt") as fh:
+        weights_step = (fh.metadata() or {}).get("step")
+    if weights_step is not None and int(weights_step) != int(state["step"]):
+        # killed between save_checkpoint's two renames: the weights are the previous checkpoint's
+        logger.warning("%s: weights are from step %s but the optimizer state from step %d; resuming at step %s with "
+                       "a fresh optimizer state", run_dir, weights_step, state["step"], weights_step)
+        return int(weights_step), dict(state.get("extra", {}))
     if optimizer is not None:
         optimizer.load_state_dict(state["optimizer"])
     logger.info("resumed %s at step %d", run_dir, state["step"])

@@ -150,11 +150,11 @@ def load_scorer(kind: str, train_images: torch.Tensor | None = None, train_label
     if cache is not None:
         from safetensors.torch import save_file
 
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{__import__('os').getpid()}.tmp")
-        save_file({**{k: v.contiguous() for k, v in model.state_dict().items()}, "_size": torch.tensor(size)}, str(tmp))
-        tmp.chmod(0o644)
-        tmp.replace(cache)
+        from bench.store import atomic_path
+
+        with atomic_path(cache) as tmp:
+            save_file({**{k: v.contiguous() for k, v in model.state_dict().items()}, "_size": torch.tensor(size)},
+                      str(tmp))
     return PathologyScorer(model, CATEGORIES, "cxr-mini-cnn")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.metrics.image import GaussianStats, extract_features
+from bench.store import atomic_path
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -64,10 +65,8 @@ def save_reference_stats(cache_dir: str | Path, key: str, stats: GaussianStats, 
     path = stats_path(cache_dir, key)
     if path.exists() and not overwrite:
         raise FileExistsError(f"reference statistics {path} already exist; delete the file or pass overwrite=True to replace them")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    stats.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path, suffix=".tmp.npz") as tmp:  # numpy appends .npz to a name without it
+        stats.save(tmp)
     return path
 
 

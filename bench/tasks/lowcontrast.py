@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ import torch
 
 from bench.data.base import DataError
 from bench.interface import Condition, RunContext, Sample, derive_seed
-from bench.store import atomic_write_text, new_file_mode, stable_hash
+from bench.store import atomic_path, atomic_write_text, stable_hash
 from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import (generator_view, open_dataset, procedural_beside_real, prompt_form, remove_checkpoints,
                                 resolution_text, save_pair_grid, stack_pairs, training_text)
@@ -386,11 +385,8 @@ class LowContrastTask(Task):
             model = result.model
             info = {"best_epoch": result.best_epoch, "epochs": result.epochs_run, "best_val_dice": result.best_val_dice,
                     "scores": {}}
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = weights.with_name(f"{weights.name}.{os.getpid()}.tmp")  # concurrent runs of a seed share it
-            save_file({n: t.detach().contiguous() for n, t in model.state_dict().items()}, str(tmp))
-            os.chmod(tmp, new_file_mode())  # safetensors creates it 0600
-            tmp.replace(weights)
+            with atomic_path(weights) as tmp:  # concurrent runs of a seed share it
+                save_file({n: t.detach().contiguous() for n, t in model.state_dict().items()}, str(tmp))
             checkpoint.unlink(missing_ok=True)
         changed = False
         for split, (images, masks, checksum) in evals.items():  # scores per split, keyed by the split's checksum

@@ -57,10 +57,10 @@ def protocol_line(plan: RunPlan) -> str:
 def _shipped_protocols() -> set[str]:
     import json
 
-    from bench.paths import project_dir
+    from bench.paths import leaderboard_dirs
 
     out = set()
-    for path in (project_dir() / "results" / "leaderboard").glob("*.json"):
+    for path in (p for folder in leaderboard_dirs() for p in folder.glob("*.json")):
         try:
             out.add(json.loads(path.read_text())["protocol_hash"])
         except (OSError, ValueError, KeyError, TypeError):

@@ -1,7 +1,7 @@
 """Where the project's own folders are: in a source checkout, or installed beside the package.
 
 A source checkout holds ``datasets/`` (data cards), ``results/paper`` (paper tables) and
-``results/leaderboard`` next to ``bench/``. A wheel installs the read-only ones as data
+``results/leaderboard`` next to ``bench/``. A wheel installs them as data (the leaderboard as its shipped records)
 under ``<prefix>/share/medsynth-bench/`` (pyproject's ``[tool.setuptools.data-files]``);
 writable ones (the leaderboard, the site) then live under the current directory.
 """
@@ -34,6 +34,16 @@ def installed_data(*parts: str) -> Path | None:
         if candidate.exists():
             return candidate
     return None
+
+
+def leaderboard_dirs() -> list[Path]:
+    """The folders of accepted records: the checkout's ``results/leaderboard``; when installed, the current
+    directory's (where ``bench submit`` writes) and the shipped copy under ``share/medsynth-bench``."""
+    root = source_root()
+    if root is not None:
+        return [root / "results" / "leaderboard"]
+    shipped = installed_data("results", "leaderboard")
+    return [Path.cwd() / "results" / "leaderboard", *([shipped] if shipped is not None else [])]
 
 
 def read_only_dir(*parts: str) -> Path:

@@ -171,16 +171,15 @@ def add_estimates(runs: list[SweepRun], history: list[PastRun]) -> None:
 
 
 def history_folders(work_dir: Path) -> list[Path]:
-    from bench.paths import project_dir
+    from bench.paths import leaderboard_dirs
 
-    return [Path(work_dir) / "records", project_dir() / "results" / "leaderboard"]
+    return [Path(work_dir) / "records", *leaderboard_dirs()]
 
 
 def shipped_ids() -> set[str]:
-    from bench.paths import project_dir
+    from bench.paths import leaderboard_dirs
 
-    folder = project_dir() / "results" / "leaderboard"
-    return {p.stem for p in folder.glob("*.json")} if folder.is_dir() else set()
+    return {p.stem for folder in leaderboard_dirs() for p in folder.glob("*.json")}
 
 
 def duration(seconds: float | None) -> str:

@@ -69,10 +69,10 @@ class CellResult:
 
 
 def default_record_dirs() -> list[Path]:
-    """The run work dir's records (``bench-runs/records``) and the accepted ``results/leaderboard``."""
-    from bench.paths import project_dir
+    """The run work dir's records (``bench-runs/records``) and the accepted records (``leaderboard_dirs``)."""
+    from bench.paths import leaderboard_dirs
 
-    return [Path("bench-runs") / "records", project_dir() / "results" / "leaderboard"]
+    return [Path("bench-runs") / "records", *leaderboard_dirs()]
 
 
 def load_records(folders: Iterable[Path]) -> list[dict[str, Any]]:

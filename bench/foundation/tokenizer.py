@@ -9,7 +9,6 @@ Diffusion folders, so the mini and the paper code paths tokenize through the sam
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable

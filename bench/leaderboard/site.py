@@ -276,8 +276,8 @@ def _leader_table(recs: list[dict[str, Any]]) -> str:
     others = [m for m in metrics if m != main]
     head = ['<th class="short">#</th>', '<th class="text">Method</th>', '<th class="short">Seeds</th>',
             f"<th>{esc(main)}{esc(_arrow(info.get(main)))}</th>",
-            f'<th title="mean over models of method / real-only - 1; 95 % bootstrap CI over test images">'
-            f"gain vs real-only [95 % CI]</th>", '<th class="short" title="paired t-test over per-image scores">p</th>']
+            '<th title="mean over models of method / real-only - 1; 95 % bootstrap CI over test images">'
+            "gain vs real-only [95 % CI]</th>", '<th class="short" title="paired t-test over per-image scores">p</th>']
     head += [f"<th>{esc(m)}{esc(_arrow(info.get(m)))}</th>" for m in others]
     head += ['<th class="text short">Status</th>', '<th class="text short">Records</th>']
     rows = []

@@ -1,7 +1,6 @@
 """DisenDiff and Break-a-Scene loaders: fixtures in their layouts and the real copies in ../shared/data."""
 from __future__ import annotations
 
-import pytest
 from typer.testing import CliRunner
 
 import data_layouts as L

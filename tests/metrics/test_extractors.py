@@ -29,7 +29,7 @@ def test_inception_loads_local_file_and_matches_torchmetrics_fid(inception_file)
     for k, v in state.items():
         assert torch.equal(ext.net.state_dict()[k], v), k
     g = torch.Generator().manual_seed(0)
-    real, fake = torch.rand(3, 3, 32, 32, generator=g), torch.rand(3, 3, 32, 32, generator=g)
+    real = torch.rand(3, 3, 32, 32, generator=g)
     feats = ext(real)
     assert feats.shape == (3, 2048)
     # the same weights through torchmetrics' own FID path (uint8 quantisation, 299 resize) give the same features

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from bench.interface import RunContext, Sample
 from bench.tasks.concept import ConceptConfig, ConceptTask, normalise_prompt

@@ -3,6 +3,7 @@
 Examples:
     bench foundation train mini-clip --run-dir runs/foundation        # stage 1 then stage 2, resumable
     bench foundation train mini-sd --run-dir runs/foundation --minutes 68
+    bench foundation train mini-sd --run-dir runs/foundation-v2 --init-weights v1/mini-sd.safetensors --minutes 120
     bench foundation ship mini-sd --run-dir runs/foundation            # write bench/foundation/weights/
     bench foundation eval mini-clip
     bench foundation eval mini-sd --quick
@@ -29,7 +30,10 @@ def _check_name(name: str) -> None:
 def train(name: str = typer.Argument(..., help="mini-clip or mini-sd"),
           run_dir: Path = typer.Option(Path("runs/foundation"), help="Parent of the run folders (checkpoints, logs)."),
           threads: int = typer.Option(1, help="torch CPU threads (1 is fastest on a busy 2-core machine)."),
-          minutes: Optional[float] = typer.Option(None, help="mini-sd wall-clock budget (default: the recipe's).")
+          minutes: Optional[float] = typer.Option(None, help="mini-sd wall-clock budget (default: the recipe's)."),
+          init_weights: Optional[Path] = typer.Option(
+              None, help="mini-sd only: continue from this mini-sd.safetensors (tokenizer/ beside it) with the "
+                         "continuation recipe (MiniSDRecipe.continuation) instead of training from scratch.")
           ) -> None:
     """Remake a model from its recipe; rerunning resumes from the last checkpoint.
 
@@ -45,6 +49,14 @@ def train(name: str = typer.Argument(..., help="mini-clip or mini-sd"),
     if name == "mini-clip":
         train_mini_clip(clip_run, stage=1, threads=threads)
         path = train_mini_clip(clip_run, stage=2, threads=threads)
+    elif init_weights is not None:
+        from bench.foundation.mini_sd import MiniSDRecipe
+        from bench.foundation.train_sd import copy_init_weights, train_mini_sd
+
+        sd_run = run_dir / "mini-sd"
+        relative, digest = copy_init_weights(sd_run, init_weights)
+        recipe = MiniSDRecipe.continuation(relative, digest, minutes if minutes is not None else 120.0)
+        path = train_mini_sd(sd_run, clip_run, recipe, threads=threads)
     else:
         train_mini_clip(clip_run, stage=1, threads=threads)
         from bench.foundation.train_sd import train_mini_sd

@@ -71,9 +71,21 @@ class MiniSDRecipe:
     aux_resolutions: tuple[int, ...] = (16, 8)
     generic_world_seed: int = 7
     checkpoint_every: int = 20
+    init_weights: str | None = None
+    """A shipped ``mini-sd.safetensors`` to continue from (its UNet starts both the model and the EMA, its text
+    encoder is kept frozen); None trains from scratch with mini-clip's stage-1 text tower."""
+    init_sha256: str | None = None
+    """The SHA-256 of ``init_weights`` (recorded, and checked on resume)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def continuation(cls, init_weights: str, init_sha256: str, minutes: float) -> "MiniSDRecipe":
+        """The second stage (issue 23): the shipped 68-minute model trained on, same world and losses, at a larger
+        batch, a lower peak learning rate and a slower EMA for a longer run."""
+        return cls(batch_size=32, lr=3e-4, minutes=minutes, max_steps=100_000, ema_decay=0.999, seed=1,
+                   init_weights=init_weights, init_sha256=init_sha256)
 
 
 def object_word_targets(objects: list[Any], res: int, max_length: int) -> tuple[Any, Any]:

@@ -82,7 +82,8 @@ def mini_sd_state(sd_run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             if k.startswith("text_model.")}
     recipe_path = sd_run / "recipe.json"
     recipe = json.loads(recipe_path.read_text()) if recipe_path.is_file() else MiniSDRecipe().to_dict()
-    tokenizer = CLIPTokenizer.from_pretrained(str(sd_run.parent / "mini-clip" / "tokenizer"))
+    tokenizer_dir = sd_run / "tokenizer" if (sd_run / "tokenizer").is_dir() else sd_run.parent / "mini-clip" / "tokenizer"
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir))
     text_config = clip_config(MiniClipRecipe().arch, len(tokenizer), tokenizer.bos_token_id,
                               tokenizer.eos_token_id).text_config.to_dict()
     text_config = {k: v for k, v in text_config.items() if k not in ("transformers_version", "architectures")}
@@ -90,6 +91,14 @@ def mini_sd_state(sd_run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     meta = {"unet_config": unet_config(arch, int(text_config["hidden_size"])), "text_config": text_config,
             "scheduler_config": {"_class_name": "DDPMScheduler", **SCHEDULER_CONFIG}, "recipe": recipe,
             "training": {"source": source.name}}
+    if recipe.get("init_weights"):  # a continuation: keep the history of the weights it started from
+        from safetensors import safe_open
+
+        init = sd_run / recipe["init_weights"]
+        if init.is_file():
+            with safe_open(str(init), framework="pt") as fh:
+                before = {k: json.loads(v) for k, v in (fh.metadata() or {}).items() if k in ("recipe", "training")}
+            meta["training"]["continued_from"] = {"sha256": recipe.get("init_sha256"), **before}
     state = {f"unet.{k}": v for k, v in unet.items()}
     state |= {f"text_encoder.{k}": v for k, v in text.items()}
     del torch
@@ -102,5 +111,10 @@ def ship_mini_sd(sd_run: Path, weights_dir: Path, dtype: Any = None, training: d
 
     state, meta = mini_sd_state(sd_run)
     meta["training"] |= training or {}
-    ship_tokenizer(sd_run.parent / "mini-clip", weights_dir)
+    own = sd_run / "tokenizer"  # a continuation run holds the tokenizer of the weights it started from
+    if own.is_dir():
+        if (weights_dir / "tokenizer").resolve() != own.resolve():
+            ship_tokenizer(sd_run, weights_dir)
+    else:
+        ship_tokenizer(sd_run.parent / "mini-clip", weights_dir)
     return _save(state, weights_dir / "mini-sd.safetensors", meta, dtype or torch.float16)

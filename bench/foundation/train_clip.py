@@ -80,7 +80,7 @@ def train_mini_clip(run_dir: Path, recipe: MiniClipRecipe | None = None, stage: 
     """
     import torch
 
-    from bench.foundation.runs import StepLog, cosine_lr, load_checkpoint, save_checkpoint
+    from bench.foundation.runs import StepLog, bf16_autocast_pays, cosine_lr, load_checkpoint, save_checkpoint
     from bench.foundation.tokenizer import build_clip_tokenizer, mini_world_words
 
     recipe = recipe or MiniClipRecipe()
@@ -132,7 +132,7 @@ def train_mini_clip(run_dir: Path, recipe: MiniClipRecipe | None = None, stage: 
             group["lr"] = recipe.lr * cosine_lr(step, total, recipe.warmup_steps if stage == 1 else 20)
         images, captions, sources = data.batch(step + 100_000 * (stage - 1), mix)
         groups = torch.tensor([zlib.crc32(c.encode()) for c in captions])
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_autocast_pays()):
             img = wrapper.image_embeddings(images)
             # Each source's captions are padded to their own longest (generic captions are short, reports long).
             txt = torch.cat([wrapper.text_embeddings(captions[a:b]) for a, b in sources])

@@ -63,6 +63,61 @@ class SceneBatches:
         return {"images": images, "captions": captions, "targets": targets, "weights": weights}
 
 
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def copy_init_weights(run_dir: Path, weights: Path) -> tuple[str, str]:
+    """Copy a shipped ``mini-sd.safetensors`` and the ``tokenizer/`` beside it into ``run_dir/init`` (the run
+    then names them relatively, and shipping over the original cannot change what a resumed run starts from).
+    Returns (path relative to ``run_dir``, SHA-256)."""
+    import shutil
+
+    if not weights.is_file() or not (weights.parent / "tokenizer" / "vocab.json").is_file():
+        raise FileNotFoundError(f"--init-weights {weights}: need a mini-sd.safetensors with tokenizer/ beside it")
+    digest = sha256_of(weights)
+    target = run_dir / "init"
+    if (target / "mini-sd.safetensors").is_file():
+        if sha256_of(target / "mini-sd.safetensors") != digest:
+            raise ValueError(f"{run_dir} continues other weights than {weights}; use a new --run-dir")
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(weights.parent / "tokenizer", target / "tokenizer", dirs_exist_ok=True)
+        shutil.copyfile(weights, target / "mini-sd.safetensors")
+    return "init/mini-sd.safetensors", digest
+
+
+def start_from_shipped(run_dir: Path, weights: Path, sha256: str | None) -> dict[str, Any]:
+    """Prepare a continuation run from a shipped ``mini-sd.safetensors``: check its digest, put its text encoder
+    (as ``text_encoder_source.safetensors``, in mini-clip's key layout) and the tokenizer beside it into the run
+    folder, and return its UNet weights in float32."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    if not weights.is_file():
+        raise FileNotFoundError(f"mini-sd init weights {weights} do not exist")
+    if sha256 is not None and sha256_of(weights) != sha256:
+        raise ValueError(f"{weights} is not the file this run started from (SHA-256 differs from the recipe's {sha256})")
+    state = load_file(str(weights))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    source = run_dir / "text_encoder_source.safetensors"
+    if not source.is_file():
+        text = {k.removeprefix("text_encoder."): v.float().contiguous() for k, v in state.items()
+                if k.startswith("text_encoder.")}
+        text = {(k if k.startswith("text_model.") else f"text_model.{k}"): v for k, v in text.items()}
+        save_file(text, str(source))
+    if not (run_dir / "tokenizer").is_dir():
+        shutil.copytree(weights.parent / "tokenizer", run_dir / "tokenizer")
+    return {k.removeprefix("unet."): v.float() for k, v in state.items() if k.startswith("unet.")}
+
+
 def train_mini_sd(run_dir: Path, clip_run: Path, recipe: MiniSDRecipe | None = None, threads: int = 1,
                   minutes: float | None = None) -> Path:
     """Train (or resume) mini-sd in ``run_dir``; returns the path of the final EMA UNet weights.
@@ -82,7 +137,7 @@ def train_mini_sd(run_dir: Path, clip_run: Path, recipe: MiniSDRecipe | None = N
 
     from bench.diffusion.attention import AttentionStore, storing_processors
     from bench.foundation.mini_clip import MiniClipRecipe
-    from bench.foundation.runs import StepLog, load_checkpoint, save_checkpoint
+    from bench.foundation.runs import StepLog, bf16_autocast_pays, load_checkpoint, save_checkpoint
 
     recipe = recipe or MiniSDRecipe()
     budget = 60.0 * (minutes if minutes is not None else recipe.minutes)
@@ -91,17 +146,22 @@ def train_mini_sd(run_dir: Path, clip_run: Path, recipe: MiniSDRecipe | None = N
     final = run_dir / "unet-ema-final.safetensors"
     if final.is_file():
         return final
-    tokenizer = CLIPTokenizer.from_pretrained(str(clip_run / "tokenizer"))
-    clip_arch = MiniClipRecipe().arch
     source = run_dir / "text_encoder_source.safetensors"
-    if not source.is_file():
-        import shutil
+    if recipe.init_weights is not None:
+        init_unet = start_from_shipped(run_dir, run_dir / recipe.init_weights, recipe.init_sha256)
+        tokenizer = CLIPTokenizer.from_pretrained(str(run_dir / "tokenizer"))
+    else:
+        tokenizer = CLIPTokenizer.from_pretrained(str(clip_run / "tokenizer"))
+        if not source.is_file():
+            import shutil
 
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(clip_run / "stage1-final.safetensors", source)
-    text_encoder = text_encoder_from_clip(source, tokenizer, clip_arch)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(clip_run / "stage1-final.safetensors", source)
+    text_encoder = text_encoder_from_clip(source, tokenizer, MiniClipRecipe().arch)
     text_encoder.eval().requires_grad_(False)
     unet = UNet2DConditionModel(**unet_config(recipe.arch, text_encoder.config.hidden_size))
+    if recipe.init_weights is not None:
+        unet.load_state_dict(init_unet)
     ema = UNet2DConditionModel(**unet_config(recipe.arch, text_encoder.config.hidden_size))
     ema.load_state_dict(unet.state_dict())
     ema.requires_grad_(False)
@@ -118,6 +178,8 @@ def train_mini_sd(run_dir: Path, clip_run: Path, recipe: MiniSDRecipe | None = N
     alphas = scheduler.alphas_cumprod
     logger.info("***** mini-sd: batch %d, budget %.0f min, %d UNet parameters, resume at step %d *****",
                 recipe.batch_size, budget / 60, sum(p.numel() for p in unet.parameters()), step)
+    fast_bf16 = bf16_autocast_pays()
+    logger.info("bf16 autocast %s (CPU capability %s)", "on" if fast_bf16 else "off", torch.backends.cpu.get_cpu_capability())
     unet.train()
     sums = {"mse": 0.0, "aux": 0.0}
     last_ckpt = time.time()
@@ -137,7 +199,7 @@ def train_mini_sd(run_dir: Path, clip_run: Path, recipe: MiniSDRecipe | None = N
             tokens = tokenizer(batch["captions"], padding="max_length", truncation=True, return_tensors="pt")
             cond = text_encoder(input_ids=tokens.input_ids).last_hidden_state
         weights = batch["weights"] * (t < recipe.aux_max_t).float()[:, None]
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast_bf16):
             pred = unet(xt, t, encoder_hidden_states=cond).sample
             aux = attention_mask_loss(store, batch["targets"], weights)
         mse = torch.nn.functional.mse_loss(pred.float(), noise)
@@ -153,7 +215,7 @@ def train_mini_sd(run_dir: Path, clip_run: Path, recipe: MiniSDRecipe | None = N
                 pe.lerp_(p, 1 - decay)
         step += 1
         sums["mse"] += mse.item()
-        sums["aux"] += float(aux)
+        sums["aux"] += float(aux.detach())
         if step % 25 == 0:
             log.write(step, mse=sums["mse"] / 25, aux=sums["aux"] / 25, lr=recipe.lr * lr_mult)
             sums = {"mse": 0.0, "aux": 0.0}

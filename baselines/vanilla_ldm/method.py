@@ -1,7 +1,7 @@
 """vanilla-ldm: the base text-to-image model without fine-tuning, sampled from the same label prompts as
 CXR-IRGen (thesis Table 6.1 / 6.2 "Vanilla LDM": SD v1.4; mini: mini-sd, which has never seen a chest X-ray).
 
-Prompts come from the condition's label vector through CXR-IRGen's template (`methods.cxr_irgen.vision`); whether
+Prompts come from the condition's label vector through CXR-IRGen's template (`bench.diffusion.cxr_prompts`); whether
 the thesis appended the reference image embedding is not stated [U]: ``rie=false`` (plain text conditioning, the
 base model was never trained with an image token) is the default. PNDM + CFG as CXR-IRGen samples.
 """
@@ -57,8 +57,8 @@ class VanillaLDM(GeneratorBase):
         return self.parts
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        from bench.diffusion.cxr_prompts import binary_labels, label_to_prompt
         from bench.diffusion.sampling import make_scheduler, sample
-        from methods.cxr_irgen.vision import binary_labels, label_to_prompt
 
         c = self.config
         parts = self._load()

@@ -1,9 +1,7 @@
 """CXR-IRGen's vision module (thesis section 6.3.1, spec research/ch6_cxr.md section 2).
 
-* `label_to_prompt`: label vector -> semi-structured prompt, in the thesis wording ("A chest X-Ray image with ...,
-  without ..., and unclear about ...") or the code's ("A chest X ray image with ..., without ..., and with uncertain
-  ..."). Values follow CheXpert's raw convention (1 positive, 0 negative, -1 uncertain, NaN not mentioned); a
-  binarised condition vector only names positives.
+* `label_to_prompt`, `binary_labels`: label vector -> semi-structured prompt; they live in
+  `bench.diffusion.cxr_prompts` (shared with the vanilla-ldm baseline) and are re-exported here.
 * `ReferenceBank`: the reference image of a label vector: the first training image whose label vector is the same;
   when none is, the thesis' fallback (the closest label: fewest differing entries, then the first) or the code's
   (a zero embedding).
@@ -22,48 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.diffusion.cxr_prompts import binary_labels, label_to_prompt  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
-
-
-def label_to_prompt(values: Sequence[float], wording: str = "thesis") -> str:
-    """The prompt of one label vector (CheXpert order of `bench.metrics.chexlabel.CATEGORIES`)."""
-    from bench.metrics.chexlabel import CATEGORIES
-
-    vals = [float(v) for v in values]
-    if len(vals) != len(CATEGORIES):
-        raise ValueError(f"need a {len(CATEGORIES)}-label vector, got {len(vals)}")
-    names = [c.lower() for c in CATEGORIES]
-    pos = [n for n, v in zip(names, vals) if v == 1]
-    neg = [n for n, v in zip(names, vals) if v == 0]
-    unc = [n for n, v in zip(names, vals) if v == -1]
-    if wording == "code":
-        text = "A chest X ray image"
-        if pos:
-            text += " with " + " and ".join(pos)
-        if neg:
-            text += ", without " + " and ".join(neg)
-        if unc:
-            text += ", and with uncertain " + " and ".join(unc)
-        return text
-    if wording != "thesis":
-        raise ValueError(f"prompt wording must be 'thesis' or 'code', got {wording!r}")
-    parts = []
-    if pos:
-        parts.append("with " + ", ".join(pos))
-    if neg:
-        parts.append("without " + ", ".join(neg))
-    if unc:
-        parts.append("unclear about " + ", ".join(unc))
-    if not parts:
-        return "A chest X-Ray image"
-    if len(parts) > 1:
-        parts[-1] = "and " + parts[-1]
-    return "A chest X-Ray image " + ", ".join(parts)
-
-
-def binary_labels(labels: torch.Tensor) -> list[float]:
-    """A condition's binarised vector as prompt values: positives 1, everything else not mentioned (NaN)."""
-    return [1.0 if float(v) >= 0.5 else float("nan") for v in labels.tolist()]
 
 
 class ReferenceBank:

@@ -8,26 +8,6 @@ import torch
 from methods.cxr_irgen import language, vision
 from methods.cxr_irgen.uvit import UViT, UViTDenoiser
 
-NAN = float("nan")
-
-
-def _vec(**values):
-    from bench.metrics.chexlabel import CATEGORIES
-
-    return [values.get(c.replace(" ", "_"), NAN) for c in CATEGORIES]
-
-
-def test_label_prompts_in_both_wordings():
-    v = _vec(Cardiomegaly=1, Pleural_Effusion=1, Pneumothorax=0, Edema=-1)
-    assert vision.label_to_prompt(v, "code") == ("A chest X ray image with cardiomegaly and pleural effusion, "
-                                                 "without pneumothorax, and with uncertain edema")
-    assert vision.label_to_prompt(v, "thesis") == ("A chest X-Ray image with cardiomegaly, pleural effusion, "
-                                                   "without pneumothorax, and unclear about edema")
-    assert vision.label_to_prompt(_vec(), "code") == "A chest X ray image"
-    binary = torch.zeros(14)
-    binary[2] = 1
-    assert vision.label_to_prompt(vision.binary_labels(binary), "code") == "A chest X ray image with cardiomegaly"
-
 
 def test_reference_bank_first_match_and_fallbacks():
     keys = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.float32)

@@ -6,6 +6,12 @@ generator returns a randomly transformed copy. Geometric transforms are applied
 to image and mask together through ``torchvision.transforms.v2`` (the mask as a
 ``tv_tensors.Mask``, so it is resampled with nearest neighbour); photometric
 ones touch the image only.
+
+With ``online`` transforms (DiffBoost's Table II arms: ``random-contrast`` ... ``deepstack``,
+`bench.downstream.augment`) nothing new is made offline: each returned pair is its real condition unchanged,
+declaring the ``augment`` training hook (`bench.downstream.hooks`), and seg-aug's augmented arm then trains on the
+real pairs with those transforms drawn afresh per sample and mini-batch (the epoch length, so the optimiser steps, of
+the real-only arm; spec C.2). The returned pairs only carry the declaration and are not trained on.
 """
 from __future__ import annotations
 
@@ -40,6 +46,11 @@ class ClassicAugConfig:
     """ColorJitter saturation."""
     hue: float = 0.02
     """ColorJitter hue."""
+    online: tuple[str, ...] = ()
+    """Online training transforms instead of offline copies (DiffBoost Table II, one arm per name; `deepstack` is
+    nnU-Net v1's 2D stack): see the module doc. Empty: offline transformed copies (the thesis' classic baseline)."""
+    online_renorm: str = "minmax"
+    """After an online transform: ``minmax`` (DiffBoost's code: per-sample min-max normalisation) or ``clip``."""
 
     def validate(self) -> None:
         from bench.config import ConfigError
@@ -51,6 +62,13 @@ class ClassicAugConfig:
             raise ConfigError(f"method.scale must be [low, high] with 0 < low <= high, got {list(self.scale)}")
         if not 0.0 <= self.hue <= 0.5:
             raise ConfigError(f"method.hue must be in [0, 0.5], got {self.hue}")
+        from bench.downstream.augment import AUGMENTS
+
+        for name in self.online:
+            if name not in AUGMENTS:
+                raise ConfigError(f"method.online: unknown transform '{name}'; valid: {', '.join(AUGMENTS)}")
+        if self.online_renorm not in ("minmax", "clip"):
+            raise ConfigError(f"method.online_renorm must be minmax or clip, got '{self.online_renorm}'")
 
 
 class ClassicAug(GeneratorBase):
@@ -61,6 +79,8 @@ class ClassicAug(GeneratorBase):
         requires=frozenset({"mask", "reference"}))
     Config = ClassicAugConfig
     version: ClassVar[str] = "1"
+    #: added with DiffBoost's Table II arms (issue 21): at their defaults the baseline is unchanged
+    options_added_later: ClassVar[frozenset[str]] = frozenset({"online", "online_renorm"})
 
     def __init__(self, config: ClassicAugConfig | None = None) -> None:
         super().__init__(config)
@@ -80,6 +100,12 @@ class ClassicAug(GeneratorBase):
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
         from torchvision import tv_tensors
 
+        if self.config.online:
+            hook = {"kind": "augment", "transforms": list(self.config.online), "renorm": self.config.online_renorm}
+            for cond in conditions:
+                yield Sample(image=cond.reference.float(), mask=cond.mask.bool(),
+                             meta={"source_id": cond.meta.get("source_id"), "train_hook": hook})
+            return
         if self._transform is None:
             self._transform = self._build()
         for cond in conditions:

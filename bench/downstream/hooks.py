@@ -16,6 +16,11 @@ m = 1[U < alpha], U ~ Uniform(0, 1) on a (H/p, W/p) grid, nearest-upsampled:
 DiffBoost reuses the real mask (y_i = y_0), so the target is y_0; the general form is kept for other generators.
 Real images without a synthetic partner train unmerged. Flips (``hflip``) are drawn once per mini-batch and applied
 to both members of a pair, so masks stay aligned with images.
+
+``augment`` is an online classical augmentation (DiffBoost's Table II arms, `bench.downstream.augment`): the arm trains
+over the real images, each mini-batch transformed per sample (``meta["train_hook"] = {kind: augment, transforms:
+[...], renorm: minmax}``, declared by ``classic-aug`` with ``online`` transforms); the samples carrying the
+declaration are not trained on.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ logger = logging.getLogger(__name__)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: Hook kinds a generator may declare in ``meta["train_hook"]["kind"]``.
-HOOK_KINDS = ("patch-merge",)
+HOOK_KINDS = ("patch-merge", "augment")
 
 
 def patch_mask(n: int, height: int, width: int, alpha: float, patch: int, generator: torch.Generator) -> torch.Tensor:
@@ -112,6 +117,20 @@ class PatchMerge:
         return loss_fn(m * logits[:len(idx)] + (1 - m) * logits[len(idx):], y)
 
 
+@dataclass
+class Augment:
+    """Online classical augmentation of the real mini-batches (`bench.downstream.augment.OnlineAugment`)."""
+
+    transform: Any
+
+    def loss(self, model: nn.Module, idx: torch.Tensor, images: torch.Tensor, target: torch.Tensor, loss_fn: LossFn,
+             generator: torch.Generator, hflip: bool = False) -> torch.Tensor:
+        x, y = self.transform(images[idx], target[idx], generator)
+        if hflip:
+            x, y = random_flips(x, y, generator=generator)
+        return loss_fn(model(x), y)
+
+
 def declared_hook(synthetic: Sequence[Any]) -> dict[str, Any] | None:
     """The ``train_hook`` the generated samples declare (all alike), or None."""
     specs = [s.meta.get("train_hook") for s in synthetic]
@@ -127,7 +146,7 @@ def declared_hook(synthetic: Sequence[Any]) -> dict[str, Any] | None:
 
 def augmented_arm(real: tuple[torch.Tensor, torch.Tensor], syn: tuple[torch.Tensor, torch.Tensor],
                   real_ids: Sequence[Any], synthetic: Sequence[Any]
-                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], PatchMerge | None]:
+                  ) -> tuple[tuple[torch.Tensor, torch.Tensor], PatchMerge | Augment | None]:
     """Training pairs and hook of the augmented arm.
 
     Args:
@@ -137,11 +156,19 @@ def augmented_arm(real: tuple[torch.Tensor, torch.Tensor], syn: tuple[torch.Tens
 
     Returns:
         ``((images, masks), hook)``: real + synthetic concatenated and None without a declaration; the real pairs and
-        a `PatchMerge` with ``patch-merge``.
+        a `PatchMerge` with ``patch-merge``; the real pairs and an `Augment` with ``augment``.
     """
     spec = declared_hook(synthetic)
     if spec is None or not len(syn[0]):
         return (torch.cat([real[0], syn[0]]), torch.cat([real[1], syn[1]])), None
+    if spec["kind"] == "augment":
+        from bench.downstream.augment import OnlineAugment
+
+        transform = OnlineAugment(list(spec.get("transforms") or ()), int(real[0].shape[-1]),
+                                  str(spec.get("renorm", "minmax")))
+        logger.info("online augmentation %s (renorm %s) over %d real images", "+".join(transform.names),
+                    transform.renorm, len(real[0]))
+        return real, Augment(transform)
     position = {str(rid): j for j, rid in enumerate(real_ids)}
     partners: list[list[int]] = [[] for _ in real_ids]
     unmatched = 0

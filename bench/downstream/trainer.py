@@ -42,6 +42,8 @@ class SegTrainConfig:
     """Random horizontal/vertical flips during training (not stated in the thesis)."""
     threshold: float = 0.5
     """Sigmoid threshold for binary predictions."""
+    optimizer: str = "adam"
+    """``adam`` (thesis 4.4.4) or ``adamw`` (DiffBoost B.9: ``AdamW(lr)`` with torch's default weight decay 0.01)."""
 
 
 @dataclass
@@ -110,7 +112,9 @@ def train_segmenter(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
         hook: a `bench.downstream.hooks` hook (e.g. `PatchMerge`) computing each mini-batch's loss; None: plain.
     """
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.optimizer not in ("adam", "adamw"):
+        raise ValueError(f"unknown optimizer '{config.optimizer}'; valid: adam, adamw")
+    opt = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(model.parameters(), lr=config.lr)
     target = masks.float().unsqueeze(1)
 
     def step(idx: torch.Tensor) -> torch.Tensor:

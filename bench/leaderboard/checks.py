@@ -200,6 +200,36 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def _float(cell: str) -> float:
+    """A CSV score; an empty cell is NaN (pandas writes NaN so: an HD95 with both masks empty)."""
+    return float(cell) if cell not in ("", None) else float("nan")
+
+
+def _score_mean(values: list[float]) -> float:
+    """The mean of per-sample scores, NaN left out (as the task's means do); exact `_mean` when there is none."""
+    kept = [v for v in values if not math.isnan(v)]
+    return _mean(kept) if kept else float("nan")
+
+
+def _model_value(rows: list[dict[str, str]], column: str, record: dict[str, Any]) -> float:
+    """One model's value of ``column`` from its rows: the mean over rows, or with cross-validation rows (a ``fold``
+    column) and ``comparisons.folds.aggregate == "mean-of-folds"`` the mean of the per-fold means."""
+    folds = (record.get("comparisons") or {}).get("folds") or {}
+    if rows and rows[0].get("fold", "") != "" and folds.get("aggregate") == "mean-of-folds":
+        by_fold: dict[str, list[float]] = defaultdict(list)
+        for r in rows:
+            by_fold[r["fold"]].append(_float(r[column]))
+        return _score_mean([_score_mean(v) for _, v in sorted(by_fold.items(), key=lambda kv: int(kv[0]))])
+    return _score_mean([_float(r[column]) for r in rows])
+
+
+def _columns(record: dict[str, Any], spec: Any) -> tuple[str, ...]:
+    """The per-sample columns this record's headline recomputes from: the task's, plus its optional ones the
+    record reports (seg-aug's surface metrics)."""
+    optional = getattr(spec, "optional_columns", ())
+    return (*spec.columns, *(c for c in optional if c in record["metrics"]))
+
+
 def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, folder: Path | None = None) -> str:
     """Headline, per-model values and comparisons recompute from the per-sample rows. Returns a note for the
     verdict ('' or why nothing could be recomputed)."""
@@ -217,7 +247,8 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, fold
         recomputed |= _check_fd_stats(record, spec, Path(folder))
     if spec.split_metrics and rows and "split" in rows[0]:
         recomputed |= _check_split_metrics(record, spec, rows)
-    unchecked = [k for k in record["metrics"] if k not in spec.columns and k not in recomputed]
+    columns = _columns(record, spec)
+    unchecked = [k for k in record["metrics"] if k not in columns and k not in recomputed]
     declared = (*spec.not_recomputed, *spec.metric_rows, *(("fd[*",) if spec.fd_stats else ()))
     undeclared = [k for k in unchecked if not any(_matches(k, pattern) for pattern in declared)]
     if undeclared:
@@ -235,19 +266,19 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, fold
         return note
     if spec.split is not None and rows and "split" in rows[0]:  # legacy files hold the headline split only
         rows = [r for r in rows if r.get("split") == spec.split]
-    missing = [c for c in ("model", "arm", "id", *spec.columns) if rows and c not in rows[0]]
+    missing = [c for c in ("model", "arm", "id", *columns) if rows and c not in rows[0]]
     if missing or not rows:
         raise SubmissionError(f"the per-sample file lacks {', '.join(missing) or 'rows'}")
     is_reference, mine, reference, checked_ids = _arms(record, spec, rows)
     if not checked_ids:
         note = "; ".join(filter(None, [note, "per-sample ids not checked: the test split's ids need the data"]))
-    means = {m: {c: _mean([float(r[c]) for r in model_rows]) for c in spec.columns} for m, model_rows in mine.items()}
+    means = {m: {c: _model_value(model_rows, c, record) for c in columns} for m, model_rows in mine.items()}
     for model, values in means.items():
         for column, value in values.items():
             if not _close(value, record["per_model"][model].get(column)):
                 raise SubmissionError(f"per_model.{model}.{column} is {record['per_model'][model].get(column)}, its "
                                       f"per-sample scores average {value}")
-    for column in spec.columns:
+    for column in columns:
         headline = _mean([v[column] for v in means.values()])
         if not _close(headline, record["metrics"].get(column)):
             raise SubmissionError(f"metrics.{column} is {record['metrics'].get(column)}, the mean of its per-model "
@@ -269,7 +300,8 @@ def _arms(record: dict[str, Any], spec: Any, rows: list[dict[str, str]]
     mine, reference = groups.get(spec.reference_arm if is_reference else spec.arm, {}), groups.get(spec.reference_arm, {})
     if set(mine) != set(record["per_model"]):
         raise SubmissionError(f"the per-sample file scores models {sorted(mine)}, the record reports {sorted(record['per_model'])}")
-    expected_ids = test_split_ids(record)
+    folds = (record["config"].get("task") or {}).get("folds")
+    expected_ids = test_split_ids(record, ("train", "val", "test") if folds else ("test",))
     for model, model_rows in mine.items():
         if expected_ids is not None and sorted(r["id"] for r in model_rows) != expected_ids:
             raise SubmissionError(f"the per-sample ids of model {model} are not the protocol's test split")
@@ -414,10 +446,11 @@ def _matches(key: str, pattern: str) -> bool:
     return key.startswith(pattern[:-1]) if pattern.endswith("*") else key == pattern
 
 
-def test_split_ids(record: dict[str, Any]) -> list[str] | None:
+def test_split_ids(record: dict[str, Any], splits: tuple[str, ...] = ("test",)) -> list[str] | None:
     """The test split's ids, sorted, from the dataset definition alone: procedural worlds generate them, real
     datasets with a committed split file (``datasets/splits/<id>.csv``) list them; None when they cannot be known
-    without the data. The protocol-hash check ties this definition to the record's split checksum."""
+    without the data. The protocol-hash check ties this definition to the record's split checksum. ``splits``: the
+    splits whose ids are scored (cross-validation scores every labelled sample: train, val and test)."""
     from bench.data.cards import split_file
     from bench.data.splits import read_split_csv
     from bench.registry import DATASETS
@@ -430,12 +463,13 @@ def test_split_ids(record: dict[str, Any]) -> list[str] | None:
         return None
     if getattr(dataset, "split_mode", None) == "committed":
         try:
-            return sorted(read_split_csv(split_file(dataset_id))["test"])
+            table = read_split_csv(split_file(dataset_id))
+            return sorted(i for name in splits for i in table[name])
         except Exception:  # noqa: BLE001 - no committed file in this install
             return None
     try:
-        return sorted(dataset(root=None, image_size=task.get("image_size"), **(task.get("dataset_options") or {}))
-                      .split_ids("test"))
+        ds = dataset(root=None, image_size=task.get("image_size"), **(task.get("dataset_options") or {}))
+        return sorted(i for name in splits for i in ds.split_ids(name))
     except Exception:  # noqa: BLE001 - a real dataset whose ids live in its files
         return None
 
@@ -448,9 +482,9 @@ def _check_comparisons(record: dict[str, Any], spec: Any, mine: dict[str, list],
     if (gains or tests) and set(reference) != set(mine):
         raise SubmissionError(f"the record compares with {spec.reference_arm}, but the per-sample file holds that "
                               f"arm's scores for {sorted(reference)} only")
-    for column in spec.columns:
-        ours = {m: _mean([float(r[column]) for r in rs]) for m, rs in mine.items()}
-        theirs = {m: _mean([float(r[column]) for r in rs]) for m, rs in reference.items()}
+    for column in _columns(record, spec):
+        ours = {m: _model_value(rs, column, record) for m, rs in mine.items()}
+        theirs = {m: _model_value(rs, column, record) for m, rs in reference.items()}
         if column in gains:
             stated = gains[column]
             try:

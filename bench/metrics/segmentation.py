@@ -81,6 +81,33 @@ def dice_iou(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return dice, iou
 
 
+def precision_recall(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-image pixel-wise precision TP / (TP + FP) and recall TP / (TP + FN) of binary masks (DiffBoost Table II,
+    spec C.1), averaged over images like Dice.
+
+    Empty-mask convention, in line with `dice_iou` (empty on empty = 1): precision is 1 when nothing is predicted on
+    an empty target and 0 when nothing is predicted on a non-empty one; recall is 1 on an empty target with an empty
+    prediction and 0 on an empty target with a non-empty prediction (sklearn's ``zero_division=0`` gives 0 in the
+    both-empty case; DiffBoost's code smooths every count by 1e-3 instead).
+
+    Returns:
+        ``(precision, recall)``, each float64 of shape (N,).
+    """
+    import torch
+
+    pred_b, target_b = _as_batch(pred, "pred"), _as_batch(target, "target")
+    if pred_b.shape != target_b.shape:
+        raise ValueError(f"pred shape {tuple(pred_b.shape)} != target shape {tuple(target_b.shape)}")
+    p, t = pred_b.flatten(1), target_b.flatten(1)
+    tp = (p & t).sum(1).to(torch.float64)
+    size_p, size_t = p.sum(1).to(torch.float64), t.sum(1).to(torch.float64)
+    one, zero = torch.ones_like(tp), torch.zeros_like(tp)
+    both_empty = (size_p == 0) & (size_t == 0)
+    precision = torch.where(size_p > 0, tp / size_p.clamp(min=1), torch.where(both_empty, one, zero))
+    recall = torch.where(size_t > 0, tp / size_t.clamp(min=1), torch.where(both_empty, one, zero))
+    return precision, recall
+
+
 def subset_below(scores: Tensor | np.ndarray | Sequence[float], x: float) -> np.ndarray:
     """Indices of the images whose baseline score is strictly below ``x``.
 

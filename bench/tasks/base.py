@@ -83,6 +83,12 @@ class SampleScores:
     ``split`` column is ``<split>``, as ``<column>`` does from the ``split`` rows.
     ``legacy_without_file``: the task wrote no per-sample file before records carried provenance hashes; such a
     legacy record (no ``provenance``) is accepted with a note saying nothing could be recomputed.
+    ``optional_columns``: per-sample scores recomputed like ``columns`` when the record reports them as metrics
+    (seg-aug's ``surface_metrics``: precision, recall, HD95, ASSD); records without them are checked as before. Empty
+    cells (NaN: an HD95 with both masks empty) are left out of the means.
+    Rows may carry a ``fold`` column (cross-validation, seg-aug's ``folds``); a model's value is then the mean of its
+    per-fold means when the record's ``comparisons.folds.aggregate`` is ``mean-of-folds``, the mean over all rows
+    otherwise.
     """
 
     columns: tuple[str, ...]
@@ -96,6 +102,7 @@ class SampleScores:
     fd_stats: str | None = None
     legacy_without_file: bool = False
     split_metrics: bool = False
+    optional_columns: tuple[str, ...] = ()
 
 
 #: Metric families computed over a confusion matrix (``bench.metrics.classification``): not per-sample means.

@@ -37,6 +37,9 @@ from bench.tasks.common import (generator_view, open_dataset, procedural_beside_
 
 logger = logging.getLogger(__name__)
 
+#: Per-image scores added by ``surface_metrics`` (DiffBoost Table II); HD95 and ASSD are lower-is-better.
+SURFACE_COLUMNS = ("precision", "recall", "hd95", "assd")
+
 
 @dataclass(frozen=True)
 class SegAugConfig:
@@ -108,6 +111,34 @@ class SegAugConfig:
     """Random distinct mask pairs scored [I]."""
     weights_dir: str | None = None
     """Folder with the LPIPS weight files (default: BENCH_WEIGHTS_DIR)."""
+    # -- DiffBoost's downstream protocol (spec B.9; issue 21). Defaults keep the thesis protocol (and its hashes).
+    optimizer: Literal["adam", "adamw"] = "adam"
+    """Segmenter optimiser: ``adam`` (thesis 4.4.4) or ``adamw`` (DiffBoost B.9, torch's default weight decay)."""
+    folds: int | None = None
+    """None: the dataset's train / val / test splits. k: DiffBoost's k-fold case-level cross-validation (B.8-B.9:
+    3) over every labelled sample of the dataset (train + val + test splits pooled), cases = ``meta["case"]`` (a
+    sample without one is its own case), sorted, split by ``sklearn KFold(n_splits=k, shuffle=False)``; each fold's
+    segmenters train on the other folds' real pairs (+ the method's synthetic pairs whose ``source_id`` is one of
+    them) and are scored on the fold."""
+    model_selection: Literal["val", "test-fold"] = "val"
+    """With ``folds``: the set early stopping / checkpoint selection reads. ``val`` (spec B.9/B.14 [O]): a held-out
+    share ``fold_val_fraction`` of the training folds' cases (seeded by ``subset_seed``), not trained on;
+    ``test-fold``: the test fold itself, as DiffBoost's code does (its eval loader is the test fold, B.11 item 7;
+    the paper does not say). Without ``folds`` the dataset's val split is used."""
+    fold_val_fraction: float = 0.2
+    """Share of a fold's training cases held out for validation with ``model_selection: val`` [O]."""
+    fold_aggregate: Literal["mean-of-folds", "pooled"] = "mean-of-folds"
+    """Across folds: ``mean-of-folds`` (B.9 [C], ``utils/summary.py``: mean of the fold means, std = sqrt(mean of
+    the fold variances)) or ``pooled`` (mean and std over all test images of all folds)."""
+    surface_metrics: bool = False
+    """Also report per-image precision, recall, HD95 and ASSD (DiffBoost Table II). HD95 / ASSD are in mm when every
+    scored image has ``meta["spacing"]`` (row, col mm per pixel at the delivered size; rescaled to ``image_size``),
+    in pixels otherwise; ``comparisons.units`` names the unit."""
+    surface_convention: Literal["medpy", "monai"] = "medpy"
+    """HD95 reduction (`bench.metrics.surface`): ``medpy`` (DiffBoost's code) or ``monai``."""
+    surface_empty: Literal["diagonal", "nan"] = "diagonal"
+    """HD95 / ASSD when exactly one of prediction and reference is empty: the image diagonal (spec C.1 [O]) or NaN
+    (excluded from means); both empty is always NaN (excluded)."""
 
     def validate(self) -> None:
         from bench.config import ConfigError
@@ -122,6 +153,15 @@ class SegAugConfig:
             raise ConfigError("task.segmenters must name at least one segmenter")
         if self.conditioning == "generated-masks" and not self.mask_source:
             raise ConfigError("task.conditioning=generated-masks needs task.mask_source (a generate-stage folder)")
+        if self.folds is not None:
+            if self.folds < 2:
+                raise ConfigError(f"task.folds must be null or an integer >= 2, got {self.folds}")
+            if self.n_real is not None:
+                raise ConfigError("task.folds uses every labelled sample of the dataset: set task.n_real to null")
+            if self.transfer_dataset:
+                raise ConfigError("task.folds does not score a transfer set: set task.transfer_dataset to null")
+        if not 0.0 < self.fold_val_fraction < 1.0:
+            raise ConfigError(f"task.fold_val_fraction must be in (0, 1), got {self.fold_val_fraction}")
         from bench.downstream import SEGMENTERS
 
         for name in self.segmenters:
@@ -186,7 +226,14 @@ class SegAugTask(Task):
     main_metric: ClassVar[str] = "dice"
     # test and transfer-set rows (split column: test / the transfer key); mask diversity is not in the file
     sample_scores: ClassVar[SampleScores] = SampleScores(("dice", "iou"), split="test", split_metrics=True,
-                                                         not_recomputed=("dice[*", "iou[*", "lpips_diversity*"))
+                                                         not_recomputed=("dice[*", "iou[*", "lpips_diversity*"),
+                                                         optional_columns=SURFACE_COLUMNS)
+    #: Keys added for DiffBoost's protocol (issue 21), left out of the protocol hash at the values that keep the
+    #: thesis protocol, so the shipped records keep their hashes.
+    protocol_left_out_at: ClassVar[dict[str, Any]] = {
+        "optimizer": "adam", "folds": None, "model_selection": "val", "fold_val_fraction": 0.2,
+        "fold_aggregate": "mean-of-folds", "surface_metrics": False, "surface_convention": "medpy",
+        "surface_empty": "diagonal"}
     Config = SegAugConfig
     # Table 4.5 ranks DiDGen (real masks) beside baselines conditioned on DiDGen's masks: one protocol.
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning", "mask_source", "generator_image_size",
@@ -310,17 +357,34 @@ class SegAugTask(Task):
 
         c = self.config
         return SegTrainConfig(lr=c.lr, batch_size=c.batch_size, max_epochs=c.max_epochs, patience=c.patience,
-                              loss=c.loss, hflip=c.hflip)
+                              loss=c.loss, hflip=c.hflip, optimizer=c.optimizer)
+
+    def _score(self, pred: torch.Tensor, y: torch.Tensor, spacings: Sequence[Any] | None) -> dict[str, list[float]]:
+        """Per-image Dice and IoU, and with ``surface_metrics`` precision, recall, HD95 and ASSD."""
+        from bench.metrics.segmentation import dice_iou, precision_recall
+
+        c = self.config
+        dice, iou = dice_iou(pred, y)
+        out = {"dice": dice.tolist(), "iou": iou.tolist()}
+        if c.surface_metrics:
+            from bench.metrics.surface import hd95_assd
+
+            precision, recall = precision_recall(pred, y)
+            out["precision"], out["recall"] = precision.tolist(), recall.tolist()
+            pairs = [hd95_assd(pred[i], y[i], spacings[i] if spacings else None, c.surface_convention, c.surface_empty)
+                     for i in range(len(pred))]
+            out["hd95"], out["assd"] = [h for h, _ in pairs], [a for _, a in pairs]
+        return out
 
     def _run_arm(self, model_index: int, model_id: str, images: torch.Tensor, masks: torch.Tensor,
-                 val: tuple[torch.Tensor, torch.Tensor], tests: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                 val: tuple[torch.Tensor, torch.Tensor], tests: dict[str, tuple],
                  ctx: RunContext, label: str, checkpoint: Path | None = None, hook: Any = None) -> dict[str, Any]:
-        """Train one segmenter on (images, masks) and score it. ``checkpoint``: its per-epoch state file (default
-        ``<work dir>/checkpoints/<label>-<index>-<model>.pt``), from which a killed training resumes (the evaluate
-        stage's folder is the same when the run is started again); `remove_checkpoints` deletes them at the end."""
+        """Train one segmenter on (images, masks) and score it on each of ``tests`` (``(x, y)`` or ``(x, y,
+        spacings)``). ``checkpoint``: its per-epoch state file (default ``<work dir>/checkpoints/<label>-<index>-
+        <model>.pt``), from which a killed training resumes (the evaluate stage's folder is the same when the run is
+        started again); `remove_checkpoints` deletes them at the end."""
         from bench.downstream import SEGMENTERS
         from bench.downstream.trainer import predict, train_segmenter
-        from bench.metrics.segmentation import dice_iou
 
         c = self.config
         # Same initialisation for the real and the augmented arm of one model: a paired comparison.
@@ -336,115 +400,297 @@ class SegAugTask(Task):
                                  hook=hook)
         arm: dict[str, Any] = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
                                "best_val_dice": result.best_val_dice}
-        for name, (x, y) in tests.items():
-            dice, iou = dice_iou(predict(result.model, x, threshold=self._train_config().threshold), y)
+        for name, (x, y, *rest) in tests.items():
+            scores = self._score(predict(result.model, x, threshold=self._train_config().threshold), y,
+                                 rest[0] if rest else None)
             prefix = "" if name == "test" else f"{name}_"
-            arm[f"{prefix}dice"], arm[f"{prefix}iou"] = dice.tolist(), iou.tolist()
+            arm.update({f"{prefix}{k}": v for k, v in scores.items()})
         return arm
 
     def _real_arm(self, model_index: int, model_id: str, real: tuple[torch.Tensor, torch.Tensor],
-                  val: tuple, tests: dict[str, tuple], data: TaskData, ctx: RunContext) -> dict[str, Any]:
-        """The real-only arm, cached across methods under a key of everything that determines it."""
+                  val: tuple, tests: dict[str, tuple], data: TaskData, ctx: RunContext,
+                  fold: int | None = None) -> dict[str, Any]:
+        """The real-only arm, cached across methods under a key of everything that determines it (the keys of
+        `protocol_left_out_at` only when they differ from that value, so older caches stay valid)."""
         from bench.config import to_dict
 
-        config = {k: v for k, v in to_dict(self.config).items() if k not in self.ARM_FREE_KEYS}
-        key = stable_hash({"task": self.id, "version": self.version, "config": config, "splits": data.checksums,
-                           "seed": ctx.seed, "model": model_id, "model_index": model_index}, 16)
+        at = self.protocol_left_out_at
+        config = {k: v for k, v in to_dict(self.config).items()
+                  if k not in self.ARM_FREE_KEYS and not (k in at and v == at[k])}
+        identity = {"task": self.id, "version": self.version, "config": config, "splits": data.checksums,
+                    "seed": ctx.seed, "model": model_id, "model_index": model_index}
+        if fold is not None:
+            identity["fold"] = fold
+        key = stable_hash(identity, 16)
         path = Path(ctx.cache_dir or ctx.work_dir) / "arms" / f"real-{model_id}-{key}.json"
         if path.exists():
             logger.info("real-only arm of %s: cached (%s)", model_id, path.name)
             return json.loads(path.read_text())
         checkpoint = path.with_suffix(".ckpt")
-        arm = self._run_arm(model_index, model_id, *real, val, tests, ctx, "real-only", checkpoint=checkpoint)
+        label = "real-only" if fold is None else f"real-only fold {fold}"
+        arm = self._run_arm(model_index, model_id, *real, val, tests, ctx, label, checkpoint=checkpoint)
         atomic_write_text(path, json.dumps(arm))
         checkpoint.unlink(missing_ok=True)
         return arm
 
+    def _plan(self, data: TaskData, synthetic: Sequence[Sample]) -> list[_Fold]:
+        """The train / validation / test sets of each fold (one fold without ``folds``: the dataset's splits)."""
+        c = self.config
+        size = c.image_size
+        spacing_of = (lambda samples: pixel_spacings(samples, size)) if c.surface_metrics else (lambda samples: None)
+        if not c.folds:
+            train = [data.splits["train"][i] for i in self.real_indices(data)]
+            test = data.splits["test"]
+            tests: dict[str, tuple] = {"test": (*stack_pairs(test, size, "test"), spacing_of(test))}
+            if "transfer" in data.splits:
+                tests["transfer"] = (*stack_pairs(data.splits["transfer"], size, "transfer"),
+                                     spacing_of(data.splits["transfer"]))
+            return [_Fold(None, stack_pairs(train, size, "train"), stack_pairs(data.splits["val"], size, "val"), tests,
+                          [s.meta.get("id", str(i)) for i, s in enumerate(test)],
+                          [s.meta.get("id") for s in train], list(range(len(synthetic))))]
+        pool = [s for name in ("train", "val", "test") for s in data.splits[name]]
+        images, masks = stack_pairs(pool, size, "labelled samples")
+        ids = [str(s.meta.get("id", f"{i}")) for i, s in enumerate(pool)]
+        cases = case_keys(pool)
+        spacings = spacing_of(pool)
+        pool_ids = set(ids)
+        folds = []
+        for k, (train_idx, test_idx) in enumerate(case_folds(cases, c.folds)):
+            if c.model_selection == "val":
+                fit_idx, val_idx = hold_out_cases(cases, train_idx, c.fold_val_fraction, derive_seed(c.subset_seed, 2, k))
+            else:  # DiffBoost's code: the checkpoint is chosen on the test fold
+                fit_idx, val_idx = train_idx, test_idx
+            fit_ids = {ids[i] for i in fit_idx}
+            # a rendering of a test-fold or validation image would leak it into training: only the fold's own
+            keep = [i for i, s in enumerate(synthetic)
+                    if str(s.meta.get("source_id")) not in pool_ids or str(s.meta.get("source_id")) in fit_ids]
+            tests = {"test": (images[test_idx], masks[test_idx], [spacings[i] for i in test_idx] if spacings else None)}
+            folds.append(_Fold(k, (images[fit_idx], masks[fit_idx]), (images[val_idx], masks[val_idx]), tests,
+                               [ids[i] for i in test_idx], [ids[i] for i in fit_idx], keep, len(set(cases))))
+        return folds
+
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
+        from bench.downstream.hooks import augmented_arm  # a hook the samples declare (DiffBoost's patch merging)
         from bench.metrics.stats import paired_ttest, relative_gain_or_none
 
         c = self.config
         size = c.image_size
-        real = stack_pairs([data.splits["train"][i] for i in self.real_indices(data)], size, "train")
-        val = stack_pairs(data.splits["val"], size, "val")
-        test = stack_pairs(data.splits["test"], size, "test")
-        tests = {"test": test}
-        if "transfer" in data.splits:
-            tests["transfer"] = stack_pairs(data.splits["transfer"], size, "transfer")
-        syn = stack_pairs(synthetic, size, "generated")
-        test_ids = [s.meta.get("id", str(i)) for i, s in enumerate(data.splits["test"])]
+        syn_all = stack_pairs(synthetic, size, "generated")
+        has_syn = len(syn_all[0]) > 0
+        folds = self._plan(data, synthetic)
+        columns = ("dice", "iou", *(SURFACE_COLUMNS if c.surface_metrics else ()))
+        arms_real: dict[str, list[dict[str, Any]]] = {m: [] for m in c.segmenters}
+        arms_aug: dict[str, list[dict[str, Any]]] = {m: [] for m in c.segmenters}
+        for f in folds:
+            keep = torch.as_tensor(f.synthetic, dtype=torch.long)
+            syn = (syn_all[0][keep], syn_all[1][keep]) if f.index is not None else syn_all
+            samples = [synthetic[i] for i in f.synthetic] if f.index is not None else synthetic
+            if f.index is not None and has_syn and not len(syn[0]):
+                logger.warning("fold %d: no generated sample is a rendering of its training images; its augmented "
+                               "arm is its real-only arm", f.index)
+            aug, hook = augmented_arm(f.real, syn, f.real_ids, samples) if len(syn[0]) else (f.real, None)
+            tag = "" if f.index is None else f"f{f.index}-"
+            for k, model_id in enumerate(c.segmenters):
+                real_arm = self._real_arm(k, model_id, f.real, f.val, f.tests, data, ctx, fold=f.index)
+                arms_real[model_id].append(real_arm)
+                if len(syn[0]):
+                    checkpoint = Path(ctx.work_dir) / "checkpoints" / f"augmented-{tag}{k}-{model_id}.pt"
+                    label = "augmented" if f.index is None else f"augmented fold {f.index}"
+                    arms_aug[model_id].append(self._run_arm(k, model_id, *aug, f.val, f.tests, ctx, label, checkpoint,
+                                                            hook=hook))
+                else:
+                    arms_aug[model_id].append(real_arm)
 
-        arms_real, arms_aug = {}, {}
-        from bench.downstream.hooks import augmented_arm  # a hook the samples declare (DiffBoost's patch merging)
+        def model_values(arms: dict[str, list[dict[str, Any]]], prefix: str = "") -> dict[str, dict[str, float]]:
+            return {m: {k: aggregate([a[f"{prefix}{k}"] for a in fold_arms], c.fold_aggregate if c.folds else "pooled")
+                        for k in columns} for m, fold_arms in arms.items()}
 
-        aug, hook = augmented_arm(real, syn, [data.splits["train"][i].meta.get("id") for i in self.real_indices(data)],
-                                  synthetic)
-        for k, model_id in enumerate(c.segmenters):
-            arms_real[model_id] = self._real_arm(k, model_id, real, val, tests, data, ctx)
-            if len(syn[0]):
-                checkpoint = Path(ctx.work_dir) / "checkpoints" / f"augmented-{k}-{model_id}.pt"
-                arms_aug[model_id] = self._run_arm(k, model_id, *aug, val, tests, ctx, "augmented", checkpoint,
-                                                   hook=hook)
-            else:
-                arms_aug[model_id] = arms_real[model_id]
-
-        per_model = {m: {"dice": float(np.mean(a["dice"])), "iou": float(np.mean(a["iou"]))} for m, a in arms_aug.items()}
-        ref_per_model = {m: {"dice": float(np.mean(a["dice"])), "iou": float(np.mean(a["iou"]))} for m, a in arms_real.items()}
-        metrics = {k: float(np.mean([v[k] for v in per_model.values()])) for k in ("dice", "iou")}
-        higher = {"dice": True, "iou": True}
+        per_model, ref_per_model = model_values(arms_aug), model_values(arms_real)
+        metrics = {k: float(np.mean([v[k] for v in per_model.values()])) for k in columns}
+        higher = {k: k not in ("hd95", "assd") for k in columns}
         comparisons: dict[str, Any] = {
             "reference": "real-only",
-            "reference_metrics": {k: float(np.mean([v[k] for v in ref_per_model.values()])) for k in ("dice", "iou")},
+            "reference_metrics": {k: float(np.mean([v[k] for v in ref_per_model.values()])) for k in columns},
             "reference_per_model": ref_per_model,
         }
-        if "transfer" in tests:
+        if c.surface_metrics:
+            unit = "mm" if all(f.tests["test"][2] for f in folds) else "pixel"
+            comparisons["units"] = {"hd95": unit, "assd": unit}
+        transfer = folds[0].tests.get("transfer")
+        if transfer is not None:
             key = c.transfer_key
-            for m, a in arms_aug.items():
-                per_model[m].update({f"{k}[{key}]": float(np.mean(a[f"transfer_{k}"])) for k in ("dice", "iou")})
-            for m, a in arms_real.items():
-                ref_per_model[m].update({f"{k}[{key}]": float(np.mean(a[f"transfer_{k}"])) for k in ("dice", "iou")})
+            for mine, arms in ((per_model, arms_aug), (ref_per_model, arms_real)):
+                for m, fold_arms in arms.items():
+                    mine[m].update({f"{k}[{key}]": float(np.mean(fold_arms[0][f"transfer_{k}"])) for k in ("dice", "iou")})
             for k in ("dice", "iou"):
                 metrics[f"{k}[{key}]"] = float(np.mean([v[f"{k}[{key}]"] for v in per_model.values()]))
                 comparisons["reference_metrics"][f"{k}[{key}]"] = float(
                     np.mean([v[f"{k}[{key}]"] for v in ref_per_model.values()]))
                 higher[f"{k}[{key}]"] = True
-        if c.mask_lpips and len(syn[0]) > 1:
+        if c.mask_lpips and len(syn_all[0]) > 1:
             from bench.tasks.common import mask_diversity
 
-            key, value = mask_diversity(syn[1], c.lpips_trunk, c.weights_dir, c.lpips_pairs, c.subset_seed)
+            key, value = mask_diversity(syn_all[1], c.lpips_trunk, c.weights_dir, c.lpips_pairs, c.subset_seed)
             metrics[key] = value
             higher[key] = True
-        if len(syn[0]):
+        if has_syn:
             comparisons["relative_gain"] = {  # None (undefined) where a reference score is 0
                 k: relative_gain_or_none({m: per_model[m][k] for m in per_model}, {m: ref_per_model[m][k] for m in per_model})
                 for k in ("dice", "iou")}
-            comparisons["paired_ttest"] = {  # per-image scores pooled over segmenters (thesis: p = 6.64e-29)
-                k: paired_ttest(np.concatenate([arms_aug[m][k] for m in c.segmenters]),
-                                np.concatenate([arms_real[m][k] for m in c.segmenters]))
+            comparisons["paired_ttest"] = {  # per-image scores pooled over segmenters (and folds)
+                k: paired_ttest(np.concatenate([a[k] for m in c.segmenters for a in arms_aug[m]]),
+                                np.concatenate([a[k] for m in c.segmenters for a in arms_real[m]]))
                 for k in ("dice", "iou")}
-        scored = [("test", test_ids, "")]
-        if "transfer" in tests:
-            transfer = data.splits["transfer"]
-            transfer_ids = [str(i) for i in transfer.ids] if hasattr(transfer, "ids") else \
-                [str(s.meta.get("id", i)) for i, s in enumerate(transfer)]
-            scored.append((c.transfer_key, transfer_ids, "transfer_"))
-        rows = [{"model": m, "arm": arm_name, "split": split, "id": sid, "dice": d, "iou": j}
-                for arm_name, arms in (("real-only", arms_real), ("augmented", arms_aug)) if arm_name == "real-only" or len(syn[0])
-                for m, a in arms.items() for split, ids, prefix in scored
-                for sid, d, j in zip(ids, a[f"{prefix}dice"], a[f"{prefix}iou"])]
+        if c.folds:
+            comparisons["folds"] = {
+                "k": c.folds, "aggregate": c.fold_aggregate, "model_selection": c.model_selection,
+                "cases": folds[0].n_cases, "split": "sklearn KFold(shuffle=False) over sorted case ids",
+                "sizes": [{"train": len(f.real[0]), "val": len(f.val[0]), "test": len(f.test_ids),
+                           "generated_used": len(f.synthetic)} for f in folds],
+                "std": {arm: {m: {k: fold_std([a[k] for a in fold_arms], c.fold_aggregate) for k in columns}
+                              for m, fold_arms in arms.items()}
+                        for arm, arms in (("real-only", arms_real), ("augmented", arms_aug))},
+                "per_fold": {arm: {m: [{k: _nanmean(a[k]) for k in columns} for a in fold_arms]
+                                   for m, fold_arms in arms.items()}
+                             for arm, arms in (("real-only", arms_real), ("augmented", arms_aug))},
+                "generator_fit": "once, on the dataset's train split (not per fold: its weights saw images that "
+                                 "are in test folds; renderings of a fold's test and validation images are not "
+                                 "trained on)"}
+        rows = []
+        for arm_name, arms in (("real-only", arms_real), ("augmented", arms_aug)):
+            if arm_name == "augmented" and not has_syn:
+                continue
+            for m, fold_arms in arms.items():
+                for f, a in zip(folds, fold_arms):
+                    scored = [("test", f.test_ids, "")]
+                    if "transfer" in f.tests:
+                        t = data.splits["transfer"]
+                        scored.append((c.transfer_key, [str(i) for i in t.ids] if hasattr(t, "ids") else
+                                       [str(s.meta.get("id", i)) for i, s in enumerate(t)], "transfer_"))
+                    for split, ids, prefix in scored:
+                        for j, sid in enumerate(ids):
+                            row: dict[str, Any] = {"model": m, "arm": arm_name}
+                            if f.index is not None:
+                                row["fold"] = f.index
+                            row.update({"split": split, "id": sid})
+                            row.update({k: a[f"{prefix}{k}"][j] for k in columns})
+                            rows.append(row)
         artifacts = {}
-        if c.grid_size and len(syn[0]):
-            grid = save_pair_grid(syn[0], syn[1], Path(ctx.work_dir) / "samples.png", c.grid_size)
+        if c.grid_size and has_syn:
+            grid = save_pair_grid(syn_all[0], syn_all[1], Path(ctx.work_dir) / "samples.png", c.grid_size)
             if grid is not None:
                 artifacts["samples"] = str(grid)
         for m in c.segmenters:
             comparisons.setdefault("training", {})[m] = {
-                arm: {k: arms[m][k] for k in ("best_epoch", "epochs", "best_val_dice")}
+                arm: ({k: arms[m][0][k] for k in ("best_epoch", "epochs", "best_val_dice")} if not c.folds else
+                      [{k: a[k] for k in ("best_epoch", "epochs", "best_val_dice")} for a in arms[m]])
                 for arm, arms in (("real-only", arms_real), ("augmented", arms_aug))}
         remove_checkpoints(ctx.work_dir)
-        return Evaluation(
-            metrics=metrics, higher_is_better=higher, per_model=per_model,
-            comparisons=comparisons, per_sample=rows,
-            counts={"real_train": len(real[0]), "generated": len(syn[0]), "val": len(val[0]), "test": len(test[0]),
-                    **({"transfer": len(tests["transfer"][0])} if "transfer" in tests else {})},
-            artifacts=artifacts)
+        if c.folds:
+            n = sum(len(f.test_ids) for f in folds)
+            counts = {"labelled": n, "cases": folds[0].n_cases, "folds": c.folds, "generated": len(syn_all[0]),
+                      "test": n}
+        else:
+            f = folds[0]
+            counts = {"real_train": len(f.real[0]), "generated": len(syn_all[0]), "val": len(f.val[0]),
+                      "test": len(f.test_ids), **({"transfer": len(f.tests["transfer"][0])} if "transfer" in f.tests else {})}
+        return Evaluation(metrics=metrics, higher_is_better=higher, per_model=per_model, comparisons=comparisons,
+                          per_sample=rows, counts=counts, artifacts=artifacts)
+
+
+@dataclass
+class _Fold:
+    """One train / validation / test assignment (``index`` None: the dataset's own splits)."""
+
+    index: int | None
+    real: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    tests: dict[str, tuple]
+    test_ids: list[Any]
+    real_ids: list[Any]
+    synthetic: list[int]
+    """Indices of the generated samples this fold may train on."""
+    n_cases: int = 0
+
+
+def case_keys(samples: Sequence[Sample]) -> list[str]:
+    """Each sample's case: ``meta["case"]`` (slices of one patient), or the sample itself when it has none (derm-mini,
+    ISIC: every image is its own case)."""
+    out = []
+    for i, s in enumerate(samples):
+        case = s.meta.get("case")
+        out.append(f"case:{case}" if case is not None else f"id:{s.meta.get('id', i)}")
+    return out
+
+
+def case_folds(cases: Sequence[str], k: int) -> list[tuple[list[int], list[int]]]:
+    """DiffBoost's case-level folds (B.8 [C]): ``KFold(n_splits=k, shuffle=False)`` over the sorted distinct case
+    ids; returns per fold (training sample indices, test sample indices), every sample of a case on one side."""
+    from sklearn.model_selection import KFold
+
+    unique = sorted(set(cases))
+    if len(unique) < k:
+        raise DataError(f"task.folds={k} needs at least {k} cases, the dataset has {len(unique)}")
+    out = []
+    for _, test_cases in KFold(n_splits=k, shuffle=False).split(unique):
+        held = {unique[i] for i in test_cases}
+        out.append(([i for i, c in enumerate(cases) if c not in held], [i for i, c in enumerate(cases) if c in held]))
+    return out
+
+
+def hold_out_cases(cases: Sequence[str], indices: Sequence[int], fraction: float, seed: int
+                   ) -> tuple[list[int], list[int]]:
+    """Split ``indices`` into (fit, validation) by case: ``round(fraction * n_cases)`` cases (at least 1, at most
+    n_cases - 1) drawn with ``seed`` go to validation."""
+    unique = sorted({cases[i] for i in indices})
+    if len(unique) < 2:
+        raise DataError("task.model_selection=val needs at least 2 cases in a fold's training part")
+    n_val = min(max(1, int(round(fraction * len(unique)))), len(unique) - 1)
+    held = {unique[i] for i in np.random.default_rng(seed).choice(len(unique), size=n_val, replace=False)}
+    return [i for i in indices if cases[i] not in held], [i for i in indices if cases[i] in held]
+
+
+def pixel_spacings(samples: Sequence[Sample], size: int) -> list[tuple[float, float]] | None:
+    """Per sample the (row, col) pixel size in mm at the segmenters' ``size``: ``meta["spacing"]`` (at the delivered
+    image size) times delivered side / ``size``; None when a sample has no spacing (distances are then in pixels)."""
+    out = []
+    for s in samples:
+        spacing = s.meta.get("spacing")
+        if spacing is None:
+            return None
+        if len(spacing) != 2:
+            raise DataError(f"sample {s.meta.get('id')}: meta['spacing'] must be (row, col) mm per pixel, got {spacing}")
+        h, w = s.image.shape[-2:]
+        out.append((float(spacing[0]) * h / size, float(spacing[1]) * w / size))
+    return out
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    """Mean leaving NaN out (an HD95 with both masks empty); NaN when nothing is left."""
+    a = np.asarray(values, dtype=np.float64)
+    if not np.isnan(a).any():
+        return float(np.mean(a))
+    return float(np.mean(a[~np.isnan(a)])) if (~np.isnan(a)).any() else float("nan")
+
+
+def aggregate(per_fold: Sequence[Sequence[float]], how: str) -> float:
+    """A model's value from its per-fold per-image scores: ``mean-of-folds`` (DiffBoost B.9: the mean of the fold
+    means) or ``pooled`` (the mean over all images; one fold: its mean)."""
+    if how == "mean-of-folds":
+        return _nanmean([_nanmean(v) for v in per_fold])
+    if how == "pooled":
+        return _nanmean([x for v in per_fold for x in v])
+    raise ValueError(f"unknown fold aggregation '{how}'; valid: mean-of-folds, pooled")
+
+
+def fold_std(per_fold: Sequence[Sequence[float]], how: str) -> float:
+    """The spread matching `aggregate`: ``mean-of-folds``: sqrt(mean of the fold variances) (DiffBoost's
+    ``utils/summary.py``), ``pooled``: the std over all images (population std, NaN left out)."""
+    def var(v: Sequence[float]) -> float:
+        a = np.asarray(v, dtype=np.float64)
+        a = a[~np.isnan(a)]
+        return float(np.var(a)) if len(a) else float("nan")
+
+    if how == "mean-of-folds":
+        return float(np.sqrt(_nanmean([var(v) for v in per_fold])))
+    return float(np.sqrt(var([x for v in per_fold for x in v])))

@@ -1,9 +1,10 @@
 """world-oracle: fresh samples from the procedural world's own generator (the positive control, issue 23).
 
 Perfect synthetic data: drawn from exactly the distribution the task's real data come from, yet never one of its
-train, val or test samples. Only a procedural world has such a generator (derm-mini here); on real data the fit
-stage stops with one error line. The gap between ``world-oracle`` and ``noise`` on a task's headline metric is the
-task's dynamic range (``bench table``, the leaderboard).
+train, val or test samples. Only a procedural world has such a generator (`WORLD_SAMPLERS`: derm-mini and the
+issue-21 twins busi-mini, ddti-mini, ct-spleen-mini, mri-prostate-mini); on real data the fit stage stops with one
+error line. The gap between ``world-oracle`` and ``noise`` on a task's headline metric is the task's dynamic range
+(``bench table``, the leaderboard).
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, 
 #: Procedural worlds with a fresh-sample oracle: dataset id -> (``module:function``, caption ``module:function``).
 WORLD_SAMPLERS: dict[str, tuple[str, str]] = {
     "derm-mini": ("bench.data.derm_mini:oracle_sample", "bench.data.derm_mini:caption"),
+    "busi-mini": ("bench.data.ultrasound_mini:oracle_sample", "bench.data.ultrasound_mini:caption"),
+    "ddti-mini": ("bench.data.ultrasound_mini:oracle_sample", "bench.data.ultrasound_mini:caption"),
+    "ct-spleen-mini": ("bench.data.volume_mini:oracle_sample", "bench.data.volume_mini:caption"),
+    "mri-prostate-mini": ("bench.data.volume_mini:oracle_sample", "bench.data.volume_mini:caption"),
 }
 
 
@@ -74,7 +79,8 @@ class WorldOracle(GeneratorBase):
             shape = cond.mask.numpy().astype(bool) if cond.mask is not None else None
             size = shape.shape[-1] if shape is not None else self.image_size
             image, mask, meta = sample_fn(self.world, key, size, label=cond.label, shape=shape)
+            label = meta.get("label")  # worlds without classes (the CT / MRI slices) have none
             yield Sample(image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
-                         mask=torch.from_numpy(np.ascontiguousarray(mask)), label=int(meta["label"]),
-                         prompt=caption_fn(meta),
-                         meta={"source_id": cond.meta.get("source_id"), "class_name": meta["class_name"]})
+                         mask=torch.from_numpy(np.ascontiguousarray(mask)),
+                         label=None if label is None else int(label), prompt=caption_fn(meta),
+                         meta={"source_id": cond.meta.get("source_id"), "class_name": meta.get("class_name")})

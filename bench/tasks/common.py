@@ -250,11 +250,19 @@ def refuse_real_masks(task_id: str, method_id: str, methods: Sequence[str], cond
 
 def procedural_beside_real(main: Any, other: Any, what: str, option: str) -> bool:
     """True (and a warning) when ``other`` is a procedural world while ``main`` is read from disk: a mini/smoke
-    transfer default must not score a real-data run on derm-mini under a real dataset's metric key (issue 22)."""
+    transfer default must not score a real-data run on derm-mini under a real dataset's metric key (issue 22); and
+    when both are procedural worlds of different ids: a breast-ultrasound or CT world is not scored on derm-mini."""
     if getattr(main, "needs_root", True) and not getattr(other, "needs_root", True):
         logger.warning("%s '%s' is a procedural world and the main dataset '%s' is real: not evaluated (set "
                        "task.%s to a real dataset under --data-root, e.g. ph2 / ham10000 / derm7pt)",
                        what, getattr(other, "id", "?"), getattr(main, "id", "?"), option)
+        return True
+    if not getattr(main, "needs_root", True) and not getattr(other, "needs_root", True) and \
+            getattr(main, "id", None) != getattr(other, "id", None):
+        # e.g. busi-mini or ct-spleen-mini under the mini profile's derm-mini transfer default (issue 21)
+        logger.warning("%s '%s' is another procedural world than the main dataset '%s' (another modality): not "
+                       "evaluated (set task.%s to '%s' with another world_seed in its options to score one)",
+                       what, getattr(other, "id", "?"), getattr(main, "id", "?"), option, getattr(main, "id", "?"))
         return True
     return False
 

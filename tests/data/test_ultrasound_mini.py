@@ -109,3 +109,13 @@ def test_world_oracle_follows_the_given_mask_and_class():
     assert not any(torch.equal(out[0].image, s.image) for s in train)
     assert out[1].label == CLASS_NAMES.index("normal") and not out[1].mask.any()
     assert "malignant breast lesion" in out[0].prompt
+
+
+def test_another_procedural_world_is_not_scored_as_a_transfer_set(caplog):
+    from bench.data.derm_mini import DermMini
+    from bench.tasks.common import procedural_beside_real
+
+    assert procedural_beside_real(BusiMini(), DermMini(), "transfer dataset", "transfer_dataset")
+    assert "another procedural world" in caplog.text
+    assert not procedural_beside_real(DermMini(), DermMini(world_seed=7), "transfer dataset", "transfer_dataset")
+    assert not procedural_beside_real(BusiMini(), BusiMini(world_seed=7), "transfer dataset", "transfer_dataset")

@@ -7,7 +7,7 @@ to image and mask together through ``torchvision.transforms.v2`` (the mask as a
 ``tv_tensors.Mask``, so it is resampled with nearest neighbour); photometric
 ones touch the image only.
 
-With ``online`` transforms (DiffBoost's Table II arms: ``random-contrast`` ... ``deepstack``,
+With a ``transform`` (one of DiffBoost's Table II arms by the table's name: ``RandomContrast`` ... ``DeepStack``,
 `bench.downstream.augment`) nothing new is made offline: each returned pair is its real condition unchanged,
 declaring the ``augment`` training hook (`bench.downstream.hooks`), and seg-aug's augmented arm then trains on the
 real pairs with those transforms drawn afresh per sample and mini-batch (the epoch length, so the optimiser steps, of
@@ -46,9 +46,10 @@ class ClassicAugConfig:
     """ColorJitter saturation."""
     hue: float = 0.02
     """ColorJitter hue."""
-    online: tuple[str, ...] = ()
-    """Online training transforms instead of offline copies (DiffBoost Table II, one arm per name; `deepstack` is
-    nnU-Net v1's 2D stack): see the module doc. Empty: offline transformed copies (the thesis' classic baseline)."""
+    transform: str | None = None
+    """A DiffBoost Table II arm as an online training transform instead of offline copies (see the module doc):
+    RandomContrast, RandomGamma, RandomBrightness, RandomNoise, RandomResolution, RandomMirror, RandomRotate,
+    RandomScale or DeepStack (nnU-Net v1's 2D stack). None: offline transformed copies (the thesis' classic baseline)."""
     online_renorm: str = "minmax"
     """After an online transform: ``minmax`` (DiffBoost's code: per-sample min-max normalisation) or ``clip``."""
 
@@ -62,11 +63,10 @@ class ClassicAugConfig:
             raise ConfigError(f"method.scale must be [low, high] with 0 < low <= high, got {list(self.scale)}")
         if not 0.0 <= self.hue <= 0.5:
             raise ConfigError(f"method.hue must be in [0, 0.5], got {self.hue}")
-        from bench.downstream.augment import AUGMENTS
+        from bench.downstream.augment import TABLE_NAMES
 
-        for name in self.online:
-            if name not in AUGMENTS:
-                raise ConfigError(f"method.online: unknown transform '{name}'; valid: {', '.join(AUGMENTS)}")
+        if self.transform is not None and self.transform not in TABLE_NAMES:
+            raise ConfigError(f"method.transform: unknown transform '{self.transform}'; valid: {', '.join(TABLE_NAMES)}")
         if self.online_renorm not in ("minmax", "clip"):
             raise ConfigError(f"method.online_renorm must be minmax or clip, got '{self.online_renorm}'")
 
@@ -80,7 +80,7 @@ class ClassicAug(GeneratorBase):
     Config = ClassicAugConfig
     version: ClassVar[str] = "1"
     #: added with DiffBoost's Table II arms (issue 21): at their defaults the baseline is unchanged
-    options_added_later: ClassVar[frozenset[str]] = frozenset({"online", "online_renorm"})
+    options_added_later: ClassVar[frozenset[str]] = frozenset({"transform", "online_renorm"})
 
     def __init__(self, config: ClassicAugConfig | None = None) -> None:
         super().__init__(config)
@@ -100,8 +100,11 @@ class ClassicAug(GeneratorBase):
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
         from torchvision import tv_tensors
 
-        if self.config.online:
-            hook = {"kind": "augment", "transforms": list(self.config.online), "renorm": self.config.online_renorm}
+        if self.config.transform:
+            from bench.downstream.augment import TABLE_NAMES
+
+            hook = {"kind": "augment", "transforms": [TABLE_NAMES[self.config.transform]],
+                    "renorm": self.config.online_renorm}
             for cond in conditions:
                 yield Sample(image=cond.reference.float(), mask=cond.mask.bool(),
                              meta={"source_id": cond.meta.get("source_id"), "train_hook": hook})

@@ -47,6 +47,10 @@ import torch
 #: Transform names (Table II rows) in the table's order.
 AUGMENTS = ("random-contrast", "random-gamma", "random-brightness", "random-noise", "random-resolution",
             "random-mirror", "random-rotate", "random-scale", "deepstack")
+#: Table II's row names -> transform names (classic-aug's ``transform``).
+TABLE_NAMES = {"RandomContrast": "random-contrast", "RandomGamma": "random-gamma", "RandomBrightness": "random-brightness",
+               "RandomNoise": "random-noise", "RandomResolution": "random-resolution", "RandomMirror": "random-mirror",
+               "RandomRotate": "random-rotate", "RandomScale": "random-scale", "DeepStack": "deepstack"}
 #: Names that move pixels (image and mask alike).
 GEOMETRIC = frozenset({"random-mirror", "random-rotate", "random-scale", "deepstack"})
 

@@ -54,8 +54,9 @@ def test_unknown_names_are_refused():
     from bench.config import ConfigError
     from baselines.classic_aug import ClassicAugConfig
 
-    with pytest.raises(ConfigError, match="method.online"):
-        ClassicAugConfig(online=("random-foo",)).validate()
+    with pytest.raises(ConfigError, match="method.transform"):
+        ClassicAugConfig(transform="random-rotate").validate()  # the table's names: RandomRotate
+    ClassicAugConfig(transform="DeepStack").validate()
 
 
 def test_classic_aug_online_declares_the_hook_and_the_arm_trains_on_real_pairs():
@@ -65,8 +66,8 @@ def test_classic_aug_online_declares_the_hook_and_the_arm_trains_on_real_pairs()
 
     x, y = _pair(3)
     conds = [Condition(mask=y[i, 0] > 0, reference=x[i], meta={"index": i, "source_id": f"r{i}"}) for i in range(3)]
-    out = list(ClassicAug(ClassicAugConfig(online=("random-scale", "random-noise"))).generate(conds, RunContext(seed=0)))
-    assert [s.meta["train_hook"]["transforms"] for s in out] == [["random-scale", "random-noise"]] * 3
+    out = list(ClassicAug(ClassicAugConfig(transform="RandomScale")).generate(conds, RunContext(seed=0)))
+    assert [s.meta["train_hook"]["transforms"] for s in out] == [["random-scale"]] * 3
     real = (x, y[:, 0] > 0)
     syn = (torch.stack([s.image for s in out]), torch.stack([s.mask for s in out]))
     (images, masks), hook = augmented_arm(real, syn, ["r0", "r1", "r2"], out)

@@ -119,7 +119,7 @@ def test_smoke_run_with_three_folds_writes_per_fold_rows_that_recompute(tmp_path
     sets = ["task.transfer_dataset=null", "task.folds=3", "task.surface_metrics=true", f"task.model_selection={selection}",
             "task.segmenters=[monai-attention-unet]", "task.loss=dice+ce", "task.optimizer=adamw", "task.max_epochs=2",
             "task.patience=2", "task.n_generate=48", "task.grid_size=0", "task.mask_lpips=false",
-            "method.online=[random-rotate]"]
+            "method.transform=RandomRotate"]
     record = run_one(RunConfig(task="seg-aug", method="classic-aug", profile="smoke", dataset="derm-mini", sets=sets,
                                work_dir=tmp_path, progress=False))[0]
     folds = record["comparisons"]["folds"]

@@ -134,6 +134,9 @@ class SegAugConfig:
     """Also report per-image precision, recall, HD95 and ASSD (DiffBoost Table II). HD95 / ASSD are in mm when every
     scored image has ``meta["spacing"]`` (row, col mm per pixel at the delivered size; rescaled to ``image_size``),
     in pixels otherwise; ``comparisons.units`` names the unit."""
+    surface_spacing: Literal["meta", "pixel"] = "meta"
+    """HD95 / ASSD units: ``meta`` (mm from ``meta["spacing"]`` where every scored image has it) or ``pixel``
+    (DiffBoost Table II's breast-ultrasound column: BUSI has no spacing, so the paper reports pixels)."""
     surface_convention: Literal["medpy", "monai"] = "medpy"
     """HD95 reduction (`bench.metrics.surface`): ``medpy`` (DiffBoost's code) or ``monai``."""
     surface_empty: Literal["diagonal", "nan"] = "diagonal"
@@ -232,7 +235,7 @@ class SegAugTask(Task):
     #: thesis protocol, so the shipped records keep their hashes.
     protocol_left_out_at: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "folds": None, "model_selection": "val", "fold_val_fraction": 0.2,
-        "fold_aggregate": "mean-of-folds", "surface_metrics": False, "surface_convention": "medpy",
+        "fold_aggregate": "mean-of-folds", "surface_metrics": False, "surface_spacing": "meta", "surface_convention": "medpy",
         "surface_empty": "diagonal"}
     Config = SegAugConfig
     # Table 4.5 ranks DiDGen (real masks) beside baselines conditioned on DiDGen's masks: one protocol.
@@ -437,7 +440,8 @@ class SegAugTask(Task):
         """The train / validation / test sets of each fold (one fold without ``folds``: the dataset's splits)."""
         c = self.config
         size = c.image_size
-        spacing_of = (lambda samples: pixel_spacings(samples, size)) if c.surface_metrics else (lambda samples: None)
+        with_mm = c.surface_metrics and c.surface_spacing == "meta"
+        spacing_of = (lambda samples: pixel_spacings(samples, size)) if with_mm else (lambda samples: None)
         if not c.folds:
             train = [data.splits["train"][i] for i in self.real_indices(data)]
             test = data.splits["test"]

@@ -140,3 +140,19 @@ def test_smoke_run_with_three_folds_writes_per_fold_rows_that_recompute(tmp_path
     edited["metrics"]["hd95"] += 0.5
     with pytest.raises(SubmissionError, match="hd95"):
         check_scores(edited, rows)
+
+
+@pytest.mark.parametrize("unit", ["meta", "pixel"])
+def test_fold_plan_carries_the_spacing_unless_pixels_are_asked_for(unit):
+    from bench.tasks.base import TaskData
+
+    def split(name, n):
+        return [Sample(image=torch.rand(3, 32, 32), mask=torch.rand(32, 32) > 0.5,
+                       meta={"id": f"{name}{i}", "case": f"{name}-c{i // 2}", "spacing": (0.5, 0.5)}) for i in range(n)]
+
+    data = TaskData("toy", {"train": split("a", 8), "val": split("b", 4), "test": split("c", 6)}, {})
+    task = SegAugTask(SegAugConfig(image_size=16, folds=3, surface_metrics=True, surface_spacing=unit))
+    folds = task._plan(data, [])
+    assert sum(len(f.test_ids) for f in folds) == 18 and folds[0].n_cases == 9
+    spacing = folds[0].tests["test"][2]
+    assert spacing == ([(1.0, 1.0)] * len(folds[0].test_ids) if unit == "meta" else None)  # 32 px -> 16 px

@@ -9,14 +9,14 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from bench.diffusion.derm_t2i import DermT2I, DermT2IConfig, generate_with_condition_masks
 from bench.interface import Capabilities, Condition, RunContext, Sample
-from methods.didgen.method import DiDGen, DiDGenConfig
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class AttnRefocusConfig(DiDGenConfig):
+class AttnRefocusConfig(DermT2IConfig):
     """DiDGen's options (the fit is DiDGen's) plus Attention Refocusing's; defaults are the paper/official code's
     (schedule given for 50 steps in the code, expressed here as fractions of the sampling iterations)."""
 
@@ -58,7 +58,7 @@ class AttnRefocusConfig(DiDGenConfig):
             raise ConfigError("method.refocus_schedule must be a list of (until_fraction, loss_scale, max_steps)")
 
 
-class AttnRefocus(DiDGen):
+class AttnRefocus(DermT2I):
     """Training-free Cross- and Self-Attention Refocusing of DiDGen's fine-tuned UNet towards a given lesion mask.
 
     ``fit`` is DiDGen's region-aware fine-tuning (its cached fit is reused: ``fit_from = "didgen"``); ``generate``
@@ -71,7 +71,7 @@ class AttnRefocus(DiDGen):
     Config = AttnRefocusConfig
     version: ClassVar[str] = "1"
     fit_from: ClassVar[str | None] = "didgen"
-    generation_only: ClassVar[frozenset[str]] = DiDGen.generation_only | frozenset({
+    generation_only: ClassVar[frozenset[str]] = DermT2I.generation_only | frozenset({
         "refocus_ca_res", "refocus_sa_res", "refocus_schedule", "refocus_until", "refocus_late_every",
         "refocus_late_until", "refocus_eta", "loss_threshold", "min_inside_stop", "car_weight", "sar_weight",
         "refocus_smoothing", "refocus_tokens", "skin_region"})
@@ -143,6 +143,4 @@ class AttnRefocus(DiDGen):
             return parts.codec.decode(latents).clamp(0, 1)
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
-        from baselines.zestguide.method import _generate_with_condition_masks
-
-        yield from _generate_with_condition_masks(self, conditions, ctx)
+        yield from generate_with_condition_masks(self, conditions, ctx)

@@ -28,8 +28,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from bench.diffusion.derm_t2i import PlainT2I, PlainT2IConfig
 from bench.interface import Condition, RunContext, Sample, derive_seed
-from baselines.sd_finetune.method import SDFinetune, SDFinetuneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ DEFAULT_CLASS_WORDS = {"MEL": "melanoma", "NV": "melanocytic nevus", "BCC": "bas
 
 
 @dataclass(frozen=True)
-class DreamBoothConfig(SDFinetuneConfig):
+class DreamBoothConfig(PlainT2IConfig):
     """SD-Finetune's options (DiDGen's hyperparameters, no attention loss, plain words) plus DreamBooth's."""
 
     instance_prompt: str = "An image of lesion on skin."
@@ -87,14 +87,14 @@ class DreamBoothConfig(SDFinetuneConfig):
             raise ConfigError("method.identifier goes before 'lesion', but method.instance_prompt has no 'lesion'")
 
 
-class DreamBooth(SDFinetune):
+class DreamBooth(PlainT2I):
     """DreamBooth fine-tuning (instance prompt + prior preservation) sampled from text only."""
 
     Config = DreamBoothConfig
     version: ClassVar[str] = "1"
     # The class images are sampled during fit with the sampling options, and fit keeps captions by `prompt`.
-    generation_only: ClassVar[frozenset[str]] = SDFinetune.generation_only - {"prompt", "sampler", "sample_steps",
-                                                                               "guidance_scale"}
+    generation_only: ClassVar[frozenset[str]] = PlainT2I.generation_only - {"prompt", "sampler", "sample_steps",
+                                                                            "guidance_scale"}
 
     def __init__(self, config: DreamBoothConfig | None = None) -> None:
         super().__init__(config)

@@ -9,14 +9,14 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from bench.interface import Capabilities, Condition, RunContext, Sample, derive_seed
-from methods.didgen.method import DiDGen, DiDGenConfig
+from bench.diffusion.derm_t2i import DermT2I, DermT2IConfig, generate_with_condition_masks
+from bench.interface import Capabilities, Condition, RunContext, Sample
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ZestGuideConfig(DiDGenConfig):
+class ZestGuideConfig(DermT2IConfig):
     """DiDGen's options (the fit is DiDGen's) plus ZestGuide's guidance; defaults are the paper/official code's."""
 
     zest_res: tuple[int, ...] = (16, 32)
@@ -41,7 +41,7 @@ class ZestGuideConfig(DiDGenConfig):
     segmentation map); False: the lesion segment only."""
 
 
-class ZestGuide(DiDGen):
+class ZestGuide(DermT2I):
     """Training-free zero-shot segmentation guidance of DiDGen's fine-tuned UNet towards a given lesion mask.
 
     ``fit`` is DiDGen's region-aware fine-tuning (and its cached fit is reused: ``fit_from = "didgen"``);
@@ -54,7 +54,7 @@ class ZestGuide(DiDGen):
     Config = ZestGuideConfig
     version: ClassVar[str] = "1"
     fit_from: ClassVar[str | None] = "didgen"
-    generation_only: ClassVar[frozenset[str]] = DiDGen.generation_only | frozenset({
+    generation_only: ClassVar[frozenset[str]] = DermT2I.generation_only | frozenset({
         "zest_res", "zest_tau", "zest_lr", "zest_lr_schedule", "zest_grad_norm", "zest_map_scale", "zest_gate",
         "zest_ls", "skin_segment"})
 
@@ -111,7 +111,7 @@ class ZestGuide(DiDGen):
             return parts.codec.decode(latents).clamp(0, 1)
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
-        yield from _generate_with_condition_masks(self, conditions, ctx)
+        yield from generate_with_condition_masks(self, conditions, ctx)
 
 
 class _Rows:
@@ -122,25 +122,3 @@ class _Rows:
 
     def maps(self, res: int, kind: str = "cross") -> torch.Tensor:
         return self.store.maps(res, kind)[self.row:self.row + 1]
-
-
-def _generate_with_condition_masks(model: Any, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
-    """DiDGen's batching, prompts and per-index seeds around ``model.generate_images``; the returned mask is the
-    conditioning mask at the image side (the baselines read no mask out)."""
-    from bench.tasks.common import resize_mask
-
-    missing = [k for k, cond in enumerate(conditions) if cond.mask is None]
-    if missing:
-        raise ValueError(f"{type(model).__name__} needs a mask in every condition; condition {missing[0]} has none")
-    model._ensure_model()
-    c = model.config
-    for start in range(0, len(conditions), c.generate_batch):
-        chunk = conditions[start:start + c.generate_batch]
-        index = [int(cond.meta.get("index", start + k)) for k, cond in enumerate(chunk)]
-        prompts = [model._prompt(cond, i) for cond, i in zip(chunk, index)]
-        seeds = [derive_seed(ctx.seed, 17, i) for i in index]
-        images = model.generate_images(prompts, [cond.mask for cond in chunk], seeds)
-        for k, cond in enumerate(chunk):
-            mask = resize_mask(cond.mask, images.shape[-1])
-            meta = {"prompt": prompts[k], "source_id": cond.meta.get("source_id")}
-            yield Sample(image=images[k], mask=mask, label=cond.label, prompt=prompts[k], meta=meta)

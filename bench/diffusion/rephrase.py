@@ -1,5 +1,7 @@
 """New inference DermPrompts written by a local chat LLM from existing ones (spec section 1.2, "Ours-DermPrompt").
 
+Used by `bench.diffusion.derm_t2i.DermT2I` (``method.rephrase_model``; moved from ``methods/didgen``, issue 22).
+
 The thesis has "Llama3 generating new prompts from the existing DermPrompt" with no template, model size or count;
 the spec recommends Llama-3.2-3B-Instruct shown about 5 random existing DermPrompts of the same class (or split)
 and asked for one new description in the same style under 77 tokens [I]. That is what `rephrase_captions` does,

@@ -88,10 +88,10 @@ def generate_dual(parts: Any, prompts: Sequence[str], masks: Sequence[torch.Tens
         config: a `DualBranchConfig`.
     """
     from bench.diffusion.attention import AttentionStore
+    from bench.diffusion.dermprompt import placeholder_positions
     from bench.diffusion.layout import attention_mask_readout, guidance_step_sizes, token_softmax
     from bench.diffusion.sampling import cfg_eps_recording, ddim_scheduler_for_inversion, latent_guidance_step
     from bench.diffusion.style import StyleKV, decoder_self_attention_layers, injecting_processors, style_statistics_loss
-    from methods.didgen.prompts import placeholder_positions
 
     c = config
     unet = parts.unet

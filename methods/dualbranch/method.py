@@ -1,7 +1,7 @@
 """The dual-branch controllable diffusion generator of thesis chapter 5 (low-contrast bias mitigation).
 
-Stage I (`fit`) is DiDGen's region-aware fine-tuning, inherited unchanged from `methods.didgen.method.DiDGen` (same
-config keys). Stage II/III (`generate`) is training-free: per condition the reference image is DDIM-inverted, its
+Stage I (`fit`) is DiDGen's region-aware fine-tuning, inherited unchanged from `bench.diffusion.derm_t2i.DermT2I`
+(the fit DiDGen is built on; same config keys). Stage II/III (`generate`) is training-free: per condition the reference image is DDIM-inverted, its
 layout mask is randomly augmented (`augment.py`), and the layout and style branches are run (`generate.py`).
 See README.md for every thesis-vs-code decision.
 """
@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from bench.diffusion.derm_t2i import DermT2I, DermT2IConfig
 from bench.interface import Capabilities, Condition, RunContext, Sample, derive_seed
-from methods.didgen.method import DiDGen, DiDGenConfig
 
 from .augment import LayoutAugmentConfig
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DualBranchConfig(DiDGenConfig):
+class DualBranchConfig(DermT2IConfig):
     """DiDGen's keys (Stage I and the shared guidance/read-out keys) plus the chapter 5 Stage II keys.
 
     Defaults are the paper profile (spec ch5 sections 3.3, 3.4, 4.1; [A] = the spec's suggestion for a value the
@@ -103,7 +103,7 @@ class DualBranchConfig(DiDGenConfig):
                                    p_rotate=self.aug_p_rotate, rotation_range=tuple(self.aug_rotation_range))
 
 
-class DualBranch(DiDGen):
+class DualBranch(DermT2I):
     """Chapter 5's generator: DiDGen fine-tuning, then per condition a layout branch following the (augmented) mask
     and a style branch carrying the reference's self-attention K/V; returns the style branch's image and the layout
     branch's attention-read-out mask."""

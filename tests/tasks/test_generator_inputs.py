@@ -207,7 +207,7 @@ def _didgen(profile: str = "smoke", *sets: str):
 
 
 def _capture_fit(monkeypatch, method) -> dict:
-    import methods.didgen.train as train
+    import bench.diffusion.t2i_finetune as train
 
     seen: dict = {}
     monkeypatch.setattr(method, "_ensure_model", lambda: None)
@@ -359,7 +359,7 @@ def _tiny_llm(folder: Path) -> Path:
 
 def test_rephrase_writes_new_dermprompts_per_class_from_a_local_llm(tmp_path) -> None:
     from bench.errors import UserInputError
-    from methods.didgen.rephrase import build_request, rephrase_captions
+    from bench.diffusion.rephrase import build_request, rephrase_captions
 
     folder = _tiny_llm(tmp_path / "llm")
     captions = ["brown round lesion", "brown lesion with dots", "pink irregular lesion", "pink lesion on skin"]

@@ -156,3 +156,20 @@ def test_fold_plan_carries_the_spacing_unless_pixels_are_asked_for(unit):
     assert sum(len(f.test_ids) for f in folds) == 18 and folds[0].n_cases == 9
     spacing = folds[0].tests["test"][2]
     assert spacing == ([(1.0, 1.0)] * len(folds[0].test_ids) if unit == "meta" else None)  # 32 px -> 16 px
+
+
+def test_a_fold_trains_only_on_renderings_of_its_own_training_images():
+    from bench.tasks.base import TaskData
+
+    real = [Sample(image=torch.rand(3, 16, 16), mask=torch.rand(16, 16) > 0.5, meta={"id": f"r{i}", "case": f"c{i}"})
+            for i in range(6)]
+    syn = [Sample(image=torch.rand(3, 16, 16), mask=torch.rand(16, 16) > 0.5, meta={"source_id": sid})
+           for sid in ["r0", "r1", "r2", "r3", "r4", "r5", "generated-7", None]]
+    data = TaskData("toy", {"train": real[:4], "val": real[4:5], "test": real[5:]}, {})
+    for selection in ("val", "test-fold"):
+        folds = SegAugTask(SegAugConfig(image_size=16, folds=3, model_selection=selection))._plan(data, syn)
+        for f in folds:
+            used = {syn[i].meta["source_id"] for i in f.synthetic}
+            assert used - {"generated-7", None} == set(f.real_ids)  # never a test-fold or validation image
+            assert {"generated-7", None} <= used  # samples naming no labelled image stay
+            assert not set(f.real_ids) & set(f.test_ids)

@@ -300,8 +300,10 @@ def _arms(record: dict[str, Any], spec: Any, rows: list[dict[str, str]]
     mine, reference = groups.get(spec.reference_arm if is_reference else spec.arm, {}), groups.get(spec.reference_arm, {})
     if set(mine) != set(record["per_model"]):
         raise SubmissionError(f"the per-sample file scores models {sorted(mine)}, the record reports {sorted(record['per_model'])}")
-    folds = (record["config"].get("task") or {}).get("folds")
-    expected_ids = test_split_ids(record, ("train", "val", "test") if folds else ("test",))
+    task = record["config"].get("task") or {}
+    # per-case scores (seg-aug's eval_unit: case) are named by case ids, which only the data gives
+    expected_ids = None if task.get("eval_unit", "image") != "image" else \
+        test_split_ids(record, ("train", "val", "test") if task.get("folds") else ("test",))
     for model, model_rows in mine.items():
         if expected_ids is not None and sorted(r["id"] for r in model_rows) != expected_ids:
             raise SubmissionError(f"the per-sample ids of model {model} are not the protocol's test split")

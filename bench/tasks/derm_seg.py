@@ -137,6 +137,12 @@ class SegAugConfig:
     surface_spacing: Literal["meta", "pixel"] = "meta"
     """HD95 / ASSD units: ``meta`` (mm from ``meta["spacing"]`` where every scored image has it) or ``pixel``
     (DiffBoost Table II's breast-ultrasound column: BUSI has no spacing, so the paper reports pixels)."""
+    eval_unit: Literal["image", "case"] = "image"
+    """Unit of the test scores: ``image`` (each 2D image or slice; DiffBoost's breast ultrasound) or ``case``
+    (DiffBoost's code for prostate MRI and spleen CT, "mean ± std over cases"): a case's test slices (``meta["case"]``;
+    a sample without one is its own case) stacked in ``meta["z"]`` order into one volume; Dice, IoU, precision and
+    recall over its voxels, HD95 / ASSD in 3D with spacing (``meta["slice_thickness"]``, row, col) in mm, or in
+    pixels with a z step of 1 where there is no spacing. Rows, means and the t-test are then per case."""
     surface_convention: Literal["medpy", "monai"] = "medpy"
     """HD95 reduction (`bench.metrics.surface`): ``medpy`` (DiffBoost's code) or ``monai``."""
     surface_empty: Literal["diagonal", "nan"] = "diagonal"
@@ -235,7 +241,7 @@ class SegAugTask(Task):
     #: thesis protocol, so the shipped records keep their hashes.
     protocol_left_out_at: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "folds": None, "model_selection": "val", "fold_val_fraction": 0.2,
-        "fold_aggregate": "mean-of-folds", "surface_metrics": False, "surface_spacing": "meta", "surface_convention": "medpy",
+        "fold_aggregate": "mean-of-folds", "surface_metrics": False, "surface_spacing": "meta", "eval_unit": "image", "surface_convention": "medpy",
         "surface_empty": "diagonal"}
     Config = SegAugConfig
     # Table 4.5 ranks DiDGen (real masks) beside baselines conditioned on DiDGen's masks: one protocol.
@@ -362,11 +368,30 @@ class SegAugTask(Task):
         return SegTrainConfig(lr=c.lr, batch_size=c.batch_size, max_epochs=c.max_epochs, patience=c.patience,
                               loss=c.loss, hflip=c.hflip, optimizer=c.optimizer)
 
-    def _score(self, pred: torch.Tensor, y: torch.Tensor, spacings: Sequence[Any] | None) -> dict[str, list[float]]:
-        """Per-image Dice and IoU, and with ``surface_metrics`` precision, recall, HD95 and ASSD."""
+    def _score(self, pred: torch.Tensor, y: torch.Tensor, spacings: Sequence[Any] | None,
+               cases: Sequence[tuple[str, list[int], Any]] | None = None) -> dict[str, list[float]]:
+        """Per-image Dice and IoU, and with ``surface_metrics`` precision, recall, HD95 and ASSD; per case with
+        ``cases`` (case id, its slice indices in z order, its 3D spacing or None: `case_volumes`)."""
         from bench.metrics.segmentation import dice_iou, precision_recall
 
         c = self.config
+        if cases is not None:  # a case's voxels as one (D * H, W) image for the overlap scores, 3D for distances
+            from bench.metrics.surface import hd95_assd
+
+            out: dict[str, list[float]] = {k: [] for k in ("dice", "iou", *(SURFACE_COLUMNS if c.surface_metrics else ()))}
+            for _, idx, spacing in cases:
+                vp, vt = pred[idx].reshape(1, -1, pred.shape[-1]), y[idx].reshape(1, -1, y.shape[-1])
+                (dice,), (iou,) = dice_iou(vp, vt)
+                out["dice"].append(float(dice))
+                out["iou"].append(float(iou))
+                if c.surface_metrics:
+                    (precision,), (recall,) = precision_recall(vp, vt)
+                    hd95, assd = hd95_assd(pred[idx], y[idx], spacing, c.surface_convention, c.surface_empty)
+                    out["precision"].append(float(precision))
+                    out["recall"].append(float(recall))
+                    out["hd95"].append(hd95)
+                    out["assd"].append(assd)
+            return out
         dice, iou = dice_iou(pred, y)
         out = {"dice": dice.tolist(), "iou": iou.tolist()}
         if c.surface_metrics:
@@ -404,8 +429,7 @@ class SegAugTask(Task):
         arm: dict[str, Any] = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
                                "best_val_dice": result.best_val_dice}
         for name, (x, y, *rest) in tests.items():
-            scores = self._score(predict(result.model, x, threshold=self._train_config().threshold), y,
-                                 rest[0] if rest else None)
+            scores = self._score(predict(result.model, x, threshold=self._train_config().threshold), y, *rest)
             prefix = "" if name == "test" else f"{name}_"
             arm.update({f"{prefix}{k}": v for k, v in scores.items()})
         return arm
@@ -446,12 +470,16 @@ class SegAugTask(Task):
             train = [data.splits["train"][i] for i in self.real_indices(data)]
             test = data.splits["test"]
             tests: dict[str, tuple] = {"test": (*stack_pairs(test, size, "test"), spacing_of(test))}
+            test_ids = [s.meta.get("id", str(i)) for i, s in enumerate(test)]
+            if c.eval_unit == "case":
+                volumes = case_volumes(test, tests["test"][2])
+                tests["test"] = (*tests["test"], volumes)
+                test_ids = [v[0] for v in volumes]
             if "transfer" in data.splits:
                 tests["transfer"] = (*stack_pairs(data.splits["transfer"], size, "transfer"),
                                      spacing_of(data.splits["transfer"]))
             return [_Fold(None, stack_pairs(train, size, "train"), stack_pairs(data.splits["val"], size, "val"), tests,
-                          [s.meta.get("id", str(i)) for i, s in enumerate(test)],
-                          [s.meta.get("id") for s in train], list(range(len(synthetic))))]
+                          test_ids, [s.meta.get("id") for s in train], list(range(len(synthetic))))]
         pool = [s for name in ("train", "val", "test") for s in data.splits[name]]
         images, masks = stack_pairs(pool, size, "labelled samples")
         ids = [str(s.meta.get("id", f"{i}")) for i, s in enumerate(pool)]
@@ -468,9 +496,15 @@ class SegAugTask(Task):
             # a rendering of a test-fold or validation image would leak it into training: only the fold's own
             keep = [i for i, s in enumerate(synthetic)
                     if str(s.meta.get("source_id")) not in pool_ids or str(s.meta.get("source_id")) in fit_ids]
-            tests = {"test": (images[test_idx], masks[test_idx], [spacings[i] for i in test_idx] if spacings else None)}
+            test_spacings = [spacings[i] for i in test_idx] if spacings else None
+            tests = {"test": (images[test_idx], masks[test_idx], test_spacings)}
+            test_ids = [ids[i] for i in test_idx]
+            if c.eval_unit == "case":
+                volumes = case_volumes([pool[i] for i in test_idx], test_spacings)
+                tests["test"] = (*tests["test"], volumes)
+                test_ids = [v[0] for v in volumes]
             folds.append(_Fold(k, (images[fit_idx], masks[fit_idx]), (images[val_idx], masks[val_idx]), tests,
-                               [ids[i] for i in test_idx], [ids[i] for i in fit_idx], keep, len(set(cases))))
+                               test_ids, [ids[i] for i in fit_idx], keep, len(set(cases))))
         return folds
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
@@ -591,9 +625,8 @@ class SegAugTask(Task):
                 for arm, arms in (("real-only", arms_real), ("augmented", arms_aug))}
         remove_checkpoints(ctx.work_dir)
         if c.folds:
-            n = sum(len(f.test_ids) for f in folds)
-            counts = {"labelled": n, "cases": folds[0].n_cases, "folds": c.folds, "generated": len(syn_all[0]),
-                      "test": n}
+            counts = {"labelled": sum(len(f.tests["test"][0]) for f in folds), "cases": folds[0].n_cases,
+                      "folds": c.folds, "generated": len(syn_all[0]), "test": sum(len(f.test_ids) for f in folds)}
         else:
             f = folds[0]
             counts = {"real_train": len(f.real[0]), "generated": len(syn_all[0]), "val": len(f.val[0]),
@@ -639,6 +672,29 @@ def case_folds(cases: Sequence[str], k: int) -> list[tuple[list[int], list[int]]
     for _, test_cases in KFold(n_splits=k, shuffle=False).split(unique):
         held = {unique[i] for i in test_cases}
         out.append(([i for i, c in enumerate(cases) if c not in held], [i for i, c in enumerate(cases) if c in held]))
+    return out
+
+
+def case_volumes(samples: Sequence[Sample], spacings: Sequence[tuple[float, float]] | None
+                 ) -> list[tuple[str, list[int], tuple[float, float, float] | None]]:
+    """The cases of ``samples`` as volumes, in order of first appearance: (case id, the indices of its slices sorted
+    by ``meta["z"]`` (else kept in order), its 3D spacing (``meta["slice_thickness"]``, row, col) or None when
+    ``spacings`` is None (pixels, z step 1)). DiffBoost's code stacks a case's kept slices the same way (B.8: only
+    slices with foreground are kept, by the datasets here as there)."""
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(case_keys(samples)):
+        groups.setdefault(key, []).append(i)
+    out = []
+    for key, idx in groups.items():
+        idx = sorted(idx, key=lambda i: (samples[i].meta.get("z") is None, samples[i].meta.get("z") or 0, i))
+        spacing = None
+        if spacings is not None:
+            thickness = samples[idx[0]].meta.get("slice_thickness")
+            if thickness is None and len(idx) > 1:
+                raise DataError(f"task.eval_unit=case with spacing: case {key.split(':', 1)[1]} has no "
+                                "meta['slice_thickness'] (set task.surface_spacing=pixel)")
+            spacing = (float(thickness or 1.0), *spacings[idx[0]])
+        out.append((key.split(":", 1)[1], idx, spacing))
     return out
 
 

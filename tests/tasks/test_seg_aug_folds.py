@@ -111,7 +111,8 @@ def test_new_keys_at_their_defaults_keep_the_protocol_hash_and_bad_values_are_re
 
 @pytest.mark.parametrize("selection", ["val", "test-fold"])
 def test_smoke_run_with_three_folds_writes_per_fold_rows_that_recompute(tmp_path, selection):
-    """derm-mini has no cases: every image is its own case; the 88 smoke samples are split 30/29/29."""
+    """derm-mini has no cases: every image is its own case; the 88 smoke samples are split 30/29/29. The test-fold
+    run also scores per case (eval_unit: case; here one image per case)."""
     from bench.leaderboard.checks import check_scores
     from bench.leaderboard.submit import SubmissionError
     from bench.runner import RunConfig, run_one
@@ -119,7 +120,7 @@ def test_smoke_run_with_three_folds_writes_per_fold_rows_that_recompute(tmp_path
     sets = ["task.transfer_dataset=null", "task.folds=3", "task.surface_metrics=true", f"task.model_selection={selection}",
             "task.segmenters=[monai-attention-unet]", "task.loss=dice+ce", "task.optimizer=adamw", "task.max_epochs=2",
             "task.patience=2", "task.n_generate=48", "task.grid_size=0", "task.mask_lpips=false",
-            "method.transform=RandomRotate"]
+            "method.transform=RandomRotate", *(["task.eval_unit=case"] if selection == "test-fold" else [])]
     record = run_one(RunConfig(task="seg-aug", method="classic-aug", profile="smoke", dataset="derm-mini", sets=sets,
                                work_dir=tmp_path, progress=False))[0]
     folds = record["comparisons"]["folds"]
@@ -135,7 +136,9 @@ def test_smoke_run_with_three_folds_writes_per_fold_rows_that_recompute(tmp_path
     mine = [r for r in rows if r["arm"] == "augmented"]
     by_fold = [np.mean([float(r["dice"]) for r in mine if r["fold"] == str(k)]) for k in range(3)]
     assert record["metrics"]["dice"] == pytest.approx(np.mean(by_fold))  # mean of the fold means (B.9)
-    assert check_scores(record, rows) == ""  # ids = all labelled samples, surface metrics recomputed per fold
+    # ids = all labelled samples (case ids are not checked: only the data gives them), surface metrics recomputed
+    assert check_scores(record, rows) == ("" if selection == "val" else
+                                          "per-sample ids not checked: the test split's ids need the data")
     edited = json.loads(json.dumps(record))
     edited["metrics"]["hd95"] += 0.5
     with pytest.raises(SubmissionError, match="hd95"):
@@ -173,3 +176,34 @@ def test_a_fold_trains_only_on_renderings_of_its_own_training_images():
             assert used - {"generated-7", None} == set(f.real_ids)  # never a test-fold or validation image
             assert {"generated-7", None} <= used  # samples naming no labelled image stay
             assert not set(f.real_ids) & set(f.test_ids)
+
+
+def test_case_scores_are_over_the_stacked_volume_in_z_order_with_3d_spacing():
+    from bench.metrics.surface import hd95_assd
+    from bench.tasks.derm_seg import case_volumes
+
+    g = torch.Generator().manual_seed(2)
+    # case "a": slices at z 2, 0, 1 (listed out of order); case "b": one slice
+    meta = [("a", 2), ("b", 0), ("a", 0), ("a", 1)]
+    samples = [Sample(image=torch.zeros(1, 16, 16), mask=torch.zeros(16, 16, dtype=torch.bool),
+                      meta={"id": f"s{i}", "case": c, "z": z, "slice_thickness": 3.0}) for i, (c, z) in enumerate(meta)]
+    volumes = case_volumes(samples, [(0.5, 0.5)] * 4)
+    assert volumes == [("a", [2, 3, 0], (3.0, 0.5, 0.5)), ("b", [1], (3.0, 0.5, 0.5))]
+    pred = torch.zeros(4, 16, 16, dtype=torch.bool)
+    target = torch.zeros(4, 16, 16, dtype=torch.bool)
+    pred[:, 3:10, 4:12], target[:, 5:12, 4:13] = True, True
+    pred[3] = torch.rand(16, 16, generator=g) > 0.7
+    task = SegAugTask(SegAugConfig(surface_metrics=True, eval_unit="case"))
+    scores = task._score(pred, target, None, volumes)
+    idx = [2, 3, 0]
+    inter, total = (pred[idx] & target[idx]).sum().item(), pred[idx].sum().item() + target[idx].sum().item()
+    assert scores["dice"][0] == pytest.approx(2 * inter / total)  # voxels of the whole case, not a mean of slices
+    assert scores["precision"][0] == pytest.approx(inter / pred[idx].sum().item())
+    assert scores["hd95"][0] == pytest.approx(hd95_assd(pred[idx], target[idx], (3.0, 0.5, 0.5))[0])
+    assert len(scores["dice"]) == 2
+    from bench.data.base import DataError
+    for s in samples:
+        del s.meta["slice_thickness"]
+    with pytest.raises(DataError, match="slice_thickness"):
+        case_volumes(samples, [(0.5, 0.5)] * 4)
+    assert case_volumes(samples, None)[0][2] is None  # pixels

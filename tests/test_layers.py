@@ -65,12 +65,7 @@ def test_analysis_modules_do_not_import_each_other_in_a_circle():
 KNOWN_CROSS_IMPORTS = {
     ("baselines/controlnet_styleid", "baselines/controlnet"),
     ("baselines/disendiff", "baselines/custom_diffusion"),
-    ("baselines/ip_adapter", "baselines/controlnet"),
     ("baselines/m2trans", "baselines/r2gen"),
-    ("baselines/pix2pixhd", "baselines/controlnet"),
-    ("baselines/t2i_adapter", "baselines/controlnet"),
-    ("baselines/zestguide", "baselines/controlnet"),
-    ("methods/diffboost", "baselines/controlnet"),
 }
 
 

@@ -18,21 +18,9 @@ from pathlib import Path
 
 import torch
 
+from bench.diffusion.mask_following import lesion_darkness
+
 logger = logging.getLogger(__name__)
-
-
-def lesion_darkness(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Per image: mean luminance outside the mask minus inside it.
-
-    Args:
-        images: (N, 3, H, W) in [0, 1].
-        masks: (N, H, W) bool, each with pixels inside and outside.
-
-    Returns:
-        (N,) float; positive where the masked region is darker.
-    """
-    lum = images.float().mean(1)
-    return torch.stack([lum[k][~masks[k]].mean() - lum[k][masks[k]].mean() for k in range(len(lum))])
 
 
 def compare(state: Path, lr: float, steps: int = 300, n_train: int = 200, n_masks: int = 16,

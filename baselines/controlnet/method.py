@@ -90,12 +90,6 @@ class ControlNetConfig:
             raise ConfigError(f"method.steps must be >= 0, got {self.steps}")
 
 
-def noise_generator(seed: int, index: int) -> torch.Generator:
-    """The noise generator of condition ``index``: ``derive_seed(seed, 17, index)``, as SD-Finetune and DiDGen seed
-    theirs, so methods given the same run seed start condition ``index`` from the same noise."""
-    return torch.Generator().manual_seed(derive_seed(seed, 17, index))
-
-
 class ControlNet(GeneratorBase):
     """Mask -> image: a ControlNet trained on the task's pairs steers a frozen text-to-image backbone."""
 
@@ -128,7 +122,7 @@ class ControlNet(GeneratorBase):
         loaded, or whenever ``fresh_seed`` is given (fit always starts from the UNet copy, seeded)."""
         self._ensure_backbone(device)
         if self.controlnet is None or fresh_seed is not None:
-            from .model import build_controlnet
+            from bench.diffusion.controlnet import build_controlnet
 
             self.controlnet = build_controlnet(self.parts.unet, self.parts.codec.factor,
                                                self.config.conditioning_channels,
@@ -139,7 +133,7 @@ class ControlNet(GeneratorBase):
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
         from bench.tasks.common import resize_image, resize_mask
 
-        from .model import mask_condition
+        from bench.diffusion.controlnet import mask_condition
         from .train import train_controlnet
 
         c = self.config
@@ -164,10 +158,9 @@ class ControlNet(GeneratorBase):
         return self.config.prompt
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
+        from bench.diffusion.controlnet import controlnet_residuals, mask_condition, noise_generator
         from bench.diffusion.sampling import make_scheduler, sample
         from bench.tasks.common import resize_mask
-
-        from .model import controlnet_residuals, mask_condition
 
         c = self.config
         for i, cond in enumerate(conditions):
@@ -199,7 +192,7 @@ class ControlNet(GeneratorBase):
                              meta={"prompt": prompts[k], "source_id": cond.meta.get("source_id")})
 
     def save(self, path: Path) -> None:
-        from .model import save_controlnet
+        from bench.diffusion.controlnet import save_controlnet
 
         path.mkdir(parents=True, exist_ok=True)
         save_controlnet(self.controlnet, path / CONTROLNET_DIR)
@@ -207,7 +200,7 @@ class ControlNet(GeneratorBase):
                                                   default=str))
 
     def load(self, path: Path) -> None:
-        from .model import load_controlnet
+        from bench.diffusion.controlnet import load_controlnet
 
         controlnet = load_controlnet(path / CONTROLNET_DIR)  # before the backbone: a missing fit fails fast
         self._ensure_backbone()

@@ -2,7 +2,7 @@
 
 Colour distance of an image to its reference: the Euclidean distance between their per-channel RGB means and
 standard deviations (6 numbers each, `bench.diffusion.style.channel_statistics` over the pixels), both at the
-generation size. The structure check is `baselines.controlnet.mask_following.lesion_darkness` (mean luminance
+generation size. The structure check is `bench.diffusion.mask_following.lesion_darkness` (mean luminance
 outside the conditioning mask minus inside; positive when the lesion is darker, as real derm-mini lesions are).
 
 Conditions are what ``lowcontrast`` gives: the mask and the image of low-contrast derm-mini training images (ITA
@@ -47,7 +47,7 @@ def compare(state: Path, fit_steps: int = 100, n_conditions: int = 8, n_train: i
             profile: str = "mini") -> dict[str, Any]:
     """Fit (unless ``state`` holds one) the profile's ControlNet, generate ``n_conditions`` low-contrast conditions
     with Stage 1 only and with each StyleID variant; colour distances to the references and lesion darkness."""
-    from baselines.controlnet.mask_following import lesion_darkness
+    from bench.diffusion.mask_following import lesion_darkness
     from bench.config import build, profile_section
     from bench.data.derm_mini import DermMini
     from bench.interface import Condition, RunContext

@@ -2,7 +2,7 @@
 
 * Reference following: the mini-clip cosine of each generated image with its own reference minus its mean cosine
   with the other conditions' references (0: the reference is ignored).
-* Mask following: lesion darkness (`baselines.controlnet.mask_following.lesion_darkness`), the mean luminance
+* Mask following: lesion darkness (`bench.diffusion.mask_following.lesion_darkness`), the mean luminance
   outside the conditioning mask minus inside it (derm-mini lesions are darker than the skin: real pairs score
   clearly above 0, mask-blind images about 0), and the share of images darker inside their mask than outside.
   Scored twice: with each validation pair's own image as reference (``matched``: the reference shows a lesion
@@ -46,7 +46,7 @@ def reference_margin(images: torch.Tensor, references: torch.Tensor, clip: Any) 
 def scores(model: Any, conditions: list, seed: int = 1) -> dict[str, float]:
     """Reference margin, mean lesion darkness and the share of images darker inside their mask, for ``model``'s
     samples of ``conditions`` (each with a reference and a mask) at run seed ``seed``."""
-    from baselines.controlnet.mask_following import lesion_darkness
+    from bench.diffusion.mask_following import lesion_darkness
     from bench.interface import RunContext
 
     samples = list(model.generate(conditions, RunContext(seed=seed)))
@@ -70,7 +70,7 @@ def compare(state: Path, mask_input: str, n_train: int = 200, n_val: int = 16, s
     from bench.data.derm_mini import DermMini
     from bench.interface import Condition, RunContext
     from bench.tasks.common import resize_image, resize_mask
-    from baselines.controlnet.mask_following import lesion_darkness
+    from bench.diffusion.mask_following import lesion_darkness
 
     from .method import IPAdapter, IPAdapterConfig
 

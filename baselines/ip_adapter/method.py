@@ -170,7 +170,7 @@ class IPAdapter(GeneratorBase):
         parts.unet.requires_grad_(False)
         self.parts, self.encoder = parts, encoder
         if c.mask_input == "controlnet":  # copied from the plain UNet (before the adapter's layers exist)
-            from baselines.controlnet.model import build_controlnet
+            from bench.diffusion.controlnet import build_controlnet
 
             check_resolution(parts, c.resolution)
             self.controlnet = build_controlnet(parts.unet, parts.codec.factor, c.conditioning_channels,
@@ -201,7 +201,7 @@ class IPAdapter(GeneratorBase):
             return encode(images)
         if masks is None:
             raise ValueError("IP-Adapter with mask_input=embed needs a mask with every reference image")
-        from baselines.controlnet.model import mask_condition
+        from bench.diffusion.controlnet import mask_condition
 
         shown = (mask_condition(masks, 3) if self.config.mask_embedding == "mask"
                  else images * masks[:, None].to(images.dtype))
@@ -232,7 +232,7 @@ class IPAdapter(GeneratorBase):
                     ctx.profile, seed)
         control = None
         if self.controlnet is not None:
-            from baselines.controlnet.model import mask_condition
+            from bench.diffusion.controlnet import mask_condition
 
             control = mask_condition(masks, c.conditioning_channels)
         self.log = train_adapter(self.parts, embeds, images, c, seed=seed,
@@ -280,7 +280,7 @@ class IPAdapter(GeneratorBase):
             sched = make_scheduler(c.sampler, parts.scheduler)
             hook = None
             if self.controlnet is not None:  # residuals on both guidance branches, as baselines/controlnet
-                from baselines.controlnet.model import controlnet_residuals, mask_condition
+                from bench.diffusion.controlnet import controlnet_residuals, mask_condition
 
                 hook = controlnet_residuals(self.controlnet, mask_condition(ref_masks, c.conditioning_channels)
                                             .to(parts.device), c.controlnet_conditioning_scale)
@@ -310,7 +310,7 @@ class IPAdapter(GeneratorBase):
             metadata["mask_input"] = c.mask_input
         save_file(adapter_state_dict(self.parts.unet), str(path / WEIGHTS_FILE), metadata=metadata)
         if self.controlnet is not None:
-            from baselines.controlnet.model import save_controlnet
+            from bench.diffusion.controlnet import save_controlnet
 
             save_controlnet(self.controlnet, path / CONTROLNET_DIR)
         (path / STATE_FILE).write_text(json.dumps({"config": asdict(self.config), "log": self.log[-50:]}, default=str))
@@ -323,7 +323,7 @@ class IPAdapter(GeneratorBase):
         self._ensure_model()
         load_adapter_state(self.parts.unet, load_file(str(path / WEIGHTS_FILE)))
         if self.controlnet is not None:
-            from baselines.controlnet.model import load_controlnet
+            from bench.diffusion.controlnet import load_controlnet
 
             self.controlnet = load_controlnet(path / CONTROLNET_DIR, self.parts.device)
         self.log = json.loads((path / STATE_FILE).read_text()).get("log", [])

@@ -51,18 +51,18 @@ def train_adapter(parts: Any, embeds: torch.Tensor, images: torch.Tensor, config
             text_drop_rate, both_drop_rate; with a ControlNet also controlnet_lr, controlnet_grad_clip).
         seed: seeds batches, noise, timesteps and drops.
         advance: progress callback, called once per step.
-        controlnet: a `ControlNetModel` built from the plain UNet (`baselines.controlnet.model.build_controlnet`),
+        controlnet: a `ControlNetModel` built from the plain UNet (`bench.diffusion.controlnet.build_controlnet`),
             trained in the same steps: it sees the noisy input, the step's (possibly dropped) text and the pair's
             conditioning image, and its residuals enter the UNet call; its parameters form a second AdamW group
             with ``controlnet_lr`` and are clipped to ``controlnet_grad_clip`` (the adapter's are not clipped, as
             the original IP-Adapter). None: the plain adapter, exactly as before.
-        conditions: (N, C, H, W) conditioning images of the pairs (`baselines.controlnet.model.mask_condition`),
+        conditions: (N, C, H, W) conditioning images of the pairs (`bench.diffusion.controlnet.mask_condition`),
             with ``controlnet``.
 
     Returns:
         per-step log rows (``step``, ``loss``, ``dropped_image``, ``dropped_text``).
     """
-    from baselines.controlnet.model import controlnet_residuals
+    from bench.diffusion.controlnet import controlnet_residuals
 
     from .adapter import adapter_parameters
 

@@ -179,7 +179,7 @@ class Pix2PixHD(GeneratorBase):
         return self.generator.to(ctx.device).eval()
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
-        from baselines.controlnet.method import noise_generator  # derive_seed(seed, 17, index), as the other baselines
+        from bench.diffusion.controlnet import noise_generator  # derive_seed(seed, 17, index), as the other baselines
         from bench.tasks.common import resize_mask
 
         from .model import label_map

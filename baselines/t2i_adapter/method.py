@@ -149,7 +149,7 @@ class T2IAdapterBaseline(GeneratorBase):
             self.parts.text_encoder.requires_grad_(False)
 
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
-        from baselines.controlnet.model import mask_condition
+        from bench.diffusion.controlnet import mask_condition
         from bench.tasks.common import resize_image, resize_mask
 
         c = self.config
@@ -199,8 +199,7 @@ class T2IAdapterBaseline(GeneratorBase):
         self.state = {"train_ids": [s.meta.get("id") for s in pairs], "log": log[-20:]}
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
-        from baselines.controlnet.method import noise_generator
-        from baselines.controlnet.model import mask_condition
+        from bench.diffusion.controlnet import mask_condition, noise_generator
         from bench.diffusion.sampling import make_scheduler, sample
         from bench.tasks.common import resize_mask
 

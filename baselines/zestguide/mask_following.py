@@ -2,7 +2,7 @@
 
 Both run on DiDGen's fine-tuned UNet; the same noise is sampled with the guidance step on (the method's mini config)
 and off (step size 0), and each image is scored by its lesion darkness (mean luminance outside the condition mask
-minus inside, `baselines.controlnet.mask_following.lesion_darkness`; real derm-mini pairs are positive).
+minus inside, `bench.diffusion.mask_following.lesion_darkness`; real derm-mini pairs are positive).
 
 Reproduce the READMEs' numbers (DiDGen mini fit on the 200 seg-aug mini training pairs, then 16 validation masks)::
 
@@ -47,7 +47,7 @@ def compare(state: Path, method_id: str, n_train: int = 200, n_masks: int = 16, 
     from bench.registry import METHODS
     from bench.tasks.common import resize_image, resize_mask
 
-    from baselines.controlnet.mask_following import lesion_darkness
+    from bench.diffusion.mask_following import lesion_darkness
 
     data = DermMini(image_size=64, sizes={"train": n_train, "val": n_masks, "test": 1})
     if not (state / "unet.safetensors").is_file():

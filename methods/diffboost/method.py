@@ -159,7 +159,7 @@ class DiffBoost(GeneratorBase):
 
     # -- pretraining ---------------------------------------------------------------------------------
     def _pretrained(self, ctx: RunContext, seed: int) -> tuple[Any, dict[str, Any]]:
-        from baselines.controlnet.model import build_controlnet, load_controlnet
+        from bench.diffusion.controlnet import build_controlnet, load_controlnet
         from bench.store import stable_hash
 
         from .train import cached_folder, mini_world_pairs, store_atomically, train_edge_controlnet
@@ -215,7 +215,7 @@ class DiffBoost(GeneratorBase):
         self.state = {"pretraining": pre, "grey_data": grey, "log": log[-20:]}
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
-        from baselines.controlnet.model import controlnet_residuals
+        from bench.diffusion.controlnet import controlnet_residuals
         from bench.diffusion.sampling import make_scheduler, sample
 
         from .text import AUG_PHRASES, conditioning
@@ -265,14 +265,14 @@ class DiffBoost(GeneratorBase):
                 yield Sample(image=images[k], mask=masks[k], label=cond.label, prompt=c.prompt, meta=meta)
 
     def save(self, path: Path) -> None:
-        from baselines.controlnet.model import save_controlnet
+        from bench.diffusion.controlnet import save_controlnet
 
         path.mkdir(parents=True, exist_ok=True)
         save_controlnet(self.controlnet, path / CONTROLNET_DIR)
         (path / STATE_FILE).write_text(json.dumps({"config": asdict(self.config), **self.state}, default=str))
 
     def load(self, path: Path) -> None:
-        from baselines.controlnet.model import load_controlnet
+        from bench.diffusion.controlnet import load_controlnet
 
         controlnet = load_controlnet(path / CONTROLNET_DIR)
         self._ensure_backbone()

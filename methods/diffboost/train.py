@@ -126,7 +126,7 @@ def cached_folder(cache_root: Path, key: str) -> Path:
 
 def store_atomically(controlnet: Any, folder: Path) -> None:
     """Write a `save_pretrained` folder through a per-process temporary and rename it into place."""
-    from baselines.controlnet.model import save_controlnet
+    from bench.diffusion.controlnet import save_controlnet
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")

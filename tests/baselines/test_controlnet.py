@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from baselines.controlnet import ControlNet, ControlNetConfig
-from baselines.controlnet.mask_following import lesion_darkness
-from baselines.controlnet.model import embedding_channels_for, mask_condition
+from bench.diffusion.mask_following import lesion_darkness
+from bench.diffusion.controlnet import embedding_channels_for, mask_condition
 from bench.data.derm_mini import DermMini
 from bench.interface import Condition, RunContext
 from bench.tasks.common import resize_image, resize_mask

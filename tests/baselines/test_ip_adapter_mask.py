@@ -5,7 +5,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from baselines.controlnet.mask_following import lesion_darkness
+from bench.diffusion.mask_following import lesion_darkness
 from baselines.ip_adapter import IPAdapter, IPAdapterConfig
 from baselines.ip_adapter.adapter import adapter_state_dict
 from bench.data.derm_mini import DermMini

@@ -4,7 +4,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from baselines.controlnet.mask_following import lesion_darkness
+from bench.diffusion.mask_following import lesion_darkness
 from baselines.pix2pixhd import Pix2PixHD, Pix2PixHDConfig
 from baselines.pix2pixhd.losses import VGG19_FILE, feature_matching_loss, lsgan_loss, vgg19_trunk
 from baselines.pix2pixhd.model import GlobalGenerator, LocalEnhancer, MultiscaleDiscriminator, _down2, label_map

@@ -1,6 +1,8 @@
-"""ControlNet pieces shared by the mask-conditioned baselines (thesis ch. 4 ControlNet, ch. 5 ControlNet,
-IP-Adapter + ControlNet and ControlNet + StyleID): building the ControlNet from a backbone UNet, turning masks into
-its conditioning image, and the per-step residual hook of `bench.diffusion.sampling.sample`.
+"""ControlNet pieces shared by the mask-conditioned generators (thesis ch. 4 ControlNet, ch. 5 ControlNet,
+IP-Adapter + ControlNet, ControlNet + StyleID, T2I-Adapter's mask condition, DiffBoost's edge ControlNet): building
+the ControlNet from a backbone UNet, turning masks into its conditioning image, the per-step residual hook of
+`bench.diffusion.sampling.sample`, saving and loading; and `noise_generator`, the per-condition noise they share.
+Moved from ``baselines/controlnet/model.py`` (issue 22 "Structure": methods and baselines import only ``bench/``).
 
 A diffusers `ControlNetModel` (Zhang et al., ICCV 2023) copies the UNet's encoder and middle block and adds zero
 convolutions, so an untrained ControlNet leaves the UNet's output exactly unchanged. Its conditioning embedding
@@ -112,6 +114,14 @@ def controlnet_residuals(controlnet: Any, image: torch.Tensor, scale: float = 1.
         return {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
 
     return unet_kwargs
+
+
+def noise_generator(seed: int, index: int) -> torch.Generator:
+    """The noise generator of condition ``index``: ``derive_seed(seed, 17, index)``, as SD-Finetune and DiDGen seed
+    theirs, so methods given the same run seed start condition ``index`` from the same noise."""
+    from bench.interface import derive_seed
+
+    return torch.Generator().manual_seed(derive_seed(seed, 17, index))
 
 
 def save_controlnet(controlnet: Any, folder: Path) -> None:

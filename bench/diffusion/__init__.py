@@ -26,6 +26,16 @@ modules are the one tested implementation they share. Stable interfaces:
     ``latent_guidance_step(latents, loss_fn, step_size)``; re-exports ``add_placeholder_tokens``,
     ``token_indices`` (``bench.diffusion.tokens``) and ``add_lora``, ``attention_parameters``,
     ``lora_state_dict`` (``bench.diffusion.finetune``, peft).
+``bench.diffusion.derm_t2i``
+    ``DermT2IConfig`` / ``DermT2I``: the fine-tuned derm text-to-image generator DiDGen, ZestGuide, Attn-Refocus and
+    the dual-branch generator subclass (backbone, fit, prompts, save/load; subclasses add ``generate``);
+    ``PlainT2IConfig`` / ``PlainT2I`` (SD-Finetune, DreamBooth); ``generate_with_condition_masks``. DermPrompt
+    text, backbone loading and prompt encoding: ``bench.diffusion.dermprompt``; LLM rephrasing: ``rephrase``.
+``bench.diffusion.controlnet``
+    ``build_controlnet``, ``mask_condition``, ``controlnet_residuals`` (a ``unet_kwargs`` hook of ``sample``),
+    ``save_controlnet`` / ``load_controlnet``, ``noise_generator(seed, index)``; ``bench.diffusion.mask_following``
+    has ``lesion_darkness``. ``bench.diffusion.cxr_prompts``: CheXpert label vector -> prompt.
 
+Methods and baselines import only ``bench/`` (tests/test_layers.py): what two of them share lives here.
 Submodules import torch / diffusers lazily or at their own import; importing this package is free.
 """

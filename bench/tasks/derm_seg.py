@@ -120,6 +120,11 @@ class SegAugConfig:
     sample without one is its own case), sorted, split by ``sklearn KFold(n_splits=k, shuffle=False)``; each fold's
     segmenters train on the other folds' real pairs (+ the method's synthetic pairs whose ``source_id`` is one of
     them) and are scored on the fold."""
+    fold: int | None = None
+    """With ``folds``: run and score only fold ``fold`` (0-based), and give the generator that fold's training cases
+    to fit on (``fit_set``). DiffBoost fits one generator per fold (spec B.6, B.14: "full training fold"), so a
+    method that fits on data runs one record per fold; a run of all folds (``fold: null``) refuses to fit a
+    generator, whose weights would otherwise see the other folds' test images."""
     model_selection: Literal["val", "test-fold"] = "val"
     """With ``folds``: the set early stopping / checkpoint selection reads. ``val`` (spec B.9/B.14 [O]): a held-out
     share ``fold_val_fraction`` of the training folds' cases (seeded by ``subset_seed``), not trained on;
@@ -169,6 +174,10 @@ class SegAugConfig:
                 raise ConfigError("task.folds uses every labelled sample of the dataset: set task.n_real to null")
             if self.transfer_dataset:
                 raise ConfigError("task.folds does not score a transfer set: set task.transfer_dataset to null")
+            if self.fold is not None and not 0 <= self.fold < self.folds:
+                raise ConfigError(f"task.fold must be in 0..{self.folds - 1} (task.folds={self.folds}), got {self.fold}")
+        elif self.fold is not None:
+            raise ConfigError("task.fold selects one of task.folds: set task.folds (DiffBoost: 3) or task.fold to null")
         if not 0.0 < self.fold_val_fraction < 1.0:
             raise ConfigError(f"task.fold_val_fraction must be in (0, 1), got {self.fold_val_fraction}")
         from bench.downstream import SEGMENTERS
@@ -240,7 +249,7 @@ class SegAugTask(Task):
     #: Keys added for DiffBoost's protocol (issue 21), left out of the protocol hash at the values that keep the
     #: thesis protocol, so the shipped records keep their hashes.
     protocol_left_out_at: ClassVar[dict[str, Any]] = {
-        "optimizer": "adam", "folds": None, "model_selection": "val", "fold_val_fraction": 0.2,
+        "optimizer": "adam", "folds": None, "fold": None, "model_selection": "val", "fold_val_fraction": 0.2,
         "fold_aggregate": "mean-of-folds", "surface_metrics": False, "surface_spacing": "meta", "eval_unit": "image", "surface_convention": "medpy",
         "surface_empty": "diagonal"}
     Config = SegAugConfig
@@ -284,10 +293,11 @@ class SegAugTask(Task):
             for samples in splits.values():
                 verify_samples(samples)
         extra: dict[str, Any] = {}
-        view = generator_view(c.dataset, c.dataset_options, c.image_size, c.generator_image_size, ctx,
-                              like=splits["train"])
-        if view is not None:
-            extra["generator_train"] = view
+        for name in ("train", "val", "test") if c.folds else ("train",):  # folds draw fit sets from every split
+            view = generator_view(c.dataset, c.dataset_options, c.image_size, c.generator_image_size, ctx, split=name,
+                                  like=splits[name])
+            if view is not None:
+                extra[f"generator_{name}"] = view
         tds = open_dataset(c.transfer_dataset, c.transfer_options, c.image_size, ctx) if c.transfer_dataset else None
         if tds is not None and not procedural_beside_real(ds, tds, "transfer dataset", "transfer_dataset"):
             splits["transfer"] = tds.load(c.transfer_split)
@@ -323,7 +333,26 @@ class SegAugTask(Task):
                 "mask_source": c.mask_source}
 
     def fit_set(self, data: TaskData) -> Sequence[Sample]:
-        """The training pairs (or the S_n subset) at the generator's resolution."""
+        """The training pairs (or the S_n subset) at the generator's resolution; with ``folds``, fold ``fold``'s
+        training cases. A run of all folds has no leak-free fit set: a method that reads it is refused (methods
+        that fit nothing, real-only or classic-aug, never do)."""
+        c = self.config
+        if c.folds and c.fold is None:
+            return _RefusedFitSet(f"task.folds={c.folds} with a generator that fits on data needs one run per fold "
+                                  f"(--set task.fold=0 ... {c.folds - 1}): fitted once, its weights would see the "
+                                  "test folds")
+        return self._generator_pool(data)
+
+    def _generator_pool(self, data: TaskData) -> Sequence[Sample]:
+        """The real pairs generators fit on and are conditioned by (at the generator's resolution)."""
+        c = self.config
+        if c.folds:
+            names = ("train", "val", "test")
+            pool = [s for name in names for s in data.splits[name]]
+            generator_pool = [s for name in names for s in data.extra.get(f"generator_{name}", data.splits[name])]
+            if c.fold is None:  # conditioning only (methods that do not fit): _plan drops renderings of test images
+                return generator_pool
+            return [generator_pool[i] for i in self._fold_split(pool, c.fold)[0]]
         train = data.extra.get("generator_train", data.splits["train"])
         if self.config.fit_on == "real-subset":
             return train.subset(self.real_indices(data)) if hasattr(train, "subset") else [train[i] for i in self.real_indices(data)]
@@ -337,7 +366,7 @@ class SegAugTask(Task):
             masks = _generated_masks(c.mask_source, ctx.work_dir)
             return [Condition(mask=masks[i % len(masks)], meta={"index": i, "source_id": f"generated-{i % len(masks)}"})
                     for i in range(c.n_generate)]
-        pool = self.fit_set(data)
+        pool = self._generator_pool(data)
         # One condition per real mask in a seeded order, cycling when more pairs than masks are asked for.
         order = np.random.default_rng(derive_seed(c.subset_seed, 1)).permutation(len(pool))
         out = []
@@ -487,11 +516,8 @@ class SegAugTask(Task):
         spacings = spacing_of(pool)
         pool_ids = set(ids)
         folds = []
-        for k, (train_idx, test_idx) in enumerate(case_folds(cases, c.folds)):
-            if c.model_selection == "val":
-                fit_idx, val_idx = hold_out_cases(cases, train_idx, c.fold_val_fraction, derive_seed(c.subset_seed, 2, k))
-            else:  # DiffBoost's code: the checkpoint is chosen on the test fold
-                fit_idx, val_idx = train_idx, test_idx
+        for k in range(c.folds) if c.fold is None else (c.fold,):
+            fit_idx, val_idx, test_idx = self._fold_split(pool, k)
             fit_ids = {ids[i] for i in fit_idx}
             # a rendering of a test-fold or validation image would leak it into training: only the fold's own
             keep = [i for i, s in enumerate(synthetic)
@@ -506,6 +532,17 @@ class SegAugTask(Task):
             folds.append(_Fold(k, (images[fit_idx], masks[fit_idx]), (images[val_idx], masks[val_idx]), tests,
                                test_ids, [ids[i] for i in fit_idx], keep, len(set(cases))))
         return folds
+
+    def _fold_split(self, pool: Sequence[Sample], k: int) -> tuple[list[int], list[int], list[int]]:
+        """Fold ``k``'s (fit, validation, test) indices into the pooled labelled samples."""
+        c = self.config
+        cases = case_keys(pool)
+        train_idx, test_idx = case_folds(cases, c.folds)[k]
+        if c.model_selection == "val":
+            fit_idx, val_idx = hold_out_cases(cases, train_idx, c.fold_val_fraction, derive_seed(c.subset_seed, 2, k))
+        else:  # DiffBoost's code: the checkpoint is chosen on the test fold
+            fit_idx, val_idx = list(train_idx), list(test_idx)
+        return list(fit_idx), list(val_idx), list(test_idx)
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
         from bench.downstream.hooks import augmented_arm  # a hook the samples declare (DiffBoost's patch merging)
@@ -591,9 +628,9 @@ class SegAugTask(Task):
                 "per_fold": {arm: {m: [{k: _nanmean(a[k]) for k in columns} for a in fold_arms]
                                    for m, fold_arms in arms.items()}
                              for arm, arms in (("real-only", arms_real), ("augmented", arms_aug))},
-                "generator_fit": "once, on the dataset's train split (not per fold: its weights saw images that "
-                                 "are in test folds; renderings of a fold's test and validation images are not "
-                                 "trained on)"}
+                "generator_fit": (f"on fold {c.fold}'s training cases only (one run per fold)" if c.fold is not None
+                                  else "none (a run of all folds refuses to fit a generator); renderings of a "
+                                       "fold's test and validation images are not trained on")}
         rows = []
         for arm_name, arms in (("real-only", arms_real), ("augmented", arms_aug)):
             if arm_name == "augmented" and not has_syn:
@@ -648,6 +685,21 @@ class _Fold:
     synthetic: list[int]
     """Indices of the generated samples this fold may train on."""
     n_cases: int = 0
+
+
+class _RefusedFitSet(Sequence):
+    """A fit set that refuses to be read, with the reason, when no leak-free one exists."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __len__(self) -> int:
+        from bench.config import ConfigError
+
+        raise ConfigError(self.reason)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.__len__()
 
 
 def case_keys(samples: Sequence[Sample]) -> list[str]:

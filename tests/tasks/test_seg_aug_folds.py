@@ -104,7 +104,8 @@ def test_new_keys_at_their_defaults_keep_the_protocol_hash_and_bad_values_are_re
     assert "folds" in protocol_of(SegAugConfig(folds=3, transfer_dataset=None), SegAugTask)
     assert set(to_dict(SegAugConfig())) - set(old) >= set(SegAugTask.protocol_left_out_at)
     for bad, match in (({"folds": 1}, "folds"), ({"folds": 3, "n_real": 10, "transfer_dataset": None}, "n_real"),
-                       ({"folds": 3, "transfer_dataset": "ph2"}, "transfer_dataset"), ({"fold_val_fraction": 1.0}, "fold_val_fraction")):
+                       ({"folds": 3, "transfer_dataset": "ph2"}, "transfer_dataset"), ({"fold_val_fraction": 1.0}, "fold_val_fraction"),
+                       ({"fold": 0}, "task.folds"), ({"folds": 3, "fold": 3, "transfer_dataset": None}, "task.fold")):
         with pytest.raises(ConfigError, match=match):
             SegAugConfig(**bad).validate()
 
@@ -207,3 +208,28 @@ def test_case_scores_are_over_the_stacked_volume_in_z_order_with_3d_spacing():
     with pytest.raises(DataError, match="slice_thickness"):
         case_volumes(samples, [(0.5, 0.5)] * 4)
     assert case_volumes(samples, None)[0][2] is None  # pixels
+
+
+def test_one_fold_per_run_fits_the_generator_on_that_folds_training_cases_and_all_folds_refuse_a_fit():
+    """DiffBoost fits one generator per fold (B.6): fold=k gives the generator fold k's training cases and scores
+    fold k only; a run of all folds hands a fit set that refuses to be read."""
+    from bench.config import ConfigError
+    from bench.tasks.base import TaskData
+
+    real = [Sample(image=torch.rand(3, 16, 16), mask=torch.rand(16, 16) > 0.5, meta={"id": f"r{i}", "case": f"c{i // 2}"})
+            for i in range(12)]
+    data = TaskData("toy", {"train": real[:8], "val": real[8:10], "test": real[10:]}, {})
+    config = dict(image_size=16, folds=3, transfer_dataset=None)
+    whole = SegAugTask(SegAugConfig(**config))._plan(data, [])
+    for k in range(3):
+        task = SegAugTask(SegAugConfig(**config, fold=k))
+        (planned,) = task._plan(data, [])
+        assert planned.test_ids == whole[k].test_ids and planned.real_ids == whole[k].real_ids
+        fit = [s.meta["id"] for s in task.fit_set(data)]
+        assert fit == whole[k].real_ids  # the fold's training cases (validation cases held out), never a test id
+        assert not set(fit) & set(planned.test_ids)
+    refused = SegAugTask(SegAugConfig(**config)).fit_set(data)
+    with pytest.raises(ConfigError, match="one run per fold"):
+        len(refused)
+    with pytest.raises(ConfigError, match="one run per fold"):
+        list(refused)

@@ -605,9 +605,13 @@ class StageKeys:
                     "method_version": str(getattr(method_cls, "version", "1")), "method_config": method_cfg,
                     "seed": rc.seed, "profile": rc.profile, "precision": rc.precision}
         fit_config = {k: v for k, v in method_cfg.items() if k not in self.generation_only}
+        from bench.diffusion.models import foundation_identity
+
+        foundation = foundation_identity(method_cfg)  # retrained mini-sd / mini-clip weights: a new fit
         return stable_hash({**base_key, **fit_owner(rc.method, method_cls), "method_config": fit_config,
                             "stage": "fit", "fit_data": task.fit_identity(),
-                            "splits": {"train": self.checksums.get("train")}}, 16)
+                            "splits": {"train": self.checksums.get("train")},
+                            **({"foundation": foundation} if foundation else {})}, 16)
 
     def generate(self, fit_key: str, n_conditions: int) -> str:
         task, inputs, gen_identity = self.task, self.inputs, self.task.generation_identity()
@@ -620,8 +624,11 @@ class StageKeys:
                             **({"method_config": self.hashed_method_cfg} if self.generation_only else {})}, 16)
 
     def evaluate(self, gen_key: str) -> str:
-        return stable_hash({"generate": gen_key, "stage": "evaluate", "protocol": self.protocol, "seed": self.rc.seed},
-                           16)
+        from bench.diffusion.models import foundation_identity
+
+        foundation = foundation_identity(cfg.to_dict(self.task.config))  # e.g. fd[mini-clip] reads mini-clip
+        return stable_hash({"generate": gen_key, "stage": "evaluate", "protocol": self.protocol, "seed": self.rc.seed,
+                            **({"foundation": foundation} if foundation else {})}, 16)
 
     def run_id(self) -> str:
         rc, inputs = self.rc, self.inputs

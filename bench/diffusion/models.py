@@ -7,6 +7,7 @@ unless the caller passes ``allow_download=True``.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -21,6 +22,48 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "foundation" / "weights"
 MINI_SD_FILE = "mini-sd.safetensors"
 MINI_CLIP_FILE = "mini-clip.safetensors"
 TOKENIZER_DIR = "tokenizer"
+
+
+FOUNDATION_FILES = {"mini-sd": MINI_SD_FILE, "mini-clip": MINI_CLIP_FILE}
+
+
+def foundation_identity(*configs: Any) -> dict[str, str]:
+    """SHA-256 prefixes of the shipped foundation weights a config names (a value ``"mini-sd"`` or ``"mini-clip"``
+    anywhere in it). The runner puts them into its stage keys, so a cache fitted on retrained weights of the same
+    name is never reused."""
+    names: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            if value in FOUNDATION_FILES:
+                names.add(value)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    for config in configs:
+        walk(config)
+    out = {}
+    for name in sorted(names):
+        path = WEIGHTS_DIR / FOUNDATION_FILES[name]
+        if path.is_file():
+            stat = path.stat()
+            out[name] = _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)[:16]
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class ModelError(FileNotFoundError):

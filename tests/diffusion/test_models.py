@@ -52,3 +52,18 @@ def test_mini_sd_exports_to_a_folder_that_load_sd_reads(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(again.unet(x, 500, encoder_hidden_states=again.encode_prompt(["a red circle"])).sample,
                                    parts.unet(x, 500, encoder_hidden_states=cond).sample)
+
+
+def test_foundation_identity_names_the_weights_a_config_uses_and_follows_their_bytes(tmp_path, monkeypatch):
+    from bench.diffusion import models
+
+    (tmp_path / "mini-sd.safetensors").write_bytes(b"v1")
+    (tmp_path / "mini-clip.safetensors").write_bytes(b"clip")
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
+    config = {"base_model": "mini-sd", "nested": {"models": ["unet", "mini-clip"]}, "other": "mini-sdx"}
+    before = models.foundation_identity(config)
+    assert set(before) == {"mini-sd", "mini-clip"}
+    assert models.foundation_identity({"base_model": "stable-diffusion-v1-4"}) == {}
+    (tmp_path / "mini-sd.safetensors").write_bytes(b"v2, retrained")
+    after = models.foundation_identity(config)
+    assert after["mini-sd"] != before["mini-sd"] and after["mini-clip"] == before["mini-clip"]

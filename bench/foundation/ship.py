@@ -91,9 +91,11 @@ def mini_sd_state(sd_run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     meta = {"unet_config": unet_config(arch, int(text_config["hidden_size"])), "text_config": text_config,
             "scheduler_config": {"_class_name": "DDPMScheduler", **SCHEDULER_CONFIG}, "recipe": recipe,
             "training": {"source": source.name}}
-    if recipe.get("init_weights"):  # a continuation: keep the history of the weights it started from
-        from safetensors import safe_open
+    from safetensors import safe_open
 
+    with safe_open(str(source), framework="pt") as fh:  # the final file records its steps and training time
+        meta["training"] |= {k: v for k, v in (fh.metadata() or {}).items() if k in ("steps", "elapsed_s")}
+    if recipe.get("init_weights"):  # a continuation: keep the history of the weights it started from
         init = sd_run / recipe["init_weights"]
         if init.is_file():
             with safe_open(str(init), framework="pt") as fh:

@@ -225,12 +225,8 @@ class DreamBooth(PlainT2I):
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
         self._ensure_model()
-        c = self.config
-        for start in range(0, len(conditions), c.generate_batch):
-            chunk = conditions[start:start + c.generate_batch]
-            index = [int(cond.meta.get("index", start + k)) for k, cond in enumerate(chunk)]
-            prompts = [self._prompt(cond, i) for cond, i in zip(chunk, index)]
-            images = self._sample(prompts, [derive_seed(ctx.seed, 17, i) for i in index])
+        for chunk, prompts, seeds in self._batches(conditions, ctx):
+            images = self._sample(prompts, seeds)
             for k, cond in enumerate(chunk):
                 yield Sample(image=images[k], label=cond.label, prompt=prompts[k])
 

@@ -236,6 +236,16 @@ class DermT2I(GeneratorBase):
         caption = self._draw_dermprompt(cond, index)
         return f"{head} {with_placeholders(caption) if c.use_placeholders else caption}"
 
+    def _batches(self, conditions: Sequence[Condition], ctx: RunContext
+                 ) -> Iterator[tuple[Sequence[Condition], list[str], list[int]]]:
+        """Conditions in batches of ``generate_batch`` with their prompts and per-index seeds (a sample's seed
+        depends on its condition index only, so batching never changes it)."""
+        c = self.config
+        for start in range(0, len(conditions), c.generate_batch):
+            chunk = conditions[start:start + c.generate_batch]
+            index = [int(cond.meta.get("index", start + k)) for k, cond in enumerate(chunk)]
+            yield chunk, [self._prompt(cond, i) for cond, i in zip(chunk, index)], [derive_seed(ctx.seed, 17, i) for i in index]
+
     def _dermprompt_pool(self) -> list[tuple[str, Any]]:
         """(DermPrompt, class or None) pairs inference draws from: the prompt file, else the LLM's rephrasings,
         else the training captions (recycled: the thesis's LLM-written new DermPrompts need ``rephrase_model``)."""
@@ -335,12 +345,8 @@ class PlainT2I(DermT2I):
         with torch.no_grad():
             uncond = parts.encode_prompt([""]).float()
         shape = parts.sample_shape(1)[1:]
-        for start in range(0, len(conditions), c.generate_batch):
-            chunk = conditions[start:start + c.generate_batch]
-            index = [int(cond.meta.get("index", start + k)) for k, cond in enumerate(chunk)]
-            prompts = [self._prompt(cond, i) for cond, i in zip(chunk, index)]
-            latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(derive_seed(ctx.seed, 17, i)))
-                                   for i in index])
+        for chunk, prompts, seeds in self._batches(conditions, ctx):
+            latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
             sched = make_scheduler(c.sampler, parts.scheduler)
             with torch.no_grad():
                 cond = parts.encode_prompt(prompts).float()
@@ -362,12 +368,7 @@ def generate_with_condition_masks(model: Any, conditions: Sequence[Condition], c
     if missing:
         raise ValueError(f"{type(model).__name__} needs a mask in every condition; condition {missing[0]} has none")
     model._ensure_model()
-    c = model.config
-    for start in range(0, len(conditions), c.generate_batch):
-        chunk = conditions[start:start + c.generate_batch]
-        index = [int(cond.meta.get("index", start + k)) for k, cond in enumerate(chunk)]
-        prompts = [model._prompt(cond, i) for cond, i in zip(chunk, index)]
-        seeds = [derive_seed(ctx.seed, 17, i) for i in index]
+    for chunk, prompts, seeds in model._batches(conditions, ctx):
         images = model.generate_images(prompts, [cond.mask for cond in chunk], seeds)
         for k, cond in enumerate(chunk):
             mask = resize_mask(cond.mask, images.shape[-1])

@@ -56,14 +56,10 @@ def foundation_identity(*configs: Any) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=8)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    import hashlib
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime key the cache to the file's state
+    from bench.store import file_digest
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(Path(path))
 
 
 class ModelError(FileNotFoundError):

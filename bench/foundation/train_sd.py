@@ -11,6 +11,7 @@ import numpy as np
 
 from bench.foundation.mini_sd import (SCHEDULER_CONFIG, MiniSDRecipe, attention_mask_loss, object_word_targets,
                                       unet_config)
+from bench.store import file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +64,6 @@ class SceneBatches:
         return {"images": images, "captions": captions, "targets": targets, "weights": weights}
 
 
-def sha256_of(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def copy_init_weights(run_dir: Path, weights: Path) -> tuple[str, str]:
     """Copy a shipped ``mini-sd.safetensors`` and the ``tokenizer/`` beside it into ``run_dir/init`` (the run
     then names them relatively, and shipping over the original cannot change what a resumed run starts from).
@@ -81,10 +72,10 @@ def copy_init_weights(run_dir: Path, weights: Path) -> tuple[str, str]:
 
     if not weights.is_file() or not (weights.parent / "tokenizer" / "vocab.json").is_file():
         raise FileNotFoundError(f"--init-weights {weights}: need a mini-sd.safetensors with tokenizer/ beside it")
-    digest = sha256_of(weights)
+    digest = file_digest(weights)
     target = run_dir / "init"
     if (target / "mini-sd.safetensors").is_file():
-        if sha256_of(target / "mini-sd.safetensors") != digest:
+        if file_digest(target / "mini-sd.safetensors") != digest:
             raise ValueError(f"{run_dir} continues other weights than {weights}; use a new --run-dir")
     else:
         target.mkdir(parents=True, exist_ok=True)
@@ -103,7 +94,7 @@ def start_from_shipped(run_dir: Path, weights: Path, sha256: str | None) -> dict
 
     if not weights.is_file():
         raise FileNotFoundError(f"mini-sd init weights {weights} do not exist")
-    if sha256 is not None and sha256_of(weights) != sha256:
+    if sha256 is not None and file_digest(weights) != sha256:
         raise ValueError(f"{weights} is not the file this run started from (SHA-256 differs from the recipe's {sha256})")
     state = load_file(str(weights))
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -693,13 +693,16 @@ class _RefusedFitSet(Sequence):
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def __len__(self) -> int:
+    def _refuse(self) -> Any:
         from bench.config import ConfigError
 
         raise ConfigError(self.reason)
 
+    def __len__(self) -> int:
+        return self._refuse()
+
     def __getitem__(self, index: Any) -> Any:
-        return self.__len__()
+        return self._refuse()
 
 
 def case_keys(samples: Sequence[Sample]) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bench.diffusion.derm_t2i import DermT2I, DermT2IConfig
-from bench.interface import Capabilities, Condition, RunContext, Sample, derive_seed
+from bench.interface import Capabilities, Condition, RunContext, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +36,9 @@ class DiDGen(DermT2I):
         from .generate import generate_pairs
 
         self._ensure_model()
-        c = self.config
-        for start in range(0, len(conditions), c.generate_batch):
-            chunk = conditions[start:start + c.generate_batch]
-            index = [int(cond.meta.get("index", start + k)) for k, cond in enumerate(chunk)]
-            prompts = [self._prompt(cond, i) for cond, i in zip(chunk, index)]
-            seeds = [derive_seed(ctx.seed, 17, i) for i in index]
+        for chunk, prompts, seeds in self._batches(conditions, ctx):
             images, masks = generate_pairs(self.parts, prompts, [cond.mask for cond in chunk], seeds,
-                                           self.placeholder_ids, c)
+                                           self.placeholder_ids, self.config)
             for k, cond in enumerate(chunk):
                 meta = {"prompt": prompts[k], "source_id": cond.meta.get("source_id")}
                 if cond.mask is not None:

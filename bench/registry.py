@@ -209,6 +209,7 @@ METHODS.register("ensemble-gb", "methods.skintone:EnsembleGB")
 
 # --- built-in datasets -------------------------------------------------------------------
 DATASETS.register("derm-mini", "bench.data.derm_mini:DermMini")
+DATASETS.register("ph2-mini", "bench.data.derm_mini:Ph2Mini")
 DATASETS.register("concept-mini", "bench.data.concept_mini:ConceptMini")
 DATASETS.register("cxr-mini", "bench.data.cxr_mini:CxrMini")
 DATASETS.register("busi-mini", "bench.data.ultrasound_mini:BusiMini")

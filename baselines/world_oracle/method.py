@@ -23,6 +23,7 @@ from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, 
 #: Procedural worlds with a fresh-sample oracle: dataset id -> (``module:function``, caption ``module:function``).
 WORLD_SAMPLERS: dict[str, tuple[str, str]] = {
     "derm-mini": ("bench.data.derm_mini:oracle_sample", "bench.data.derm_mini:caption"),
+    "ph2-mini": ("bench.data.derm_mini:oracle_sample", "bench.data.derm_mini:caption"),
     "busi-mini": ("bench.data.ultrasound_mini:oracle_sample", "bench.data.ultrasound_mini:caption"),
     "ddti-mini": ("bench.data.ultrasound_mini:oracle_sample", "bench.data.ultrasound_mini:caption"),
     "ct-spleen-mini": ("bench.data.volume_mini:oracle_sample", "bench.data.volume_mini:caption"),

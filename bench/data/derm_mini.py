@@ -432,21 +432,24 @@ class DermMini(DatasetSource):
     class_names = CLASS_NAMES
     needs_root = False
 
+    default_sizes: ClassVar[dict[str, int]] = DEFAULT_SIZES
+    default_world_seed: ClassVar[int] = 2018
+
     def __init__(self, root: Path | None = None, image_size: int | None = 64, sizes: dict[str, int] | None = None,
-                 world_seed: int = 2018, difficulty: Any = None, **options: Any) -> None:
+                 world_seed: int | None = None, difficulty: Any = None, **options: Any) -> None:
         if options:
-            raise DataError(f"derm-mini: unknown option(s) {', '.join(sorted(options))}; "
+            raise DataError(f"{self.id}: unknown option(s) {', '.join(sorted(options))}; "
                             "valid: sizes, world_seed, difficulty")
         super().__init__(root, image_size or 64)
-        self.sizes = {**DEFAULT_SIZES, **(sizes or {})}
+        self.sizes = {**self.default_sizes, **(sizes or {})}
         for split, n in self.sizes.items():
             if split not in SPLIT_CODES:
-                raise DataError(f"derm-mini: unknown split '{split}' in sizes; splits: train, val, test")
+                raise DataError(f"{self.id}: unknown split '{split}' in sizes; splits: train, val, test")
             if not isinstance(n, int) or n < 0:
-                raise DataError(f"derm-mini: size of split '{split}' must be a non-negative integer, got {n!r}")
+                raise DataError(f"{self.id}: size of split '{split}' must be a non-negative integer, got {n!r}")
         if not isinstance(self.image_size, int) or self.image_size < 16:
-            raise DataError(f"derm-mini: image_size must be an integer >= 16, got {self.image_size!r}")
-        self.world_seed = int(world_seed)
+            raise DataError(f"{self.id}: image_size must be an integer >= 16, got {self.image_size!r}")
+        self.world_seed = int(self.default_world_seed if world_seed is None else world_seed)
         self.difficulty = Difficulty.parse(difficulty)
 
     def world_spec(self) -> dict[str, Any]:
@@ -482,6 +485,22 @@ class DermMini(DatasetSource):
             )
 
         return LazySamples(self.split_ids(split), load_one)
+
+
+class Ph2Mini(DermMini):
+    """ph2-mini: the mini twin of PH2 (200 dermoscopy images) as a train/val/test dataset of its own (MedDiff-FT
+    Table 1 trains and tests on PH2): the derm-mini world with seed 7, the world that already stands in for PH2 as
+    seg-aug's external transfer set, in PH2's size. Splits 120/40/40: MedDiff-FT's "20% of the data was allocated
+    to the test and validation sets" read as 20 % each (spec A.8 [U]; `sizes` gives the other reading, 160/20/20)."""
+
+    id: ClassVar[str] = "ph2-mini"
+    default_sizes: ClassVar[dict[str, int]] = {"train": 120, "val": 40, "test": 40}
+    default_world_seed: ClassVar[int] = 7
+
+    def split_ids(self, split: str) -> list[str]:
+        # the samples of derm-mini's world 7 (the transfer twin), under ids that name this dataset
+        self._check_split(split)
+        return [f"p2m-{self.world_seed}-{split}-{i:05d}" for i in range(self.sizes[split])]
 
 
 def caption(meta: dict[str, Any]) -> str:

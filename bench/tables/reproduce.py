@@ -14,7 +14,8 @@ closest to the method's defaults for the profile (an ablation such as DiDGen
 default's cells unless the query asks for it), then the newest. A query with ``best_of``
 instead keeps, per seed, the trial with the best value of that metric (a sweep's best
 trial, selected on the reported metrics as the source did); every row of a column then
-comes from the same trial.
+comes from the same trial. A cross-validated arm run one fold per record (DiffBoost) fills a cell once all its
+folds are there, with the mean of the fold values (`combine_folds`).
 """
 from __future__ import annotations
 
@@ -154,6 +155,62 @@ def matches(record: dict[str, Any], query: CellQuery) -> bool:
     return True
 
 
+def _fold_of(record: dict[str, Any]) -> tuple[int, int] | None:
+    """``(folds, fold)`` of a one-fold cross-validation run (seg-aug ``task.folds`` k with ``task.fold`` i), else None."""
+    task = (record.get("config") or {}).get("task") or {}
+    folds, fold = task.get("folds"), task.get("fold")
+    return (int(folds), int(fold)) if isinstance(folds, int) and isinstance(fold, int) else None
+
+
+def _mean_values(values: Sequence[dict[str, Any]]) -> dict[str, float]:
+    keys = set.intersection(*(set(v) for v in values)) if values else set()
+    out = {}
+    for key in sorted(keys):
+        nums = [v[key] for v in values]
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in nums):
+            out[key] = statistics.fmean(float(x) for x in nums)
+    return out
+
+
+def combine_folds(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+    """One entry per cross-validated arm run fold by fold (DiffBoost fits a generator per fold: spec B.6/B.9).
+
+    The one-fold records of one seed whose configs differ only in ``task.fold`` become one record whose metrics and
+    per-model values are the mean over the folds (B.9's mean of fold means, as a run of all folds reports it); it
+    keeps fold 0's run id, protocol hash and created time, drops the per-fold comparisons and lists its records in
+    ``_fold_run_ids``. An arm with a fold missing is left out, and the note says which. Other records pass as they are.
+    """
+    import json
+
+    passed: list[dict[str, Any]] = []
+    groups: dict[tuple[Any, ...], dict[int, dict[str, Any]]] = {}
+    for rec in records:
+        fold = _fold_of(rec)
+        if fold is None:
+            passed.append(rec)
+            continue
+        config = rec.get("config") or {}
+        task = {k: v for k, v in (config.get("task") or {}).items() if k != "fold"}
+        key = (rec["seed"], fold[0], json.dumps([task, config.get("method")], sort_keys=True, default=str))
+        slot = groups.setdefault(key, {})
+        if fold[1] not in slot or rec.get("created", "") > slot[fold[1]].get("created", ""):
+            slot[fold[1]] = rec
+    notes = []
+    for (seed, n_folds, _), by_fold in groups.items():
+        missing = sorted(set(range(n_folds)) - set(by_fold))
+        if missing:
+            notes.append(f"seed {seed}: fold(s) {', '.join(map(str, missing))} of {n_folds} not run, its other "
+                         "fold(s) left out")
+            continue
+        folds = [by_fold[i] for i in range(n_folds)]
+        models = set.intersection(*(set(r.get("per_model") or {}) for r in folds))
+        passed.append({**folds[0], "comparisons": {},
+                       "metrics": _mean_values([r.get("metrics") or {} for r in folds]),
+                       "per_model": {m: _mean_values([r["per_model"][m] for r in folds]) for m in sorted(models)},
+                       "_fold_run_ids": [r["run_id"] for r in folds]})
+    return passed, "; ".join(notes)
+
+
 def select_runs(records: Sequence[dict[str, Any]], best_of: tuple[str, bool] | None = None
                 ) -> tuple[list[dict[str, Any]], str]:
     """Keep one protocol (most seeds, then newest) and one record per seed (closest to the defaults, then newest;
@@ -193,10 +250,12 @@ def reproduce_cell(table: PaperTable, row: str, col: str, profile: str,
     query = table.cell_query(row, col, profile)
     if query is None:
         return CellResult(row, col, reported, None, "n/a", note=f"no query for profile '{profile}'")
-    candidates = [r for r in records if matches(r, query) and record_value(r, query) is not None]
+    candidates, fold_note = combine_folds([r for r in records if matches(r, query)])
+    candidates = [r for r in candidates if record_value(r, query) is not None]
     if not candidates:
-        return CellResult(row, col, reported, query, "no-run")
+        return CellResult(row, col, reported, query, "no-run", note=fold_note)
     runs, note = select_runs(candidates, query.best_of)
+    note = "; ".join(x for x in (note, fold_note) if x)
     if query.best_of is not None:
         trials = len({r["run_id"] for r in candidates})
         chosen = ", ".join(variant_label(r) or "defaults" for r in runs)
@@ -206,7 +265,8 @@ def reproduce_cell(table: PaperTable, row: str, col: str, profile: str,
     mean, std = mean_std(values)
     delta = mean - reported.value if reported is not None else None
     return CellResult(row, col, reported, query, "ok", mean=mean, std=std, seeds=tuple(r["seed"] for r in runs),
-                      delta=delta, protocol=runs[0]["protocol_hash"], run_ids=tuple(r["run_id"] for r in runs),
+                      delta=delta, protocol=runs[0]["protocol_hash"],
+                      run_ids=tuple(i for r in runs for i in r.get("_fold_run_ids", [r["run_id"]])),
                       note=note, records=tuple(runs))
 
 

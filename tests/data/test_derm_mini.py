@@ -146,3 +146,22 @@ def test_bad_difficulty():
         DermMini(difficulty={"level": 5})
     with pytest.raises(DataError, match="low_contrast_rate must be in"):
         DermMini(difficulty={"low_contrast_rate": 2})
+
+
+def test_ph2_mini_is_world_7_in_ph2_size_under_its_own_ids():
+    """MedDiff-FT Table 1's PH2 twin: the world that stands in for PH2 as seg-aug's transfer set, as a dataset
+    with its own 60/20/20 splits of PH2's 200 images."""
+    from bench.data.derm_mini import Ph2Mini
+    from bench.registry import DATASETS
+
+    ph2 = DATASETS.get("ph2-mini")(image_size=32)
+    assert isinstance(ph2, Ph2Mini) and ph2.sizes == {"train": 120, "val": 40, "test": 40}
+    world7 = DermMini(image_size=32, world_seed=7)
+    a, b = ph2.load("test")[5], world7.load("test")[5]
+    assert torch.equal(a.image, b.image) and torch.equal(a.mask, b.mask)
+    assert a.meta["id"] == "p2m-7-test-00005" and a.meta["world"]["dataset"] == "ph2-mini"
+    assert ph2.split_checksum("test") != world7.split_checksum("test")
+    with pytest.raises(DataError, match="ph2-mini: unknown split 'dev'"):
+        Ph2Mini(sizes={"dev": 3})
+    from baselines.world_oracle.method import WORLD_SAMPLERS
+    assert "ph2-mini" in WORLD_SAMPLERS

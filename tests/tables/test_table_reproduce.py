@@ -26,7 +26,16 @@ def test_cell_query_merges_table_row_column_and_resolves_profile() -> None:
     assert (paper.dataset, paper.method, dict(paper.setting)) == ("isic2018-task1", "didgen", {"n_real": 1000})
     # smoke falls back to the mini entry; a profile without an entry is not applicable
     assert table.cell_query("iou-s1k-unet", "original", "smoke").dataset == "derm-mini"
-    assert load_table("diffboost-2").cell_query("prostate-baseline", "dice", "mini") is None
+    prostate = load_table("diffboost-2").cell_query("prostate-baseline", "dice", "mini")
+    assert (prostate.dataset, prostate.model, dict(prostate.setting)) == \
+        ("mri-prostate-mini", "monai-attention-unet", {"folds": 3})
+    assert load_table("meddiff-ft-1").cell_query("upernet-original", "ph2", "mini").dataset == "ph2-mini"
+    assert load_table("meddiff-ft-1").cell_query("upernet-original", "ph2", "paper").dataset == "ph2"
+    paper_only = parse_table({"id": "x", "caption": "c", "source": {}, "rows": [{"key": "r", "label": "R"}],
+                              "columns": [{"key": "c", "label": "C"}], "cells": {},
+                              "query": {"task": "seg-aug", "method": "real-only", "metric": "dice",
+                                        "dataset": {"paper": "ph2"}}})
+    assert paper_only.cell_query("r", "c", "mini") is None and paper_only.cell_query("r", "c", "paper") is not None
     assert for_profile({"paper": 1}, "mini") is None and for_profile(5, "mini") == 5
     assert merge_queries({"setting": {"a": 1}, "metric": "x"}, {"setting": {"b": 2}, "metric": "y"}) == \
         {"setting": {"a": 1, "b": 2}, "metric": "y"}
@@ -155,3 +164,34 @@ def test_best_of_keeps_one_trial_per_column(record_factory) -> None:
     assert best.mean == pytest.approx(0.50) and other.mean == pytest.approx(0.20)  # same trial, not the best CLIP-T
     assert "best of 2 trial(s)" in best.note
     assert table.cell_query("single-clip-i", "custom-diffusion", "mini").best_of == ("clip_i[mini-clip,single]", True)
+
+
+def _fold_record(make, method, fold, dice, seed=0, folds=3, created="2026-12-06T01:00:00Z"):
+    task = {"folds": folds, "fold": fold, "segmenters": ["monai-attention-unet"]}
+    return make(dataset="mri-prostate-mini", method=method, seed=seed, protocol=f"{fold}" * 64, created=created,
+                run_id=f"seg-aug__{method}__mri-prostate-mini__mini__s{seed}__f{fold}",
+                task_config=task, per_model={"monai-attention-unet": {"dice": dice, "hd95": 10.0 * (fold + 1)}},
+                metrics={"dice": dice}, comparisons={"relative_gain": {"dice": 0.5}})
+
+
+def test_a_cross_validated_arm_fills_its_cell_with_the_mean_of_its_folds(record_factory) -> None:
+    """DiffBoost runs one record per fold (it fits a generator per fold): the cell is the mean of fold means
+    (spec B.9), only once every fold is there; an all-fold record (Baseline) is read as it is."""
+    table = load_table("diffboost-2")
+    folds = [_fold_record(record_factory, "diffboost", i, d) for i, d in enumerate([0.60, 0.70, 0.83])]
+    baseline = record_factory(dataset="mri-prostate-mini", method="real-only", protocol="b" * 64,
+                              task_config={"folds": 3, "fold": None},
+                              per_model={"monai-attention-unet": {"dice": 0.55}}, metrics={"dice": 0.55})
+    result = reproduce_table(table, "mini", [*folds, baseline])
+    cell = result.cell("prostate-diffboost", "dice")
+    assert cell.status == "ok" and cell.mean == pytest.approx(71.0) and cell.seeds == (0,)
+    assert cell.run_ids == tuple(r["run_id"] for r in folds)
+    assert result.cell("prostate-diffboost", "hd95").mean == pytest.approx(20.0)
+    assert cell.records[0]["comparisons"] == {}  # a fold's paired test is not the arm's
+    assert result.cell("prostate-baseline", "dice").mean == pytest.approx(55.0)
+    # a missing fold leaves the arm out, and says so; a newer rerun of a fold replaces the older one
+    partial = reproduce_table(table, "mini", folds[:2]).cell("prostate-diffboost", "dice")
+    assert partial.status == "no-run" and "fold(s) 2 of 3 not run" in partial.note
+    rerun = _fold_record(record_factory, "diffboost", 2, 0.53, created="2026-12-07T01:00:00Z")
+    assert reproduce_table(table, "mini", [*folds, rerun]).cell("prostate-diffboost", "dice").mean == \
+        pytest.approx(61.0)

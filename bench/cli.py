@@ -264,7 +264,7 @@ def protocol_names(folder: Path) -> dict[str, str]:
         short = rec["protocol_hash"][:8]
         if short not in out:
             proto = record_protocol(rec)
-            out[short] = f"{proto.name} \"{proto.title}\"" if proto else ""
+            out[short] = f"{proto.display_name} \"{proto.title}\"" if proto else ""
     return out
 
 

@@ -47,7 +47,7 @@ def protocol_line(plan: RunPlan) -> str:
     shipped = _shipped_protocols()
     where = "the shipped records' section" if plan.protocol_hash in shipped else "no shipped record has it"
     if named is not None:
-        return f"protocol: {named.name} \"{named.title}\" ({plan.protocol_hash[:8]}; {where})"
+        return f"protocol: {named.display_name} \"{named.title}\" ({plan.protocol_hash[:8]}; {where})"
     applied = plan.resolved.protocol
     why = (f"--config/--set changed the settings of {applied.name}" if applied is not None
            else "--dataset leaves the task's leaderboard protocols")

@@ -13,13 +13,13 @@ version: a change that moves a protocol's hash gets a new version, never the old
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 PROTOCOLS_FILE = Path(__file__).with_name("protocols.yaml")
-NAME = re.compile(r"^(?P<task>[a-z0-9][a-z0-9-]*)/(?P<profile>smoke|mini|paper)(?:-(?P<variant>[A-Za-z0-9.]+))?"
+NAME = re.compile(r"^(?P<task>[a-z0-9][a-z0-9-]*)/(?P<profile>smoke|mini|paper)(?:-(?P<variant>[A-Za-z0-9.][A-Za-z0-9.-]*))?"
                   r"@v(?P<version>[1-9][0-9]*)$")
 
 
@@ -40,11 +40,35 @@ class Protocol:
     default: bool = False
     hash: str | None = None  # the hash's first 8 characters, as pinned in the file (None: not pinned)
     implicit: bool = False
+    vary: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Task keys whose listed values each keep the protocol's name (a family: MedDiff-FT's +150 / +275 pairs,
+    DiffBoost's folds); every combination is its own hash, and so its own leaderboard section."""
+    values: dict[str, Any] = field(default_factory=dict)
+    """The ``vary`` values of one member of the family (set by `name_of` for a record)."""
 
     @property
     def label(self) -> str:
         """``name (title)``, e.g. ``seg-aug/mini@v1 (S_1k twin, 4 segmenters)``."""
-        return f"{self.name} ({self.title})"
+        return f"{self.display_name} ({self.title})"
+
+    @property
+    def display_name(self) -> str:
+        """The name, with the member's ``vary`` values: ``seg-aug/mini-meddiff-busi@v1[n_generate=150]``."""
+        if not self.values:
+            return self.name
+        return self.name + "[" + ",".join(f"{k}={_plain(v)}" for k, v in sorted(self.values.items())) + "]"
+
+    def members(self) -> list[Protocol]:
+        """The protocol itself (its settings as listed) and one protocol per combination of its ``vary`` values."""
+        import itertools
+
+        keys = sorted(self.vary)
+        combos = [dict(zip(keys, values)) for values in itertools.product(*(self.vary[k] for k in keys))] if keys else []
+        return [self, *(replace(self, settings={**self.settings, **combo}, values=combo) for combo in combos)]
+
+
+def _plain(value: Any) -> str:
+    return "null" if value is None else str(value)
 
 
 @lru_cache(maxsize=4)
@@ -61,12 +85,16 @@ def load(path: Path = PROTOCOLS_FILE) -> dict[str, Protocol]:
             raise ProtocolError(f"{path}: protocol name '{name}' is not <task>/<profile>[-<variant>]@v<N>")
         if not isinstance(entry, dict) or not isinstance(entry.get("title"), str):
             raise ProtocolError(f"{path}: protocol '{name}' needs a mapping with a string 'title'")
-        unknown = set(entry) - {"title", "about", "task", "default", "hash"}
+        unknown = set(entry) - {"title", "about", "task", "default", "hash", "vary"}
         if unknown:
             raise ProtocolError(f"{path}: protocol '{name}': unknown key(s) {', '.join(sorted(unknown))}")
+        vary = entry.get("vary") or {}
+        if not isinstance(vary, dict) or not all(isinstance(v, list) and v for v in vary.values()):
+            raise ProtocolError(f"{path}: protocol '{name}': 'vary' must map task keys to non-empty lists of values")
         proto = Protocol(name=name, task=match["task"], profile=match["profile"], title=entry["title"],
                          about=entry.get("about", ""), settings=dict(entry.get("task") or {}),
-                         default=bool(entry.get("default", False)), hash=entry.get("hash"))
+                         default=bool(entry.get("default", False)), hash=entry.get("hash"),
+                         vary={k: tuple(v) for k, v in vary.items()})
         if proto.default:
             key = (proto.task, proto.profile)
             if key in defaults:
@@ -143,18 +171,21 @@ def hash_for(proto: Protocol, checksums: dict[str, str]) -> str:
 def name_of(task: str, profile: str, protocol_hash: str, checksums: dict[str, str]) -> Protocol | None:
     """The protocol of ``task`` and ``profile`` whose settings give ``protocol_hash`` with these split checksums."""
     for proto in of_task(task, profile):
-        try:
-            full = _hash_cached(proto.name, task, profile, tuple(sorted(checksums.items())))
-        except Exception:  # noqa: BLE001 - a task this install cannot build (a plugin's, an invalid entry)
-            continue
-        if full.startswith(protocol_hash) or protocol_hash.startswith(full):
-            return proto
+        for member in proto.members():
+            try:
+                full = _hash_cached(proto.name, task, profile, tuple(sorted(checksums.items())),
+                                    repr(sorted(member.values.items())))
+            except Exception:  # noqa: BLE001 - a task this install cannot build (a plugin's, an invalid entry)
+                continue
+            if full.startswith(protocol_hash) or protocol_hash.startswith(full):
+                return member
     return None
 
 
-@lru_cache(maxsize=512)
-def _hash_cached(name: str, task: str, profile: str, checksums: tuple[tuple[str, str], ...]) -> str:
-    return hash_for(get(name, task, profile), dict(checksums))
+@lru_cache(maxsize=2048)
+def _hash_cached(name: str, task: str, profile: str, checksums: tuple[tuple[str, str], ...], values: str) -> str:
+    member = next(m for m in get(name, task, profile).members() if repr(sorted(m.values.items())) == values)
+    return hash_for(member, dict(checksums))
 
 
 def record_protocol(record: dict[str, Any]) -> Protocol | None:
@@ -167,5 +198,5 @@ def describe(record: dict[str, Any], width: int = 8) -> str:
     """``seg-aug/mini@v1 "S_1k twin, 4 segmenters" (c0ccbbf7)``, or ``c0ccbbf7 (unnamed)``."""
     proto = record_protocol(record)
     short = record["protocol_hash"][:width]
-    return f"{proto.name} \"{proto.title}\" ({short})" if proto else f"{short} (no named protocol)"
+    return f"{proto.display_name} \"{proto.title}\" ({short})" if proto else f"{short} (no named protocol)"
 

@@ -19,6 +19,8 @@ def _plain_run_hash(task: str, method: str, profile: str = "mini", **kw) -> tupl
     definitions, as `bench submit` recomputes them; split names from a shipped record of the task)."""
     resolved = resolve(RunConfig(task=task, method=method, profile=profile, **kw))
     splits = next(r["dataset"]["splits"] for r in SHIPPED if r["task"]["id"] == task)
+    if getattr(resolved.task_config, "transfer_dataset", "absent") is None:  # e.g. the MedDiff-FT / DiffBoost twins
+        splits = {k: v for k, v in splits.items() if k != "transfer"}
     checksums = expected_split_checksums(resolved.task_config, splits)
     return (protocol_hash(task, resolved.task_cls.version, protocol_of(resolved.task_config, resolved.task_cls),
                           checksums), resolved.protocol)
@@ -46,7 +48,7 @@ def test_every_shipped_record_runs_a_named_protocol_and_both_seg_scales_are_name
     names = {r["run_id"]: protocols.record_protocol(r) for r in SHIPPED}
     assert all(names.values()), [k for k, v in names.items() if v is None]
     seg = {names[r["run_id"]].name for r in SHIPPED if r["task"]["id"] == "seg-aug"}
-    assert seg == {"seg-aug/mini@v1", "seg-aug/mini-s2.5k@v1"}
+    assert seg >= {"seg-aug/mini@v1", "seg-aug/mini-s2.5k@v1"}
     record = next(r for r in SHIPPED if r["protocol_hash"].startswith("c0ccbbf7"))
     assert protocols.describe(record) == 'seg-aug/mini@v1 "S_1k twin, 4 segmenters" (c0ccbbf7)'
 
@@ -90,3 +92,28 @@ def test_site_sections_and_record_list_show_the_name_with_the_hash_beside() -> N
     assert _protocol_cell(record).startswith("<code>seg-aug/mini-s2.5k@v1</code> (<code title=")
     unnamed = dict(record, protocol_hash="0" * 64)
     assert "no named protocol" in _section_heading("mini", "derm-mini", "0" * 64, unnamed)
+
+
+def test_a_family_names_every_listed_value_of_its_varying_key(tmp_path) -> None:
+    """MedDiff-FT's +150 / +275 runs and DiffBoost's per-fold runs keep their family's name, each value its own
+    hash (and leaderboard section); a value outside the list is no named protocol."""
+    splits = {k: v for k, v in next(r["dataset"]["splits"] for r in SHIPPED if r["task"]["id"] == "seg-aug").items()
+              if k != "transfer"}
+    base, _ = _plain_run_hash("seg-aug", "real-only", protocol="seg-aug/mini-meddiff-busi@v1")
+    n150, _ = _plain_run_hash("seg-aug", "real-only", protocol="seg-aug/mini-meddiff-busi@v1",
+                              sets=["task.n_generate=150"])
+    n99, _ = _plain_run_hash("seg-aug", "real-only", protocol="seg-aug/mini-meddiff-busi@v1",
+                             sets=["task.n_generate=99"])
+    checksums = expected_split_checksums(resolve(RunConfig(task="seg-aug", method="real-only",
+                                                           protocol="seg-aug/mini-meddiff-busi@v1")).task_config,
+                                         splits)
+    assert len({base, n150, n99}) == 3
+    named = protocols.name_of("seg-aug", "mini", n150, checksums)
+    assert named.name == "seg-aug/mini-meddiff-busi@v1" and named.values == {"n_generate": 150}
+    assert named.display_name == "seg-aug/mini-meddiff-busi@v1[n_generate=150]"
+    assert protocols.name_of("seg-aug", "mini", base, checksums).display_name == "seg-aug/mini-meddiff-busi@v1"
+    assert protocols.name_of("seg-aug", "mini", n99, checksums) is None
+    bad = tmp_path / "p.yaml"
+    bad.write_text("seg-aug/mini-x@v1: {title: a, vary: {fold: 3}}\n")
+    with pytest.raises(protocols.ProtocolError, match="'vary' must map task keys to non-empty lists"):
+        protocols.load(bad)

@@ -382,7 +382,7 @@ def _section_heading(profile: str, dataset: str, proto: str, record: dict[str, A
 
     named = record_protocol(record)
     code = f'<code title="{esc(proto)}">{esc(proto[:12])}</code>'
-    title = (f"Protocol <code>{esc(named.name)}</code> — {esc(named.title)} ({code})" if named
+    title = (f"Protocol <code>{esc(named.display_name)}</code> — {esc(named.title)} ({code})" if named
              else f"Protocol {code} (no named protocol)")
     about = f'<p class="meta">{esc(named.about)}</p>' if named and named.about else ""
     return (f'<h2 id="{esc(profile)}-{esc(dataset)}-{esc(proto[:12])}">{title} · profile <code>{esc(profile)}</code> · '
@@ -395,7 +395,7 @@ def _protocol_cell(record: dict[str, Any]) -> str:
 
     named = record_protocol(record)
     code = f'<code title="{esc(record["protocol_hash"])}">{esc(record["protocol_hash"][:8])}</code>'
-    return f"<code>{esc(named.name)}</code> ({code})" if named else code
+    return f"<code>{esc(named.display_name)}</code> ({code})" if named else code
 
 
 def _index_page(by_task: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]]) -> str:

@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 
 #: Fields of a Sample (and of a Condition) that capabilities may name.
 SAMPLE_FIELDS = ("image", "mask", "label", "labels", "report", "prompt")
-#: Extra field a Condition may carry: a reference image (style, identity, appearance).
-CONDITION_FIELDS = ("mask", "label", "labels", "report", "prompt", "reference")
+#: Extra fields a Condition may carry: a reference image (style, identity, appearance) and an edge map to follow.
+CONDITION_FIELDS = ("mask", "label", "labels", "report", "prompt", "reference", "edges")
 
 
 @dataclass
@@ -62,7 +62,9 @@ class Condition:
     """A partial sample: what the task gives the generator to follow.
 
     ``reference`` is a reference image (C, H, W) in [0, 1] (style, appearance or
-    identity source); the other fields mean what they mean in `Sample`.
+    identity source); ``edges`` an edge map (C, H, W) in [0, 1] the image must follow (DiffBoost's Table I:
+    an image reconstructed from its edges; ``meta["edge_detector"]`` names the extractor); the other fields mean
+    what they mean in `Sample`.
     """
 
     mask: torch.Tensor | None = None
@@ -71,6 +73,7 @@ class Condition:
     report: str | None = None
     prompt: str | None = None
     reference: torch.Tensor | None = None
+    edges: torch.Tensor | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def fields(self) -> frozenset[str]:
@@ -86,26 +89,43 @@ class Capabilities:
         returns: sample fields every generated sample carries.
         requires: condition fields that must be present (subset of ``accepts``);
             ControlNet requires a mask, an unconditional model requires nothing.
+        requires_one_of: alternatives, each a set of fields; when given, the condition must hold every field
+            of at least one (DiffBoost: a real image and its mask to re-render, or an edge map).
     """
 
     accepts: frozenset[str] = frozenset()
     returns: frozenset[str] = frozenset()
     requires: frozenset[str] = frozenset()
+    requires_one_of: tuple[frozenset[str], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("accepts", "returns", "requires"):
             value = getattr(self, name)
             if not isinstance(value, frozenset):
                 object.__setattr__(self, name, frozenset(value))
-        unknown = (self.accepts | self.requires) - set(CONDITION_FIELDS)
+        object.__setattr__(self, "requires_one_of", tuple(frozenset(a) for a in self.requires_one_of))
+        alternatives = frozenset().union(*self.requires_one_of)
+        unknown = (self.accepts | self.requires | alternatives) - set(CONDITION_FIELDS)
         unknown |= self.returns - set(SAMPLE_FIELDS)
         if unknown:
             raise ValueError(f"Capabilities name unknown fields: {sorted(unknown)}")
-        if not self.requires <= self.accepts:
-            raise ValueError(f"requires {sorted(self.requires - self.accepts)} not in accepts")
+        if not (self.requires | alternatives) <= self.accepts:
+            raise ValueError(f"requires {sorted((self.requires | alternatives) - self.accepts)} not in accepts")
 
-    def to_dict(self) -> dict[str, list[str]]:
-        return {k: sorted(getattr(self, k)) for k in ("accepts", "returns", "requires")}
+    def unmet(self, given: frozenset[str]) -> str | None:
+        """What a task giving ``given`` leaves unmet (one phrase), or None."""
+        missing = self.requires - given
+        if missing:
+            return f"the method requires {sorted(missing)}"
+        if self.requires_one_of and not any(a <= given for a in self.requires_one_of):
+            return "the method requires one of " + " or ".join(str(sorted(a)) for a in self.requires_one_of)
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: sorted(getattr(self, k)) for k in ("accepts", "returns", "requires")}
+        if self.requires_one_of:
+            out["requires_one_of"] = [sorted(a) for a in self.requires_one_of]
+        return out
 
 
 @dataclass

@@ -32,7 +32,7 @@ import torch
 
 from bench import config as cfg
 from bench.config import method_config_file
-from bench.interface import Condition, RunContext, Sample, capabilities_of, derive_seed
+from bench.interface import CONDITION_FIELDS, Condition, RunContext, Sample, capabilities_of, derive_seed
 from bench.registry import DATASETS, METHODS, TASKS, UnknownEntryError
 from bench.store import (NON_PROTOCOL_KEYS, SCHEMA_VERSION, atomic_write_text, environment, new_file_mode,  # noqa: F401
                          protocol_hash, protocol_of, stable_hash,
@@ -418,7 +418,7 @@ def remove_stale_temporaries(stage_dir: Path) -> list[Path]:
 
 def _restrict(cond: Condition, accepts: frozenset[str]) -> Condition:
     """The condition with only the fields the generator accepts (meta always passes)."""
-    kept = {f: getattr(cond, f) for f in ("mask", "label", "labels", "report", "prompt", "reference") if f in accepts}
+    kept = {f: getattr(cond, f) for f in CONDITION_FIELDS if f in accepts}
     return Condition(**kept, meta=dict(cond.meta))
 
 

@@ -1,4 +1,5 @@
-"""HED edges (Xie and Tu, ICCV 2015) as DiffBoost's code computes them (paper profile, spec B.5).
+"""HED edges (Xie and Tu, ICCV 2015) as DiffBoost's code computes them (paper profile, spec B.4-B.5; shared by
+DiffBoost and the radimagenet-synthesis task, so the task's edge maps are the method's).
 
 DiffBoost vendors ControlNet v1.0's ``annotator/hed``: sniklaus' PyTorch port of HED with the BSDS500 weights
 (``network-bsds500.pth``). The network: VGG-16's five convolution stages, a 1x1 score convolution after each,

@@ -4,10 +4,11 @@ Keys name their protocol (STYLE 6.7): ``fd[<extractor>]`` (``fd[inception-v3]`` 
 proper, ``fd[mini-clip]`` is never called FID), ``kid[<extractor>]``,
 ``ssim[range=1]`` / ``ssim[range=255]`` (chapter 6 section 5.3: the reference code very
 probably ran ``pytorch_msssim.ssim`` on [0, 1] images with its default
-``data_range=255``; we report both), ``ms_ssim``, ``psnr``, ``lpips_diversity``.
+``data_range=255``; we report both), ``ms_ssim``, ``psnr``, ``lpips_diversity``,
+``mae`` / ``mse`` / ``rmse`` (`pixel_errors`, per pair; DiffBoost Table I).
 
 All images are float tensors (N, C, H, W) in [0, 1] unless stated.
-Wrapped libraries: pytorch-msssim (SSIM, MS-SSIM), torchmetrics (PSNR, KID's
+Wrapped libraries: pytorch-msssim (SSIM, MS-SSIM), torchmetrics (PSNR, MAE, MSE, KID's
 polynomial MMD), lpips (LPIPS), scipy (matrix square root). The Frechet distance
 is written here on float64 sufficient statistics and tested against clean-fid's
 ``frechet_distance`` and torchmetrics' FID.
@@ -365,6 +366,24 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
 
     _check_pair(x, y)
     return peak_signal_noise_ratio(x.double(), y.double(), data_range=data_range, reduction="none", dim=(1, 2, 3))
+
+
+def pixel_errors(x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """Per-pair MAE, MSE (torchmetrics, float64, over all channels and pixels) and RMSE = sqrt(MSE) of each pair.
+
+    DiffBoost's Table I reports them on [0, 1] images as mean and std over images, so RMSE is per image, then
+    averaged (not the root of the mean MSE).
+
+    Returns:
+        ``{"mae": (N,), "mse": (N,), "rmse": (N,)}`` float64.
+    """
+    import torch
+    from torchmetrics.functional import mean_absolute_error, mean_squared_error
+
+    _check_pair(x, y)
+    mae = torch.stack([mean_absolute_error(a.double(), b.double()) for a, b in zip(x, y)])
+    mse = torch.stack([mean_squared_error(a.double(), b.double()) for a, b in zip(x, y)])
+    return {"mae": mae, "mse": mse, "rmse": mse.sqrt()}
 
 
 def ms_ssim_key(win_size: int = 11) -> str:

@@ -176,9 +176,9 @@ class Task:
         if missing_in:
             problems.append(f"conditions on {sorted(missing_in)}, which the method cannot follow "
                             f"(it accepts {sorted(capabilities.accepts) or 'nothing'})")
-        unmet = capabilities.requires - self.given()
+        unmet = capabilities.unmet(self.given())
         if unmet:
-            problems.append(f"gives {sorted(self.given()) or 'no conditions'}, but the method requires {sorted(unmet)}")
+            problems.append(f"gives {sorted(self.given()) or 'no conditions'}, but {unmet}")
         return "; ".join(problems) or None
 
     def method_problem(self, capabilities: Capabilities, produces_samples: bool = True) -> str | None:

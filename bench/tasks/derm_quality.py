@@ -100,7 +100,8 @@ class DermQualityTask(Task):
 
     def incompatibility(self, capabilities: Capabilities) -> str | None:
         why = super().incompatibility(capabilities)
-        if why and "mask" in capabilities.requires and self.config.conditioning != "masks":
+        needs_mask = "mask" in capabilities.requires or any("mask" in a for a in capabilities.requires_one_of)
+        if why and needs_mask and self.config.conditioning != "masks":
             why += " (set task.conditioning=masks to give each reference's mask)"
         return why
 

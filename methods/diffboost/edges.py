@@ -1,7 +1,8 @@
 """DiffBoost's edge condition (spec B.5): ``edge = clip(E(image) + B(mask), 0, 1)``.
 
-* E (``edge_detector``, recorded in the config): ``hed`` (the code's: sniklaus' HED with the BSDS500 weights from a
-  local file, `methods.diffboost.hed`), or a classical detector where those weights are absent (mini): ``canny``
+* E (``edge_detector``, recorded in the config): `bench.diffusion.edges.image_edges` (shared with the
+  radimagenet-synthesis task): ``hed`` (the code's: sniklaus' HED with the BSDS500 weights from a local file,
+  `bench.diffusion.hed`), or a classical detector where those weights are absent (mini): ``canny``
   (``skimage.feature.canny``, sigma ``edge_sigma``, on the grey image; spec B.14's first choice) or ``sobel``
   (``skimage.filters.sobel`` magnitude scaled to [0, 1] per image).
 * B: the code's mask-boundary term verbatim: ``clip(|conv2d(mask, K, mode='same', boundary='symm')|, 0, 1)`` with
@@ -15,10 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.diffusion.edges import EDGE_DETECTORS, image_edges
+
+__all__ = ["EDGE_DETECTORS", "SCHARR", "edge_condition", "image_edges", "mask_boundary"]
+
 #: The code's complex Scharr kernel (segmentation/preprocess/utils.py).
 SCHARR = np.array([[-3 - 3j, 0 - 10j, +3 - 3j], [-10 + 0j, 0 + 0j, +10 + 0j], [-3 + 3j, 0 + 10j, +3 + 3j]])
-
-EDGE_DETECTORS = ("hed", "canny", "sobel")
 
 
 def mask_boundary(mask: np.ndarray) -> np.ndarray:
@@ -26,29 +29,6 @@ def mask_boundary(mask: np.ndarray) -> np.ndarray:
     from scipy.signal import convolve2d
 
     return np.clip(np.abs(convolve2d(mask.astype(np.float64), SCHARR, mode="same", boundary="symm")), 0, 1)
-
-
-def image_edges(image: np.ndarray, detector: str = "canny", sigma: float = 2.0, hed: Any = None) -> np.ndarray:
-    """E(image) in [0, 1], (H, W), of a (C, H, W) image in [0, 1] (classical detectors: channels averaged first;
-    ``hed``: the loaded `HED` network on the RGB image, quantised to 8 bits as the code's annotator returns it)."""
-    if detector == "hed":
-        if hed is None:
-            raise ValueError("edge_detector=hed needs the HED network (method.hed_weights)")
-        rgb = torch.from_numpy(np.repeat(image, 3, 0) if image.shape[0] == 1 else image).float()[None]
-        with torch.no_grad():
-            edge = hed(rgb)[0, 0].numpy()
-        return np.round(np.clip(edge * 255.0, 0, 255)) / 255.0
-    grey = image.mean(0) if image.ndim == 3 else image
-    if detector == "canny":
-        from skimage.feature import canny
-
-        return canny(grey, sigma=sigma).astype(np.float64)
-    if detector == "sobel":
-        from skimage.filters import sobel
-
-        mag = sobel(grey)
-        return mag / mag.max() if mag.max() > 0 else mag
-    raise ValueError(f"unknown edge detector '{detector}'; valid: {', '.join(EDGE_DETECTORS)}")
 
 
 def edge_condition(image: torch.Tensor, mask: torch.Tensor | None, detector: str = "canny", sigma: float = 2.0,

@@ -19,8 +19,6 @@ logger = logging.getLogger(__name__)
 
 CONTROLNET_DIR = "controlnet"
 STATE_FILE = "diffboost.json"
-RADIMAGENET_ABBREVIATIONS = {"abd": "abdomen", "af": "ankle", "cbd": "common bile duct", "gb": "gallbladder",
-                             "ivc": "inferior vena cava"}
 
 
 @dataclass(frozen=True)
@@ -40,9 +38,10 @@ class DiffBoostConfig:
     downloads)."""
     edge_sigma: float = 2.0
     """Canny's Gaussian sigma."""
-    pretrain: Literal["mini-worlds", "folder", "none"] = "folder"
-    """Pretraining: RadImageNet-style image folder (``pretrain_data``; paper), the package's mini worlds (mini), or
-    none (the ControlNet starts as the UNet copy)."""
+    pretrain: Literal["mini-worlds", "folder", "fit-set", "none"] = "folder"
+    """Pretraining: RadImageNet-style image folder (``pretrain_data``; paper), the package's mini worlds (mini), the
+    samples `fit` is given (``fit-set``: radimagenet-synthesis hands RadImageNet's train split, so Table I's test
+    images stay out of pretraining), or none (the ControlNet starts as the UNet copy)."""
     pretrain_data: str | None = None
     """With ``pretrain: folder``: images under ``<modality>/<organ>/<category>/`` folders (RadImageNet layout); the
     prompt is the comma-joined folder path."""
@@ -113,11 +112,13 @@ class DiffBoostConfig:
 
 
 class DiffBoost(GeneratorBase):
-    """(real image, mask) -> a re-rendering of the image from its edges, with the same mask."""
+    """(real image, mask) -> a re-rendering of the image from its edges, with the same mask; or (edge map, prompt) ->
+    an image (Table I's reconstruction, with the pretrained ControlNet; the sample has no mask)."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "reference", "label", "prompt"}),
-                                                        returns=frozenset({"image", "mask"}),
-                                                        requires=frozenset({"mask", "reference"}))
+    # a real image and its mask to re-render (seg-aug), or an edge map to render (radimagenet-synthesis, Table I)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        accepts=frozenset({"mask", "reference", "edges", "label", "prompt"}), returns=frozenset({"image", "mask"}),
+        requires_one_of=(frozenset({"mask", "reference"}), frozenset({"edges"})))
     Config = DiffBoostConfig
     version: ClassVar[str] = "1"
     generation_only: ClassVar[frozenset[str]] = frozenset({
@@ -158,7 +159,7 @@ class DiffBoost(GeneratorBase):
         return images, masks
 
     # -- pretraining ---------------------------------------------------------------------------------
-    def _pretrained(self, ctx: RunContext, seed: int) -> tuple[Any, dict[str, Any]]:
+    def _pretrained(self, ctx: RunContext, seed: int, train: Sequence[Sample] = ()) -> tuple[Any, dict[str, Any]]:
         from bench.diffusion.controlnet import build_controlnet, load_controlnet
         from bench.store import stable_hash
 
@@ -171,6 +172,14 @@ class DiffBoost(GeneratorBase):
         controlnet = build_controlnet(self.parts.unet, self.parts.codec.factor, 3, None, seed=seed)
         if c.pretrain == "none":
             return controlnet, {"pretrain": "none"}
+        if c.pretrain == "fit-set":  # no cache of its own: the runner caches the fit stage
+            samples = list(train)
+            images, _ = self._prepare(samples)
+            hints = self._fit_hints(samples, images)
+            log = train_edge_controlnet(self.parts, controlnet, images, hints, [s.prompt or c.prompt for s in samples],
+                                        c.pretrain_steps, c.pretrain_batch_size, c.pretrain_lr, derive_seed(seed, 1),
+                                        c.augment, advance=ctx.progress("pretrain controlnet", c.pretrain_steps))
+            return controlnet, {"pretrain": "fit-set", "pairs": len(samples), "log": log[-10:]}
         recipe = {"backbone": self.parts.name, "resolution": c.resolution, "pretrain": c.pretrain,
                   "worlds": list(c.pretrain_worlds), "data": c.pretrain_data, "per_world": c.pretrain_per_world,
                   "steps": c.pretrain_steps, "lr": c.pretrain_lr, "batch": c.pretrain_batch_size,
@@ -194,15 +203,48 @@ class DiffBoost(GeneratorBase):
                             "log": log[-10:]}
 
     # -- protocol ------------------------------------------------------------------------------------
+    def _fit_hints(self, samples: Sequence[Sample], images: torch.Tensor) -> torch.Tensor:
+        """Edge hints of fit samples: the task's own edge map (``meta["edges"]``, radimagenet-synthesis) when every
+        sample carries one, else the image edges (pretraining data has no masks, B.4)."""
+        from bench.tasks.common import resize_image
+
+        if samples and all(s.meta.get("edges") is not None for s in samples):
+            return torch.stack([resize_image(torch.as_tensor(s.meta["edges"]).float().expand(3, -1, -1),
+                                             self.config.resolution) for s in samples])
+        return self._hints(images, [None] * len(images))
+
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
-        from .train import train_edge_controlnet
+        """Pretrain (cached), then fine-tune on the task's image-mask pairs (B.5). A fit set without masks
+        (radimagenet-synthesis: the pretraining data itself) is not fine-tuned on: Table I scores the pretrained
+        ControlNet (B.4); ``pretrain: fit-set`` pretrains on it, the other settings check it against their own."""
+        from .train import mini_world_pairs, train_edge_controlnet
 
         c = self.config
+        if len(train) == 0 or train[0].image is None:
+            raise ValueError("diffboost trains on images; the fit set is empty or its first sample has no image")
+        self._ensure_backbone()
+        seed = derive_seed(c.train_seed, ctx.seed)
+        if train[0].mask is None:
+            self.controlnet, pre = self._pretrained(ctx, seed, train)
+            note = None
+            if c.pretrain == "mini-worlds":
+                ids = [s.meta.get("id") for s in mini_world_pairs(c.pretrain_worlds, c.pretrain_per_world,
+                                                                  c.resolution)[0]]
+                same = sorted(ids) == sorted(s.meta.get("id") for s in train)
+                note = "the fit set is the pretraining set" if same else "the fit set differs from the pretraining set"
+                if not same:
+                    logger.warning("diffboost: the task's fit set (%d samples) is not the mini-world pretraining set "
+                                   "(%d): generating with the ControlNet pretrained on the latter", len(train), len(ids))
+            sample = [train[i] for i in range(min(len(train), 64))]
+            grey = bool(all(torch.allclose(x[0], x[1]) and torch.allclose(x[1], x[2])
+                            for x in self._prepare(sample)[0]))
+            logger.info("diffboost fit: %d samples without masks: pretrained ControlNet only (pretrain %s), no "
+                        "fine-tuning (B.4, Table I)", len(train), pre.get("pretrain"))
+            self.state = {"pretraining": pre, "grey_data": grey, "fine_tuned": False, "fit_set": note}
+            return
         bad = [i for i, s in enumerate(train) if s.image is None or s.mask is None]
         if bad:
             raise ValueError(f"diffboost trains on image-mask pairs; training sample {bad[0]} lacks an image or mask")
-        self._ensure_backbone()
-        seed = derive_seed(c.train_seed, ctx.seed)
         self.controlnet, pre = self._pretrained(ctx, seed)
         images, masks = self._prepare(train)
         hints = self._hints(images, masks)
@@ -224,8 +266,13 @@ class DiffBoost(GeneratorBase):
         if self.controlnet is None:
             raise RuntimeError("diffboost: generate() before fit() or load()")
         for i, cond in enumerate(conditions):
-            if cond.mask is None or cond.reference is None:
-                raise ValueError(f"diffboost re-renders a real image: condition {i} needs a mask and a reference image")
+            if cond.edges is None and (cond.mask is None or cond.reference is None):
+                raise ValueError(f"diffboost re-renders a real image or renders an edge map: condition {i} needs a "
+                                 "mask and a reference image, or an edge map")
+            detector = cond.meta.get("edge_detector")
+            if cond.edges is not None and detector not in (None, c.edge_detector):
+                logger.warning("diffboost: condition %d's edge map is %s edges, this ControlNet was trained on %s "
+                               "edges (method.edge_detector)", i, detector, c.edge_detector)
         self._ensure_backbone()
         parts = self.parts
         grey = c.grayscale == "on" or (c.grayscale == "auto" and self.state.get("grey_data", False))
@@ -236,8 +283,15 @@ class DiffBoost(GeneratorBase):
         for start in range(0, len(conditions), c.generate_batch):
             chunk = conditions[start:start + c.generate_batch]
             index = [int(cond.meta.get("index", start + k)) for k, cond in enumerate(chunk)]
-            refs, masks = self._prepare([Sample(image=cond.reference, mask=cond.mask) for cond in chunk])
-            hints = self._hints(refs, masks).to(parts.device)
+            if all(cond.edges is not None for cond in chunk):  # Table I: the task's edge maps, no mask
+                from bench.tasks.common import resize_image
+
+                masks = [None] * len(chunk)
+                hints = torch.stack([resize_image(cond.edges.float().expand(3, -1, -1), c.resolution)
+                                     for cond in chunk]).to(parts.device)
+            else:
+                refs, masks = self._prepare([Sample(image=cond.reference, mask=cond.mask) for cond in chunk])
+                hints = self._hints(refs, masks).to(parts.device)
             occurrence = []
             for cond in chunk:  # the i-th rendering of one source image gets augmentation phrase i (code)
                 sid = cond.meta.get("source_id")
@@ -246,7 +300,12 @@ class DiffBoost(GeneratorBase):
             seeds = [derive_seed(1, occ) if c.seed_mode == "fixed" else derive_seed(ctx.seed, 17, i)
                      for i, occ in zip(index, occurrence)]
             latents = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-            cond_text, uncond = conditioning(parts, c.prompt, occurrence, c.text_mode)
+            prompts = [cond.prompt if cond.edges is not None and cond.prompt else c.prompt for cond in chunk]
+            if len(set(prompts)) == 1:
+                cond_text, uncond = conditioning(parts, prompts[0], occurrence, c.text_mode)
+            else:  # edge maps of several datasets (the pretraining mix): each with its own prompt
+                parts_text = [conditioning(parts, p, [o], c.text_mode) for p, o in zip(prompts, occurrence)]
+                cond_text, uncond = torch.cat([t for t, _ in parts_text]), parts_text[0][1]
             sched = make_scheduler(c.sampler, parts.scheduler)
             sched.set_timesteps(c.sample_steps)
             with torch.no_grad():
@@ -260,9 +319,9 @@ class DiffBoost(GeneratorBase):
             for k, cond in enumerate(chunk):
                 meta = {"source_id": cond.meta.get("source_id"), "aug_phrase": AUG_PHRASES[occurrence[k] % 50]
                         if c.text_mode == "code" else None}
-                if hook is not None:
+                if hook is not None and masks[k] is not None:  # patch merging pairs a rendering with its real image
                     meta["train_hook"] = hook
-                yield Sample(image=images[k], mask=masks[k], label=cond.label, prompt=c.prompt, meta=meta)
+                yield Sample(image=images[k], mask=masks[k], label=cond.label, prompt=prompts[k], meta=meta)
 
     def save(self, path: Path) -> None:
         from bench.diffusion.controlnet import save_controlnet
@@ -289,6 +348,7 @@ def _folder_pairs(root: Path, resolution: int) -> tuple[list[Sample], list[str]]
     from PIL import Image
 
     from bench.data.base import DataError
+    from bench.data.radimagenet import folder_prompt
 
     if not root.is_dir():
         raise DataError(f"method.pretrain_data={root}: not a folder (RadImageNet layout: <modality>/<organ>/<class>/*.png)")
@@ -300,6 +360,5 @@ def _folder_pairs(root: Path, resolution: int) -> tuple[list[Sample], list[str]]
         with Image.open(f) as im:
             arr = np.asarray(im.convert("RGB").resize((resolution, resolution), Image.BILINEAR), dtype=np.float32)
         samples.append(Sample(image=torch.from_numpy(arr / 255.0).permute(2, 0, 1).contiguous()))
-        parts = [RADIMAGENET_ABBREVIATIONS.get(p.lower(), p) for p in f.parent.relative_to(root).parts]
-        prompts.append(", ".join(parts) if parts else "")
+        prompts.append(folder_prompt(f.parent.relative_to(root).parts))
     return samples, prompts

@@ -24,14 +24,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bench.data.pretrain_mix import WORLDS
+
 logger = logging.getLogger(__name__)
 
-#: mini pretraining worlds: id -> (dataset id, options, prompt). derm-mini's world seed differs from the task's.
-MINI_WORLDS: dict[str, tuple[str, dict[str, Any], str]] = {
-    "cxr-mini": ("cxr-mini", {}, "Chest, X-ray"),
-    "derm-mini-99": ("derm-mini", {"world_seed": 99}, "Skin, Dermoscopy"),
-    "generic-world": ("generic-world", {}, "Objects, Photo"),
-}
+#: mini pretraining worlds: id -> (dataset id, options, prompt), the worlds of `bench.data.pretrain_mix` (the
+#: pretrain-mix-mini dataset, whose test split the radimagenet-synthesis task scores). derm-mini's world seed differs
+#: from the task's.
+MINI_WORLDS: dict[str, tuple[str, dict[str, Any], str]] = WORLDS
 
 
 def joint_augment(images: torch.Tensor, hints: torch.Tensor, generator: torch.Generator,
@@ -100,24 +100,17 @@ def train_edge_controlnet(parts: Any, controlnet: Any, images: torch.Tensor, hin
 
 
 def mini_world_pairs(worlds: Sequence[str], per_world: int, resolution: int) -> tuple[list[Any], list[str]]:
-    """Training samples of the mini pretraining worlds (``per_world`` each, train split) and their prompts."""
+    """Training samples of the mini pretraining worlds (``per_world`` each, train split) and their prompts: the
+    train split of the pretrain-mix-mini dataset with ``sizes.train = per_world`` at ``resolution``."""
     from bench.data.base import DataError
-    from bench.registry import DATASETS
+    from bench.data.pretrain_mix import PretrainMixMini
 
-    samples, prompts = [], []
-    for name in worlds:
-        if name not in MINI_WORLDS:
-            raise DataError(f"method.pretrain_worlds: unknown mini world '{name}'; valid: {', '.join(MINI_WORLDS)}")
-        dataset_id, options, prompt = MINI_WORLDS[name]
-        if dataset_id == "generic-world":
-            from bench.data.generic_world import GenericWorld as cls
-        else:
-            cls = DATASETS.get(dataset_id)
-        ds = cls(root=None, image_size=resolution, sizes={"train": per_world}, **options)
-        split = ds.load("train")
-        samples.extend(split[i] for i in range(min(per_world, len(split))))
-        prompts.extend([prompt] * min(per_world, len(split)))
-    return samples, prompts
+    unknown = [w for w in worlds if w not in MINI_WORLDS]
+    if unknown:
+        raise DataError(f"method.pretrain_worlds: unknown mini world '{unknown[0]}'; valid: {', '.join(MINI_WORLDS)}")
+    split = PretrainMixMini(image_size=resolution, worlds=tuple(worlds), sizes={"train": per_world}).load("train")
+    samples = [split[i] for i in range(len(split))]
+    return samples, [s.prompt for s in samples]
 
 
 def cached_folder(cache_root: Path, key: str) -> Path:

@@ -57,6 +57,14 @@ def test_smoke_run_scores_equal_the_libraries_on_the_saved_images(tmp_path, meth
         "mae": False, "mse": False, "rmse": False, "ssim[range=1]": True, "ms_ssim[win=3]": True}
     assert record["comparisons"]["edges"]["edge_detector"] == "canny"
     check_scores(record, rows)  # bench submit: every headline recomputes from the rows
+    from bench.tables.paper import load_table
+    from bench.tables.reproduce import reproduce_table
+
+    table = reproduce_table(load_table("diffboost-1"), "smoke", [record])  # smoke reads the mini entries
+    cells = {col: table.cell(method, col) for col in ("mae", "mse", "rmse", "ssim", "ms-ssim")}
+    assert all(c.status == "ok" for c in cells.values()), cells
+    assert cells["ms-ssim"].mean == pytest.approx(record["metrics"]["ms_ssim[win=3]"])
+    assert cells["mae"].mean == pytest.approx(record["metrics"]["mae"])
     if method == "diffboost":  # Table I scores the pretrained ControlNet, never fine-tuned on the fit set
         import json
 

@@ -131,6 +131,7 @@ def _build() -> MetricCatalogue:
     _add(c, "lpips_diversity", True, 0.0, None, "LPIPS diversity", "Mean LPIPS(AlexNet) over seeded random distinct pairs within the generated set (Table 4.1).")
     _add(c, "lpips_diversity[*]", True, 0.0, None, "LPIPS diversity", "Within-set LPIPS of the bracketed kind, e.g. lpips_diversity[masks] (Table 4.7).")
     _add(c, "lpips", False, 0.0, None, "LPIPS", "Mean LPIPS(AlexNet) of paired images (Table 5.2: generated vs style reference).")
+    _add(c, "lpips[*]", False, 0.0, None, "LPIPS", "Paired LPIPS with the bracketed trunk, e.g. lpips[alex-random] (the mini proxy).")
     # text (ch6 5.5-5.8)
     for n in range(1, 5):
         _add(c, f"bleu{n}", True, 0.0, 1.0, f"BLEU-{n}", f"Corpus BLEU-{n}, nltk, uniform weights, no smoothing (ch6 5.5).")

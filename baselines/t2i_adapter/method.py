@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from bench.diffusion.finetune import lesion_pairs
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class T2IAdapterBaseline(GeneratorBase):
         seed = derive_seed(c.train_seed, ctx.seed)
         g = torch.Generator().manual_seed(seed)
         if c.n_train is not None:
-            pairs = [pairs[i] for i in torch.randperm(len(pairs), generator=g)[:c.n_train].tolist()]
+            pairs = lesion_pairs(pairs, c.n_train, g)
         images = torch.stack([resize_image(s.image if s.image.shape[0] == 3 else s.image.expand(3, -1, -1),
                                            c.resolution) for s in pairs])
         cond = mask_condition(torch.stack([resize_mask(s.mask, c.resolution) for s in pairs]), 3)

@@ -4,10 +4,13 @@
   (``unet.add_adapter``); only adapter weights are then trainable.
 * `attention_parameters` selects attention weights for methods that fine-tune them directly: Custom
   Diffusion's cross-attention key/value (``"cross-kv"``), all cross-attention (``"cross"``) or all attention.
+* `lesion_pairs` draws the few-shot fine-tuning set (MedDiff-FT's ~30 lesion pairs), the same pairs for every
+  generator given the same seed (MedDiff-FT Table 2: ControlNet and T2I-Adapter "trained on the same 30 pairs").
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -75,3 +78,14 @@ def attention_parameters(unet: Any, which: str = "cross-kv") -> list[Any]:
 def trainable_parameters(module: Any) -> list[Any]:
     """Parameters with ``requires_grad`` (what an optimizer should receive)."""
     return [p for p in module.parameters() if p.requires_grad]
+
+
+def lesion_pairs(samples: Sequence[Any], n: int | None, generator: Any) -> list[Any]:
+    """``n`` image-mask pairs with a non-empty mask, in the order of a permutation drawn from ``generator`` (a
+    seeded ``torch.Generator``, advanced by the draw); every lesion pair, in order, when ``n`` is None."""
+    import torch
+
+    lesion = [s for s in samples if s.mask is not None and bool(s.mask.any())]
+    if n is None:
+        return lesion
+    return [lesion[i] for i in torch.randperm(len(lesion), generator=generator)[:n].tolist()]

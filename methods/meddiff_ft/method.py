@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from bench.diffusion.finetune import lesion_pairs
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ class MedDiffFT(GeneratorBase):
         if not lesion:
             raise ValueError("meddiff-ft needs training pairs with a non-empty lesion mask; every mask is empty")
         g = torch.Generator().manual_seed(seed)
-        chosen = [lesion[i] for i in torch.randperm(len(lesion), generator=g)[:c.n_finetune].tolist()]
+        chosen = lesion_pairs(lesion, c.n_finetune, g)
         images, masks = self._images(chosen), self._masks([s.mask for s in chosen])
         cost = conversion_cost(self.parts.unet)
         logger.info("meddiff-ft fit: %d of %d lesion pairs, %d steps x %d x %d, lr %g, loss %s, %d px, backbone %s "

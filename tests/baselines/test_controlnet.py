@@ -117,3 +117,33 @@ def test_conditioning_helpers():
     assert image.shape == (2, 3, 4, 4) and image.dtype == torch.float32
     assert torch.equal(image[:, 0], masks.float()) and torch.equal(image[:, 2], masks.float())
     assert mask_condition(masks, 1).shape == (2, 1, 4, 4)
+
+
+def test_n_train_fits_the_lesion_pairs_meddiff_ft_and_t2i_adapter_fit(tiny_sd, derm, monkeypatch):
+    """MedDiff-FT Table 2: ControlNet and T2I-Adapter train "on the same 30 pairs" as MedDiff-FT (here 5 of 40):
+    with method.n_train the ControlNet trains on exactly the pairs the other two draw at the same seeds."""
+    import baselines.controlnet.train as train_module
+    from baselines.t2i_adapter import T2IAdapterBaseline, T2IAdapterConfig
+    from bench.diffusion.finetune import lesion_pairs
+    from bench.interface import derive_seed
+
+    train = derm[0][:40]
+    train[0] = type(train[0])(image=train[0].image, mask=torch.zeros_like(train[0].mask), meta=train[0].meta)
+    seen = {}
+
+    def capture(parts, controlnet, images, cond, prompt, config, seed, advance=None):
+        seen["images"] = images
+        return []
+
+    monkeypatch.setattr(train_module, "train_controlnet", capture)
+    ControlNet(_tiny_config(tiny_sd, n_train=5)).fit(train, RunContext(seed=3))
+    expected = lesion_pairs(train, 5, torch.Generator().manual_seed(derive_seed(42, 3)))
+    assert len(expected) == 5 and all(bool(s.mask.any()) for s in expected)
+    want = torch.stack([resize_image(s.image, 32) for s in expected])
+    torch.testing.assert_close(seen["images"], want)
+    t2i = T2IAdapterBaseline(T2IAdapterConfig(resolution=32, adapter_type="full_adapter_xl", channels=(32, 64, 128),
+                                              num_res_blocks=1, downscale_factor=2, n_train=5, steps=1, batch_size=2))
+    t2i.fit(train, RunContext(seed=3))
+    assert t2i.state["train_ids"] == [s.meta["id"] for s in expected]
+    with pytest.raises(Exception, match="method.n_train must be >= 1 or null"):
+        ControlNetConfig(n_train=0).validate()

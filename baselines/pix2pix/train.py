@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.gan.conditional import set_lr
+
 
 def gan_loss(logits: torch.Tensor, real: bool, mode: str = "vanilla") -> torch.Tensor:
     """The GAN loss of patch logits against an all-real or all-fake target."""
@@ -59,9 +61,7 @@ def train_pix2pix(generator: nn.Module, discriminator: nn.Module, edges: torch.T
         torch.manual_seed(seed)  # dropout draws from the global generator
         for epoch in range(c.epochs + c.decay_epochs):
             lr = c.lr * lr_factor(epoch, c.epochs, c.decay_epochs)
-            for opt in (opt_g, opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = lr
+            set_lr((opt_g, opt_d), lr)
             order = torch.randperm(len(images), generator=gen)
             for start in range(0, len(order), c.batch_size):
                 idx = order[start:start + c.batch_size]

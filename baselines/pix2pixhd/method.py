@@ -11,7 +11,6 @@ mask it was conditioned on.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -204,23 +203,14 @@ class Pix2PixHD(GeneratorBase):
                 yield Sample(image=images[k].clamp(0, 1), mask=masks[k], meta={"source_id": cond.meta.get("source_id")})
 
     def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
+        from bench.gan.conditional import save_generator
 
-        if self.generator is None:
-            raise RuntimeError("pix2pixhd: nothing to save, the generator was never fitted or loaded")
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.generator.state_dict().items()},
-                  str(path / GENERATOR_FILE))
-        (path / STATE_FILE).write_text(json.dumps({"config": asdict(self.config), "log": self.log[-50:]}))
+        save_generator(self.generator, path, GENERATOR_FILE, STATE_FILE,
+                       {"config": asdict(self.config), "log": self.log[-50:]}, "pix2pixhd")
 
     def load(self, path: Path) -> None:
-        from safetensors.torch import load_file
+        from bench.gan.conditional import load_generator
 
-        file = path / GENERATOR_FILE
-        if not file.is_file():
-            raise FileNotFoundError(f"no trained Pix2PixHD generator in {path} (expected {GENERATOR_FILE})")
-        generator = self.build_generator()
-        generator.load_state_dict(load_file(str(file)))
-        self.generator = generator.requires_grad_(False).eval()
-        state = path / STATE_FILE
-        self.log = json.loads(state.read_text()).get("log", []) if state.is_file() else []
+        generator, state = load_generator(self.build_generator, path, GENERATOR_FILE, STATE_FILE, "Pix2PixHD")
+        self.generator = generator.eval()
+        self.log = state.get("log", [])

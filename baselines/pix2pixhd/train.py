@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.gan.conditional import set_lr
+
 from .losses import VGGLoss, feature_matching_loss, lsgan_loss
 
 
@@ -53,9 +55,7 @@ def train_pix2pixhd(generator: nn.Module, discriminator: nn.Module, labels: torc
     step = 0
     for epoch in range(c.epochs):
         lr = c.lr * lr_factor(epoch, c.epochs, c.decay_epochs)
-        for opt in (opt_g, opt_d):
-            for group in opt.param_groups:
-                group["lr"] = lr
+        set_lr((opt_g, opt_d), lr)
         order = torch.randperm(len(images), generator=gen)
         for start in range(0, len(order), c.batch_size):
             idx = order[start:start + c.batch_size]

@@ -62,10 +62,12 @@ def _blur(field: torch.Tensor, sigma: float) -> torch.Tensor:
 class Noise(GeneratorBase):
     """Random images with the condition's mask and label (or random ones): no information about the task."""
 
-    # A prompt or reference image is accepted and ignored: a control that carries no information about it (the
-    # floor of prompt-conditioned tasks, a chance-level annotator on skin-tone).
-    capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label", "prompt", "reference"}),
-                                                        returns=frozenset({"image", "mask", "label"}))
+    # A prompt, reference image or edge map is accepted and ignored: a control that carries no information about it
+    # (the floor of prompt-conditioned tasks, a chance-level annotator on skin-tone, the floor of edge-map
+    # reconstruction on radimagenet-synthesis).
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        accepts=frozenset({"mask", "label", "prompt", "reference", "edges"}),
+        returns=frozenset({"image", "mask", "label"}))
     Config = NoiseConfig
     version: ClassVar[str] = "1"
 
@@ -112,7 +114,7 @@ class Noise(GeneratorBase):
             raise RuntimeError("noise: generate before fit/load")
         for position, cond in enumerate(conditions):
             g = ctx.torch_generator(23, int(cond.meta.get("index", position)))  # shard-independent
-            like = cond.mask if cond.mask is not None else cond.reference
+            like = next((x for x in (cond.mask, cond.reference, cond.edges) if x is not None), None)
             size = int(like.shape[-1]) if like is not None else self.state["size"]
             image = self._image(size, g)
             mask = cond.mask.bool() if cond.mask is not None and self.config.mask == "given" else self._blob(size, g)

@@ -17,13 +17,15 @@ scored against the original with MAE, MSE, RMSE, SSIM and MS-SSIM, all at data r
   prompt; the original image is never given. The fit samples carry their edge map in ``meta["edges"]``; every
   condition's and fit sample's ``meta["edge_detector"]`` names the extractor.
 * Scores: each generated image is resized (bilinear, antialiased) to ``image_size`` and compared with the original
-  at that size, on all channels: ``mae``, ``mse`` (torchmetrics), ``rmse`` = sqrt of the image's MSE (per image,
+  at that size, on three channels (grey images replicated; the fit images are given so too): ``mae``, ``mse`` (torchmetrics), ``rmse`` = sqrt of the image's MSE (per image,
   then averaged, as Table I's std over images implies), ``ssim[range=1]`` and MS-SSIM (pytorch-msssim, Gaussian
   window 11, sigma 1.5). MS-SSIM's five scales need a side above ``(ms_ssim_window - 1) * 16`` px: the paper profile
   (256 px) uses the standard window 11 (key ``ms_ssim``); the mini profile (64 px) a window of 3, key
   ``ms_ssim[win=3]`` (``ms_ssim_window``: the five scales and their weights stay the standard ones), as
   derm-quality's mini MS-SSIM. Per-image scores are written as (metric, id, value) rows, so ``bench submit``
   recomputes every headline mean; the std over images is in ``comparisons.std_over_images``.
+* Controls: ``noise`` (random fields, edge map ignored) gives the floor; the ceiling needs no run (the original
+  itself: errors 0, SSIM and MS-SSIM 1), and no real-only arm exists (it would score the originals).
 """
 from __future__ import annotations
 
@@ -160,8 +162,8 @@ class RadImageNetSynthesisTask(Task):
         """The train split at ``edge_size``, each sample with its edge map in ``meta["edges"]`` (computed on access)."""
         edges, info = self._edges(), self._edge_meta()
 
-        def with_edges(s: Sample) -> Sample:
-            return replace(s, label=None, meta={**s.meta, **info, "edges": edges(s.image)})
+        def with_edges(s: Sample) -> Sample:  # RGB images (grey ones replicated, as they are scored)
+            return replace(s, image=_rgb(s.image), label=None, meta={**s.meta, **info, "edges": edges(s.image)})
 
         train = data.splits["train"]
         return train.map(with_edges) if hasattr(train, "map") else [with_edges(s) for s in train]
@@ -185,9 +187,7 @@ class RadImageNetSynthesisTask(Task):
 
     # -- scores ------------------------------------------------------------------------------------
     def _stack(self, samples: Sequence[Sample]) -> torch.Tensor:
-        size = self.config.image_size
-        return torch.stack([resize_image(s.image if s.image.shape[0] == 3 else s.image.expand(3, -1, -1), size)
-                            for s in samples]).float()
+        return torch.stack([resize_image(_rgb(s.image), self.config.image_size) for s in samples]).float()
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
         test = data.splits["test"]
@@ -208,6 +208,11 @@ class RadImageNetSynthesisTask(Task):
                        "scored_at": c.image_size, "data_range": 1.0}
         return Evaluation(metrics=metrics, higher_is_better=higher, comparisons=comparisons, per_sample=rows,
                           counts={"generated": len(fake), "test": len(real)})
+
+
+def _rgb(image: torch.Tensor) -> torch.Tensor:
+    """(1 or 3, H, W) -> (3, H, W): grey images (cxr-mini, RadImageNet read as grey) on three equal channels."""
+    return image if image.shape[0] == 3 else image.expand(3, -1, -1).contiguous()
 
 
 def reconstruction_scores(fake: torch.Tensor, real: torch.Tensor, ms_ssim_window: int = 11) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 GENERATOR_FILE = "generator.safetensors"
 STATE_FILE = "pix2pix.json"
+#: fit sets up to this size are read once into memory; larger ones batch by batch (same result)
+PRELOAD_LIMIT = 20000
 
 
 @dataclass(frozen=True)
@@ -137,33 +139,39 @@ class Pix2Pix(GeneratorBase):
         return resize_image(e, self.config.resolution)
 
     # -- protocol ----------------------------------------------------------------------------------
-    def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
+    def _pair(self, i: int, s: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """(edge input, RGB image at ``resolution``) of fit sample ``i``."""
         from bench.tasks.common import resize_image
 
+        if s.image is None or s.meta.get("edges") is None:
+            raise ValueError(f"pix2pix trains on (edge map, image) pairs: training sample {i} lacks an image or "
+                             "meta['edges'] (run it on a task that gives edge maps, e.g. radimagenet-synthesis)")
+        image = s.image if s.image.shape[0] == 3 else s.image.expand(3, -1, -1)
+        return self._edge_input(torch.as_tensor(s.meta["edges"])), resize_image(image.float(), self.config.resolution)
+
+    def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
         from .model import receptive_field
         from .train import train_pix2pix
 
         c = self.config
-        edges, images, detector = [], [], None
-        for i, s in enumerate(train):
-            if s.image is None or s.meta.get("edges") is None:
-                raise ValueError(f"pix2pix trains on (edge map, image) pairs: training sample {i} lacks an image or "
-                                 "meta['edges'] (run it on a task that gives edge maps, e.g. radimagenet-synthesis)")
-            edges.append(self._edge_input(torch.as_tensor(s.meta["edges"])))
-            detector = s.meta.get("edge_detector")
-            image = s.image if s.image.shape[0] == 3 else s.image.expand(3, -1, -1)
-            images.append(resize_image(image.float(), c.resolution))
+        first = train[0] if len(train) else Sample()
+        self._pair(0, first)  # refuse a fit set without edge maps before anything else
+        if len(train) <= PRELOAD_LIMIT:  # read once; a larger set (RadImageNet) is read batch by batch
+            edges, images = zip(*(self._pair(i, s) for i, s in enumerate(train)))
+            pairs: object = (torch.stack(edges), torch.stack(images))
+        else:
+            pairs = _LazyPairs(train, self._pair)
         seed = derive_seed(c.train_seed, ctx.seed)
         generator, discriminator = self._initialised(seed)
         generator.to(ctx.device)
         discriminator.to(ctx.device)
-        steps = (c.epochs + c.decay_epochs) * -(-len(images) // c.batch_size)
+        steps = (c.epochs + c.decay_epochs) * -(-len(train) // c.batch_size)
         logger.info("pix2pix fit: %d pairs, %d + %d epochs, %d steps, batch %d, lr %g, %d px, U-Net %d levels, "
-                    "%dx%d PatchGAN, L1 x%g, %s GAN, edges %s, seed %d", len(images), c.epochs, c.decay_epochs, steps,
+                    "%dx%d PatchGAN, L1 x%g, %s GAN, edges %s, seed %d", len(train), c.epochs, c.decay_epochs, steps,
                     c.batch_size, c.lr, c.resolution, c.levels(), receptive_field(c.n_layers_d),
-                    receptive_field(c.n_layers_d), c.lambda_l1, c.gan_mode, detector, seed)
-        self.log = train_pix2pix(generator, discriminator, torch.stack(edges), torch.stack(images), c,
-                                 seed=derive_seed(seed, 1), device=ctx.device, advance=ctx.progress("pix2pix", steps))
+                    receptive_field(c.n_layers_d), c.lambda_l1, c.gan_mode, first.meta.get("edge_detector"), seed)
+        self.log = train_pix2pix(generator, discriminator, pairs, c, seed=derive_seed(seed, 1), device=ctx.device,
+                                 advance=ctx.progress("pix2pix", steps))
         self.generator = generator.requires_grad_(False)
 
     def _ensure_generator(self, ctx: RunContext) -> torch.nn.Module:
@@ -209,3 +217,17 @@ class Pix2Pix(GeneratorBase):
         generator, state = load_generator(self.build_generator, path, GENERATOR_FILE, STATE_FILE, "Pix2Pix")
         self.generator = generator
         self.log = state.get("log", [])
+
+
+class _LazyPairs:
+    """The fit set's (edge map, image) pairs read on demand: ``batch(indices) -> (edges, images)``."""
+
+    def __init__(self, train: Sequence[Sample], pair: Callable[[int, Sample], tuple[torch.Tensor, torch.Tensor]]):
+        self.train, self.pair = train, pair
+
+    def __len__(self) -> int:
+        return len(self.train)
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        edges, images = zip(*(self.pair(int(i), self.train[int(i)]) for i in indices))
+        return torch.stack(edges), torch.stack(images)

@@ -36,13 +36,13 @@ def lr_factor(epoch: int, epochs: int, decay_epochs: int) -> float:
     return 1.0 - max(0, epoch - epochs + 1) / float(decay_epochs + 1)
 
 
-def train_pix2pix(generator: nn.Module, discriminator: nn.Module, edges: torch.Tensor, images: torch.Tensor,
-                  config: Any, seed: int, device: Any = "cpu",
-                  advance: Callable[..., None] | None = None) -> list[dict[str, float]]:
+def train_pix2pix(generator: nn.Module, discriminator: nn.Module, pairs: Any, config: Any, seed: int,
+                  device: Any = "cpu", advance: Callable[..., None] | None = None) -> list[dict[str, float]]:
     """Train ``generator`` and ``discriminator`` in place on (edge map, image) pairs.
 
     Args:
-        edges: (N, C_in, R, R) in [0, 1]; images: (N, 3, R, R) in [0, 1].
+        pairs: ``(edges, images)`` tensors, (N, C_in, R, R) and (N, 3, R, R) in [0, 1], or an object with ``len()``
+            and ``batch(indices) -> (edges, images)`` that reads them on demand (a large fit set).
         config: a `Pix2PixConfig` (epochs, decay_epochs, batch_size, lr, beta1, beta2, lambda_l1, gan_mode).
         seed: seeds the batch order and dropout.
 
@@ -57,16 +57,21 @@ def train_pix2pix(generator: nn.Module, discriminator: nn.Module, edges: torch.T
     discriminator.train()
     log: list[dict[str, float]] = []
     step = 0
+    if isinstance(pairs, tuple):
+        edges, images = pairs
+        n, batch_of = len(images), (lambda idx: (edges[idx], images[idx]))
+    else:
+        n, batch_of = len(pairs), pairs.batch
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout draws from the global generator
         for epoch in range(c.epochs + c.decay_epochs):
             lr = c.lr * lr_factor(epoch, c.epochs, c.decay_epochs)
             set_lr((opt_g, opt_d), lr)
-            order = torch.randperm(len(images), generator=gen)
+            order = torch.randperm(n, generator=gen)
             for start in range(0, len(order), c.batch_size):
-                idx = order[start:start + c.batch_size]
-                a = edges[idx].to(device) * 2 - 1
-                b = images[idx].to(device) * 2 - 1
+                edge_batch, image_batch = batch_of(order[start:start + c.batch_size])
+                a = edge_batch.to(device) * 2 - 1
+                b = image_batch.to(device) * 2 - 1
                 fake = generator(a)
                 # D step on the pair with G's output detached
                 discriminator.requires_grad_(True)

@@ -69,8 +69,11 @@ class RadImageNetSynthesisConfig:
     """With ``edge_detector: hed``: the local ``network-bsds500.pth``."""
     n_test: int | None = None
     """Test images scored: None = the whole test split (Table I's count is not stated [O]); N = a seeded subset."""
+    n_fit: int | None = None
+    """Fit-set size: None = the whole train split; N = a seeded subset (Table I does not say on how much of
+    RadImageNet Pix2Pix was trained [O]; its 1.2 M training images are many GPU-days at the paper's batch 1)."""
     subset_seed: int = 0
-    """Seed of the ``n_test`` subset."""
+    """Seed of the ``n_test`` and ``n_fit`` subsets."""
     ms_ssim_window: int = 11
     """MS-SSIM Gaussian window: 11 (standard; sides > 160 px) or smaller for small images (mini: 3 at 64 px, key
     ``ms_ssim[win=3]``)."""
@@ -91,6 +94,8 @@ class RadImageNetSynthesisConfig:
                               "or set task.edge_detector=canny")
         if self.n_test is not None and self.n_test < 2:
             raise ConfigError(f"task.n_test must be >= 2 or null, got {self.n_test}")
+        if self.n_fit is not None and self.n_fit < 1:
+            raise ConfigError(f"task.n_fit must be >= 1 or null, got {self.n_fit}")
 
 
 class RadImageNetSynthesisTask(Task):
@@ -131,6 +136,10 @@ class RadImageNetSynthesisTask(Task):
         train = edge_ds.load("train")
         if len(train) < 1:
             raise DataError(f"dataset '{c.dataset}' split 'train' is empty: nothing to fit on")
+        if c.n_fit is not None and c.n_fit < len(train):
+            keep = np.sort(np.random.default_rng(derive_seed(c.subset_seed, 31)).choice(len(train), c.n_fit,
+                                                                                        replace=False))
+            train = train.subset([int(i) for i in keep])
         edge_test = edge_ds.load("test")
         if c.n_test is not None and len(edge_test) != len(test):
             edge_test = edge_test.subset([edge_test.ids.index(i) for i in test.ids])
@@ -140,7 +149,8 @@ class RadImageNetSynthesisTask(Task):
     def fit_identity(self) -> dict[str, Any]:
         c = self.config
         return {"dataset": c.dataset, "dataset_options": c.dataset_options, "edge_size": self._edge_side(),
-                "edges": [c.edge_detector, c.edge_sigma, c.hed_weights]}
+                "edges": [c.edge_detector, c.edge_sigma, c.hed_weights],
+                **({"n_fit": c.n_fit, "subset_seed": c.subset_seed} if c.n_fit is not None else {})}
 
     def _edges(self) -> Any:
         """``image -> (3, H, W) edge map`` with this config's extractor (HED loaded once)."""

@@ -30,7 +30,7 @@ def test_train_mode_generation_is_seeded_per_condition_and_one_image_at_a_time()
     assert together[0].shape == (3, 32, 32) and 0 <= float(together[0].min()) <= float(together[0].max()) <= 1
 
 
-def test_fit_needs_edge_maps_and_learns(tmp_path):
+def test_fit_needs_edge_maps_and_learns(tmp_path, monkeypatch):
     method = Pix2Pix(Pix2PixConfig(resolution=32, num_downs=5, ngf=8, ndf=8, n_layers_d=1, epochs=3, decay_epochs=0,
                                    batch_size=2, norm="instance"))
     with pytest.raises(ValueError, match=r"training sample 0 lacks an image or meta\['edges'\]"):
@@ -41,6 +41,13 @@ def test_fit_needs_edge_maps_and_learns(tmp_path):
         image = torch.rand(3, 32, 32, generator=gen)
         train.append(Sample(image=image, meta={"edges": (image.mean(0, keepdim=True) > 0.5).float().expand(3, -1, -1)}))
     method.fit(train, RunContext())
+    import baselines.pix2pix.method as module
+
+    monkeypatch.setattr(module, "PRELOAD_LIMIT", 2)  # a large fit set is read batch by batch: the same training
+    streamed = Pix2Pix(method.config)
+    streamed.fit(train, RunContext())
+    assert all(torch.equal(a, b) for a, b in zip(method.generator.state_dict().values(),
+                                                 streamed.generator.state_dict().values()))
     l1 = [row["g_l1"] for row in method.log]
     assert len(l1) == 9 and sum(l1[-3:]) < sum(l1[:3])
     method.save(tmp_path / "p")

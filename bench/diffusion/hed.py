@@ -65,7 +65,7 @@ def load_hed(path: str | Path) -> HED:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"HED weights not found: {path} (sniklaus' network-bsds500.pth, the file ControlNet's "
-                                "annotator/hed downloads; put it there or use method.edge_detector=canny)")
+                                "annotator/hed downloads; put it there or use edge_detector=canny)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = {k.replace("module", "net", 1) if k.startswith("module") else k: v for k, v in state.items()}
     model = HED()

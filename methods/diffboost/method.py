@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
@@ -235,7 +236,8 @@ class DiffBoost(GeneratorBase):
                 if not same:
                     logger.warning("diffboost: the task's fit set (%d samples) is not the mini-world pretraining set "
                                    "(%d): generating with the ControlNet pretrained on the latter", len(train), len(ids))
-            sample = [train[i] for i in range(min(len(train), 64))]
+            # up to 256 samples spread over the whole set (a mix lists its worlds one after another)
+            sample = [train[int(i)] for i in sorted({round(x) for x in np.linspace(0, len(train) - 1, 256)})]
             grey = bool(all(torch.allclose(x[0], x[1]) and torch.allclose(x[1], x[2])
                             for x in self._prepare(sample)[0]))
             logger.info("diffboost fit: %d samples without masks: pretrained ControlNet only (pretrain %s), no "

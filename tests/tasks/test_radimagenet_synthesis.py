@@ -70,6 +70,7 @@ def test_smoke_run_scores_equal_the_libraries_on_the_saved_images(tmp_path, meth
 
         state = json.loads(next((tmp_path / "fit").glob("*/state/diffboost.json")).read_text())
         assert state["fine_tuned"] is False and state["fit_set"] == "the fit set is the pretraining set"
+        assert state["grey_data"] is False  # grey cxr-mini first, colour worlds after: no cross-channel average
 
 
 def test_conditions_are_edge_maps_of_held_out_images(tmp_path):
@@ -127,3 +128,44 @@ def test_missing_radimagenet_folder_is_one_error_line(tmp_path):
     assert result.exit_code == 2 and len(lines) == 1, result.output  # (the paper profile warns it wants a GPU)
     assert lines[0].startswith("error: ") and "radimagenet" in lines[0] and "missing folder" in lines[0]
     assert not list((tmp_path / "w").glob("**/records/*.json"))
+
+
+def _fake_radimagenet(root: Path) -> None:
+    """RadImageNet's layout in miniature: radiology_ai/<modality>/<organ>/<label>/*.png and the official split CSVs."""
+    import numpy as np
+    from PIL import Image
+
+    rows = {"train": ["radiology_ai/CT/abd/Arterial_pathology/a.png", "radiology_ai/US/thyroid_nodule/b.png",
+                      "radiology_ai/MR/af/Plantar_fascia/c.png"],
+            "val": ["radiology_ai/MR/af/Plantar_fascia/e.png"],
+            "test": ["radiology_ai/CT/abd/normal/d.png", "radiology_ai/US/thyroid_nodule/f.png"]}
+    rng = np.random.default_rng(0)
+    for split, files in rows.items():
+        for rel in files:
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random((40, 40)) * 255).astype(np.uint8)).save(root / rel)
+        (root / f"RadiologyAI_{split}.csv").write_text("filename,label\n" + "".join(f"{f},x\n" for f in files))
+
+
+def test_paper_path_on_a_fake_radimagenet_with_hed_edges(tmp_path):
+    """The paper profile's code path (RadImageNet loader, official splits, folder prompts, HED edges from a weight
+    file in the BSDS500 layout, random here) with Pix2Pix shrunk to seconds."""
+    from bench.diffusion.hed import HED
+
+    _fake_radimagenet(tmp_path / "data" / "radimagenet")
+    torch.manual_seed(0)
+    torch.save({k.replace("net", "module", 1): v for k, v in HED().state_dict().items()}, tmp_path / "hed.pth")
+    sets = [f"task.hed_weights={tmp_path / 'hed.pth'}", "task.image_size=64", "task.ms_ssim_window=3",
+            "method.resolution=32", "method.num_downs=5", "method.ngf=8", "method.ndf=8", "method.epochs=1",
+            "method.decay_epochs=0", "method.batch_size=2"]
+    record, _ = run_one(RunConfig(task="radimagenet-synthesis", method="pix2pix", profile="paper", sets=sets,
+                                  data_root=tmp_path / "data", work_dir=tmp_path / "w", threads=1, progress=False))
+    assert record["dataset"]["id"] == "radimagenet" and record["n"] == {"generated": 2, "test": 2}
+    assert record["comparisons"]["edges"]["edge_detector"] == "hed"
+    rows = _rows(record, tmp_path / "w")
+    assert sorted({r["id"] for r in rows}) == ["radiology_ai/CT/abd/normal/d.png", "radiology_ai/US/thyroid_nodule/f.png"]
+    from bench.data.radimagenet import RadImageNet
+
+    test = RadImageNet(root=tmp_path / "data", image_size=64).load("test")
+    assert [s.prompt for s in test] == ["CT, abdomen, normal", "US, thyroid_nodule"]
+    assert test[0].image.shape == (3, 64, 64)

@@ -66,7 +66,7 @@ class RadImageNetSynthesisConfig:
     edge_sigma: float = 2.0
     """Canny's Gaussian sigma (mini: 1.0, as DiffBoost's mini config)."""
     hed_weights: str | None = None
-    """With ``edge_detector: hed``: the local ``network-bsds500.pth``."""
+    """With ``edge_detector: hed``: the local ``network-bsds500.pth`` (required when the run loads its data)."""
     n_test: int | None = None
     """Test images scored: None = the whole test split (Table I's count is not stated [O]); N = a seeded subset."""
     n_fit: int | None = None
@@ -89,9 +89,6 @@ class RadImageNetSynthesisConfig:
                               "set a smaller task.ms_ssim_window (3 at 64 px)")
         if self.ms_ssim_window < 1 or self.ms_ssim_window % 2 == 0:
             raise ConfigError(f"task.ms_ssim_window must be odd and >= 1, got {self.ms_ssim_window}")
-        if self.edge_detector == "hed" and not self.hed_weights:
-            raise ConfigError("task.edge_detector=hed needs task.hed_weights (the local network-bsds500.pth); "
-                              "or set task.edge_detector=canny")
         if self.n_test is not None and self.n_test < 2:
             raise ConfigError(f"task.n_test must be >= 2 or null, got {self.n_test}")
         if self.n_fit is not None and self.n_fit < 1:
@@ -121,7 +118,15 @@ class RadImageNetSynthesisTask(Task):
         return self.config.edge_size or self.config.image_size
 
     def load(self, ctx: RunContext) -> TaskData:
+        from pathlib import Path
+
         c = self.config
+        # checked here, not in the config: the paper profile's own settings name no local file
+        if c.edge_detector == "hed" and not c.hed_weights:
+            raise DataError("task.edge_detector=hed needs task.hed_weights (the local network-bsds500.pth); "
+                            "or set task.edge_detector=canny")
+        if c.edge_detector == "hed" and not Path(c.hed_weights).expanduser().is_file():
+            raise DataError(f"task.hed_weights={c.hed_weights}: no such file (sniklaus' network-bsds500.pth)")
         ds = open_dataset(c.dataset, c.dataset_options, c.image_size, ctx)
         test = ds.load("test")
         if len(test) < 2:

@@ -104,12 +104,17 @@ class DiffBoostConfig:
             raise ConfigError(f"method.mix_alpha must be in [0, 1], got {self.mix_alpha}")
         if not 0 < self.mix_patch_fraction <= 1:
             raise ConfigError(f"method.mix_patch_fraction must be in (0, 1], got {self.mix_patch_fraction}")
+
+    def missing_inputs(self) -> str | None:
+        """What the user still has to provide (checked when the run starts fitting, not when the config is built:
+        the paper profile's own settings name no local file, and a mini record's check resolves every profile)."""
         if self.edge_detector == "hed" and not self.hed_weights:
-            raise ConfigError("method.edge_detector=hed needs method.hed_weights (the local network-bsds500.pth); "
-                              "or set method.edge_detector=canny")
+            return ("method.edge_detector=hed needs method.hed_weights (the local network-bsds500.pth); "
+                    "or set method.edge_detector=canny")
         if self.pretrain == "folder" and not self.pretrain_data and not self.pretrained_controlnet:
-            raise ConfigError("method.pretrain=folder needs method.pretrain_data (a RadImageNet-style image folder) "
-                              "or method.pretrained_controlnet; or set method.pretrain=none")
+            return ("method.pretrain=folder needs method.pretrain_data (a RadImageNet-style image folder) "
+                    "or method.pretrained_controlnet; or set method.pretrain=none or fit-set")
+        return None
 
 
 class DiffBoost(GeneratorBase):
@@ -220,7 +225,11 @@ class DiffBoost(GeneratorBase):
         ControlNet (B.4); ``pretrain: fit-set`` pretrains on it, the other settings check it against their own."""
         from .train import mini_world_pairs, train_edge_controlnet
 
+        from bench.errors import UserInputError
+
         c = self.config
+        if c.missing_inputs():
+            raise UserInputError(c.missing_inputs())
         if len(train) == 0 or train[0].image is None:
             raise ValueError("diffboost trains on images; the fit set is empty or its first sample has no image")
         self._ensure_backbone()

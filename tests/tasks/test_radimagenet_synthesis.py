@@ -33,7 +33,7 @@ def test_smoke_run_scores_equal_the_libraries_on_the_saved_images(tmp_path, meth
     from torchmetrics.functional import mean_absolute_error, mean_squared_error
 
     from bench.data.pretrain_mix import PretrainMixMini
-    from bench.leaderboard.checks import check_scores
+    from bench.leaderboard.checks import check_scores, self_consistency
 
     record, _ = run_one(RunConfig(task="radimagenet-synthesis", method=method, profile="smoke", work_dir=tmp_path,
                                   threads=1, progress=False))
@@ -57,6 +57,7 @@ def test_smoke_run_scores_equal_the_libraries_on_the_saved_images(tmp_path, meth
         "mae": False, "mse": False, "rmse": False, "ssim[range=1]": True, "ms_ssim[win=3]": True}
     assert record["comparisons"]["edges"]["edge_detector"] == "canny"
     check_scores(record, rows)  # bench submit: every headline recomputes from the rows
+    self_consistency(record, tmp_path / "records")  # and the rest of its checks (profiles, provenance, identity)
     from bench.tables.paper import load_table
     from bench.tables.reproduce import reproduce_table
 
@@ -120,14 +121,17 @@ def test_edge_tasks_need_methods_that_follow_edges():
 
 def test_missing_radimagenet_folder_is_one_error_line(tmp_path):
     (tmp_path / "data").mkdir()
-    result = CliRunner().invoke(app, ["run", "--task", "radimagenet-synthesis", "--method", "pix2pix", "--profile",
-                                      "paper", "--data-root", str(tmp_path / "data"), "--set",
-                                      f"task.hed_weights={tmp_path / 'network-bsds500.pth'}", "--work-dir",
-                                      str(tmp_path / "w"), "--threads", "1", "--no-progress", "--quiet"])
+    args = ["run", "--task", "radimagenet-synthesis", "--method", "pix2pix", "--profile", "paper", "--data-root",
+            str(tmp_path / "data"), "--work-dir", str(tmp_path / "w"), "--threads", "1", "--no-progress", "--quiet"]
+    result = CliRunner().invoke(app, [*args, "--set", "task.edge_detector=canny"])
     lines = [ln for ln in result.output.splitlines() if ln.strip() and not ln.lstrip().startswith(("INFO", "WARNING"))]
     assert result.exit_code == 2 and len(lines) == 1, result.output  # (the paper profile warns it wants a GPU)
     assert lines[0].startswith("error: ") and "radimagenet" in lines[0] and "missing folder" in lines[0]
     assert not list((tmp_path / "w").glob("**/records/*.json"))
+    no_hed = CliRunner().invoke(app, args)  # the paper profile's HED edges need the local weight file
+    assert no_hed.exit_code == 2 and [ln for ln in no_hed.output.splitlines() if ln.startswith("error: ")] == [
+        "error: task.edge_detector=hed needs task.hed_weights (the local network-bsds500.pth); or set "
+        "task.edge_detector=canny"]
 
 
 def _fake_radimagenet(root: Path) -> None:

@@ -191,3 +191,20 @@ def test_ms_ssim_small_window_key_for_small_images():
     out = m.compute()
     assert set(out) == {"ssim[range=1]", "ms_ssim[win=3]"} and ms_ssim_key() == "ms_ssim"
     assert out["ms_ssim[win=3]"] == pytest.approx(ref_ms_ssim(x, y, data_range=1.0, win_size=3).item(), abs=1e-6)
+
+
+def test_pixel_errors_per_pair_match_numpy():
+    """MAE / MSE / RMSE per pair (DiffBoost Table I): RMSE is each image's root MSE, not the root of the mean."""
+    import numpy as np
+    import torch
+
+    from bench.metrics.image import pixel_errors
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 3, 16, 16, generator=gen), torch.rand(4, 3, 16, 16, generator=gen)
+    out = pixel_errors(x, y)
+    diff = (x - y).double().numpy().reshape(4, -1)
+    assert np.allclose(out["mae"].numpy(), np.abs(diff).mean(1))
+    assert np.allclose(out["mse"].numpy(), (diff ** 2).mean(1))
+    assert np.allclose(out["rmse"].numpy(), np.sqrt((diff ** 2).mean(1)))
+    assert float(out["rmse"].mean()) < float(out["mse"].mean().sqrt())  # Jensen: mean of roots < root of mean

@@ -131,23 +131,18 @@ class RadImageNetSynthesisTask(Task):
         test = ds.load("test")
         if len(test) < 2:
             raise DataError(f"dataset '{c.dataset}' split 'test' has {len(test)} samples; need at least 2")
-        if c.n_test is not None and c.n_test < len(test):
-            keep = np.sort(np.random.default_rng(derive_seed(c.subset_seed, 29)).choice(len(test), c.n_test,
-                                                                                        replace=False))
-            test = test.subset([int(i) for i in keep])
+        test = _seeded_subset(test, c.n_test, derive_seed(c.subset_seed, 29))
         verify_read_splits(ds, {"test": test})  # the fit split is read lazily (RadImageNet's is 1.2 M files)
         edge_ds = ds if self._edge_side() == c.image_size else open_dataset(c.dataset, c.dataset_options,
                                                                             self._edge_side(), ctx)
         train = edge_ds.load("train")
         if len(train) < 1:
             raise DataError(f"dataset '{c.dataset}' split 'train' is empty: nothing to fit on")
-        if c.n_fit is not None and c.n_fit < len(train):
-            keep = np.sort(np.random.default_rng(derive_seed(c.subset_seed, 31)).choice(len(train), c.n_fit,
-                                                                                        replace=False))
-            train = train.subset([int(i) for i in keep])
+        train = _seeded_subset(train, c.n_fit, derive_seed(c.subset_seed, 31))
         edge_test = edge_ds.load("test")
-        if c.n_test is not None and len(edge_test) != len(test):
-            edge_test = edge_test.subset([edge_test.ids.index(i) for i in test.ids])
+        if len(edge_test) != len(test):  # the same n_test images at the edge side
+            position = {sid: i for i, sid in enumerate(edge_test.ids)}
+            edge_test = edge_test.subset([position[sid] for sid in test.ids])
         checksums = {"train": ds.split_checksum("train"), "test": ds.split_checksum("test")}
         return TaskData(c.dataset, {"train": train, "test": test}, checksums, {"edge_test": edge_test})
 
@@ -223,6 +218,15 @@ class RadImageNetSynthesisTask(Task):
                        "scored_at": c.image_size, "data_range": 1.0}
         return Evaluation(metrics=metrics, higher_is_better=higher, comparisons=comparisons, per_sample=rows,
                           counts={"generated": len(fake), "test": len(real)})
+
+
+def _seeded_subset(samples: Any, n: int | None, seed: int) -> Any:
+    """``n`` samples drawn without replacement by ``seed``, in split order (all of them when ``n`` is None or not
+    smaller than the split)."""
+    if n is None or n >= len(samples):
+        return samples
+    keep = np.sort(np.random.default_rng(seed).choice(len(samples), n, replace=False))
+    return samples.subset([int(i) for i in keep])
 
 
 def _rgb(image: torch.Tensor) -> torch.Tensor:

@@ -75,6 +75,8 @@ def test_smoke_run_scores_equal_the_libraries_on_the_saved_images(tmp_path, meth
 
 
 def test_conditions_are_edge_maps_of_held_out_images(tmp_path):
+    from dataclasses import replace
+
     from bench.diffusion.edges import edge_map
     from bench.interface import RunContext
     from bench.tasks.radimagenet_synthesis import RadImageNetSynthesisConfig, RadImageNetSynthesisTask
@@ -92,6 +94,9 @@ def test_conditions_are_edge_maps_of_held_out_images(tmp_path):
     assert {c.prompt for c in conds} == {"Chest, X-ray", "Skin, Dermoscopy", "Objects, Photo"}
     fit = task.fit_set(data)
     assert torch.equal(fit[0].meta["edges"], edge_map(data.splits["train"][0].image, "canny", 1.0))
+    sub = RadImageNetSynthesisTask(replace(task.config, n_test=4, n_fit=5)).load(RunContext())  # seeded subsets
+    assert len(sub.splits["train"]) == 5 and sub.extra["edge_test"].ids == sub.splits["test"].ids
+    assert len(sub.splits["test"]) == 4 and set(sub.splits["test"].ids) <= set(data.splits["test"].ids)
 
 
 def test_the_mix_train_split_is_diffboosts_pretraining_set():

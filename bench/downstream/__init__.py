@@ -2,7 +2,9 @@
 
 Segmenters are registered by id as ``"module:factory"``; a factory is called as
 ``factory(in_channels=..., base=..., depth=...)`` and returns an ``nn.Module``
-mapping images (N, C, H, W) in [0, 1] to logits (N, 1, H, W).
+mapping images (N, C, H, W) in [0, 1] to logits (N, 1, H, W). The exception is ``nnunetv2``, whose entry has
+``trains_itself = True``: nnU-Net v2 plans, trains and predicts itself (`bench.downstream.nnunet`), and seg-aug runs
+it instead of its own trainer (in the paper profile ``nnu-net`` means it; in mini it means the MONAI DynUNet twin).
 """
 from bench.registry import Registry
 
@@ -18,4 +20,6 @@ SEGMENTERS.register("upernet", "bench.downstream.smp_models:upernet")
 SEGMENTERS.register("deeplabv3-plus", "bench.downstream.smp_models:deeplabv3plus")
 SEGMENTERS.register("swin-transformer", "bench.downstream.smp_models:swin_upernet")
 SEGMENTERS.register("nnu-net", "bench.downstream.smp_models:dynunet")  # the nnU-Net twin (MONAI DynUNet)
+# nnU-Net v2 itself (the paper profile's ``nnu-net``, seg-aug's task.nnunet): trains and predicts through nnunetv2
+SEGMENTERS.register("nnunetv2", "bench.downstream.nnunet:NnUNetV2")
 SEGMENTERS.register("monai-attention-unet", "bench.downstream.smp_models:monai_attention_unet")

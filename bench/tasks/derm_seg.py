@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,26 @@ class SegAugConfig:
     surface_empty: Literal["diagonal", "nan"] = "diagonal"
     """HD95 / ASSD when exactly one of prediction and reference is empty: the image diagonal (spec C.1 [O]) or NaN
     (excluded from means); both empty is always NaN (excluded)."""
+    # -- MedDiff-FT's nnU-Net (spec A.9; issue 21). Defaults are the mini twin's (records written before the keys
+    # existed are read with them) and are left out of the protocol hash, so the shipped records keep their hashes;
+    # the paper profile sets nnunet: nnunetv2 (bench/tasks/configs/seg-aug.yaml).
+    nnunet: Literal["nnunetv2", "dynunet"] = "dynunet"
+    """What segmenter ``nnu-net`` runs. ``nnunetv2`` (paper profile): nnU-Net v2's own pipeline through the nnunetv2
+    package (raw-dataset export, fingerprint, default plan, ``2d`` preprocessing and training on a split of the arm's
+    pairs vs the val split, prediction; `bench.downstream.nnunet`), with nnU-Net's own loss, optimiser, augmentation
+    and schedule (``loss`` etc. do not apply); needs ``pip install 'medsynth-bench[nnunet]'``. ``dynunet`` (mini,
+    smoke): MONAI DynUNet with a fixed nnU-Net-style 2D plan, trained by the task's trainer and loss like the other
+    segmenters. The id ``nnunetv2`` in ``segmenters`` always runs nnunetv2."""
+    nnunet_trainer: str = "nnUNetTrainer"
+    """nnunetv2 trainer class (nnU-Net's default: 1000 epochs x 250 iterations; its variants such as
+    ``nnUNetTrainer_100epochs`` are found by nnU-Net's lookup)."""
+    nnunet_epochs: int | None = None
+    """nnunetv2 epochs; None: the trainer's own (1000, the paper profile)."""
+    nnunet_iterations: int | None = None
+    """nnunetv2 training iterations per epoch (validation: a fifth); None: the trainer's own (250 / 50)."""
+    nnunet_checkpoint: Literal["best", "final"] = "best"
+    """nnunetv2 weights that predict: ``best`` (EMA pseudo-Dice on the val split; spec A.9 "the best-performing
+    weights on the validation set") or ``final`` (nnU-Net's default)."""
 
     def validate(self) -> None:
         from bench.config import ConfigError
@@ -185,6 +206,20 @@ class SegAugConfig:
         for name in self.segmenters:
             if name not in SEGMENTERS:
                 raise ConfigError(f"task.segmenters: {SEGMENTERS.unknown_message(name)}")
+        for key in ("nnunet_epochs", "nnunet_iterations"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"task.{key} must be a positive integer or null, got {value}")
+
+    def segmenter_id(self, name: str) -> str:
+        """The registered segmenter ``name`` runs as: ``nnu-net`` is ``nnunetv2`` or the DynUNet twin (``nnunet``)."""
+        return "nnunetv2" if name == "nnu-net" and self.nnunet == "nnunetv2" else name
+
+
+def nnunet_folder(checkpoint: Path) -> Path:
+    """The folder of an arm's nnU-Net v2 run (raw, preprocessed, results, predictions), beside its checkpoint file:
+    removed with the checkpoints once the arm's scores are stored."""
+    return Path(checkpoint).with_suffix(".nnunet")
 
 
 def resolve_generate_dir(source: str, work_dir: Path | None = None) -> Path:
@@ -251,7 +286,8 @@ class SegAugTask(Task):
     protocol_left_out_at: ClassVar[dict[str, Any]] = {
         "optimizer": "adam", "folds": None, "fold": None, "model_selection": "val", "fold_val_fraction": 0.2,
         "fold_aggregate": "mean-of-folds", "surface_metrics": False, "surface_spacing": "meta", "eval_unit": "image", "surface_convention": "medpy",
-        "surface_empty": "diagonal"}
+        "surface_empty": "diagonal", "nnunet": "dynunet", "nnunet_trainer": "nnUNetTrainer", "nnunet_epochs": None,
+        "nnunet_iterations": None, "nnunet_checkpoint": "best"}
     Config = SegAugConfig
     # Table 4.5 ranks DiDGen (real masks) beside baselines conditioned on DiDGen's masks: one protocol.
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning", "mask_source", "generator_image_size",
@@ -281,6 +317,10 @@ class SegAugTask(Task):
     # -- data -----------------------------------------------------------------------------------
     def load(self, ctx: RunContext) -> TaskData:
         c = self.config
+        if any(c.segmenter_id(m) == "nnunetv2" for m in c.segmenters):  # one error line before any work
+            from bench.downstream.nnunet import require_nnunetv2
+
+            require_nnunetv2()
         ds = open_dataset(c.dataset, c.dataset_options, c.image_size, ctx)
         splits = {name: ds.load(name) for name in ("train", "val", "test")}
         for name, samples in splits.items():
@@ -446,12 +486,15 @@ class SegAugTask(Task):
         c = self.config
         # Same initialisation for the real and the augmented arm of one model: a paired comparison.
         torch.manual_seed(derive_seed(ctx.seed, 100 + model_index))
-        factory = SEGMENTERS.get(model_id)
+        factory = SEGMENTERS.get(c.segmenter_id(model_id))
+        checkpoint = checkpoint or Path(ctx.work_dir) / "checkpoints" / f"{label}-{model_index}-{model_id}.pt"
+        if getattr(factory, "trains_itself", False):  # nnU-Net v2: its own pipeline in a folder beside the checkpoint
+            return self._run_nnunet(model_index, model_id, images, masks, val, tests, ctx, label,
+                                    nnunet_folder(checkpoint), hook)
         # a segmenter with pretrained parts (xbound-former-pvt) reads them from the task's weights dir
         extra = {"weights_dir": c.weights_dir} if "weights_dir" in inspect.signature(factory).parameters else {}
         model = factory(in_channels=images.shape[1], base=c.seg_base, depth=c.seg_depth, **extra)
         advance = ctx.progress(f"{label} {model_id}", c.max_epochs)
-        checkpoint = checkpoint or Path(ctx.work_dir) / "checkpoints" / f"{label}-{model_index}-{model_id}.pt"
         result = train_segmenter(model, images, masks, val[0], val[1], self._train_config(),
                                  seed=derive_seed(ctx.seed, 200 + model_index), advance=advance, checkpoint=checkpoint,
                                  hook=hook)
@@ -459,6 +502,34 @@ class SegAugTask(Task):
                                "best_val_dice": result.best_val_dice}
         for name, (x, y, *rest) in tests.items():
             scores = self._score(predict(result.model, x, threshold=self._train_config().threshold), y, *rest)
+            prefix = "" if name == "test" else f"{name}_"
+            arm.update({f"{prefix}{k}": v for k, v in scores.items()})
+        return arm
+
+    def _run_nnunet(self, model_index: int, model_id: str, images: torch.Tensor, masks: torch.Tensor,
+                    val: tuple[torch.Tensor, torch.Tensor], tests: dict[str, tuple], ctx: RunContext, label: str,
+                    folder: Path, hook: Any = None) -> dict[str, Any]:
+        """One arm through nnU-Net v2 (`bench.downstream.nnunet`): trained on (images, masks) with the val split as
+        its validation fold, then predicting the val split and each of ``tests``, scored as `_run_arm` scores."""
+        from bench.downstream.nnunet import NnUNetConfig, train_and_predict
+        from bench.metrics.segmentation import dice_iou
+
+        c = self.config
+        if hook is not None:
+            from bench.config import ConfigError
+
+            raise ConfigError(f"segmenter {model_id} runs nnunetv2, which trains with its own data loader: the "
+                              f"training hook {type(hook).__name__} cannot run in it (set task.nnunet=dynunet)")
+        config = NnUNetConfig(trainer=c.nnunet_trainer, epochs=c.nnunet_epochs, iterations_per_epoch=c.nnunet_iterations,
+                              checkpoint=c.nnunet_checkpoint)
+        predict = {"val": val[0], **{name: t[0] for name, t in tests.items()}}
+        advance = ctx.progress(f"{label} {model_id} (nnunetv2)", 1)
+        result = train_and_predict(images, masks, val[0], val[1], predict, folder, config, ctx.device,
+                                   seed=derive_seed(ctx.seed, 200 + model_index), advance=lambda *_: advance())
+        arm: dict[str, Any] = {"best_epoch": result.best_epoch, "epochs": result.epochs,
+                               "best_val_dice": float(dice_iou(result.predictions["val"], val[1])[0].mean())}
+        for name, (x, y, *rest) in tests.items():
+            scores = self._score(result.predictions[name], y, *rest)
             prefix = "" if name == "test" else f"{name}_"
             arm.update({f"{prefix}{k}": v for k, v in scores.items()})
         return arm
@@ -487,6 +558,7 @@ class SegAugTask(Task):
         arm = self._run_arm(model_index, model_id, *real, val, tests, ctx, label, checkpoint=checkpoint)
         atomic_write_text(path, json.dumps(arm))
         checkpoint.unlink(missing_ok=True)
+        shutil.rmtree(nnunet_folder(checkpoint), ignore_errors=True)
         return arm
 
     def _plan(self, data: TaskData, synthetic: Sequence[Sample]) -> list[_Fold]:

@@ -60,6 +60,18 @@ def require_nnunetv2() -> None:
                              "for the MONAI DynUNet twin") from None
 
 
+def check_trainer(name: str) -> None:
+    """One clear error when nnunetv2 has no trainer class ``name`` (nnU-Net's own lookup)."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    try:
+        with _quiet():
+            recursive_find_trainer_class_by_name(name)
+    except RuntimeError:
+        raise UserInputError(f"task.nnunet_trainer={name}: nnunetv2 has no trainer class of that name (e.g. "
+                             "nnUNetTrainer, nnUNetTrainer_100epochs)") from None
+
+
 @dataclass(frozen=True)
 class NnUNetConfig:
     """How one arm's nnU-Net is trained and applied."""
@@ -186,13 +198,8 @@ def train(config: NnUNetConfig, device: torch.device, seed: int, log_file: Path)
     """Train fold 0 of ``2d`` (inside `nnunet_environment`); returns the trainer and the epochs run. An output folder
     with ``checkpoint_final.pth`` is not trained again; one with ``checkpoint_latest.pth`` continues from it."""
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    try:
-        recursive_find_trainer_class_by_name(config.trainer)
-    except RuntimeError:
-        raise UserInputError(f"task.nnunet_trainer={config.trainer}: nnunetv2 has no trainer class of that name "
-                             "(e.g. nnUNetTrainer, nnUNetTrainer_100epochs)") from None
+    check_trainer(config.trainer)
     with _quiet(log_file):
         trainer = get_trainer_from_args(DATASET_NAME, CONFIGURATION, 0, config.trainer, PLANS, continue_training=True,
                                         device=device)

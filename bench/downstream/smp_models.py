@@ -6,8 +6,9 @@
   the paper leaves it open): smp's ``UPerNet`` on timm's Swin-T (depths 2-2-6-2, window 7, patch 4), with dynamic
   input sizes so any side divisible by 32 works.
 * ``nnu-net``: MONAI ``DynUNet``, the nnU-Net architecture (Isensee et al. 2021) with a fixed 2D plan: 3x3 kernels,
-  stride-2 stages, instance norm, leaky ReLU. It is the mini twin of nnU-Net; the paper profile's nnU-Net (nnunetv2
-  dataset export, planning, 2D training, prediction) is not wired in (README of methods/meddiff_ft).
+  stride-2 stages, instance norm, leaky ReLU. It is the mini twin of nnU-Net, trained by the task's trainer and loss;
+  in the paper profile seg-aug's ``task.nnunet: nnunetv2`` runs nnU-Net v2 itself under this id instead (dataset
+  export, planning, 2D training, prediction through the nnunetv2 package: `bench.downstream.nnunet`).
 * ``monai-attention-unet``: MONAI ``AttentionUnet`` (DiffBoost's downstream net; the code's channels
   (16, 32, 64, 128, 128, 256) with strides 2 at ``base=16``).
 

@@ -318,9 +318,10 @@ class SegAugTask(Task):
     def load(self, ctx: RunContext) -> TaskData:
         c = self.config
         if any(c.segmenter_id(m) == "nnunetv2" for m in c.segmenters):  # one error line before any work
-            from bench.downstream.nnunet import require_nnunetv2
+            from bench.downstream.nnunet import check_trainer, require_nnunetv2
 
             require_nnunetv2()
+            check_trainer(c.nnunet_trainer)
         ds = open_dataset(c.dataset, c.dataset_options, c.image_size, ctx)
         splits = {name: ds.load(name) for name in ("train", "val", "test")}
         for name, samples in splits.items():

@@ -77,6 +77,14 @@ def test_nnu_net_is_nnunetv2_in_the_paper_profile_and_the_dynunet_twin_in_mini()
         SEGMENTERS.get("nnunetv2")(in_channels=3, base=8, depth=2)
 
 
+def test_unknown_trainer_is_one_error_line() -> None:
+    from bench.downstream.nnunet import check_trainer
+
+    check_trainer("nnUNetTrainer_5epochs")
+    with pytest.raises(UserInputError, match="task.nnunet_trainer=nnUNetTrainerNope: nnunetv2 has no trainer"):
+        check_trainer("nnUNetTrainerNope")
+
+
 @pytest.mark.slow
 def test_tiny_nnunet_trains_and_predicts_masks_the_task_scores(tmp_path) -> None:
     """8 train / 4 val / 4 test pairs at 32 px, one epoch of 2 iterations on the CPU (about 70 s at one thread, most

@@ -101,10 +101,10 @@ class NnUNetResult:
 @contextlib.contextmanager
 def nnunet_environment(folder: Path, **extra: str) -> Iterator[dict[str, Path]]:
     """Point nnunetv2 at ``folder/nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results`` (the environment
-    variables it reads when it needs a folder) while the block runs, with its data augmentation in the main process
-    (``nnUNet_n_proc_DA``) unless ``extra`` says otherwise; the previous values are restored after."""
+    variables it reads when it needs a folder) while the block runs, plus any ``extra`` variables; the previous
+    values are restored after."""
     folders = {name: Path(folder) / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    values = {**{k: str(v) for k, v in folders.items()}, "nnUNet_n_proc_DA": "0", **extra}
+    values = {**{k: str(v) for k, v in folders.items()}, **extra}
     saved = {k: os.environ.get(k) for k in values}
     for path in folders.values():
         path.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,7 @@ def plan_and_preprocess(verify: bool = False) -> None:
         extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=verify, clean=True, verbose=False,
                              show_progress_bar=False)
         # the planner instantiates candidate networks with torch threads = nnUNet_n_proc_DA, which must be >= 1
-        with _env(nnUNet_n_proc_DA="1"):
+        with _env(nnUNet_n_proc_DA="1") if os.environ.get("nnUNet_n_proc_DA") == "0" else contextlib.nullcontext():
             plan_experiments([DATASET_ID])
         preprocess([DATASET_ID], PLANS, configurations=(CONFIGURATION,), num_processes=(1,), verbose=False,
                    show_progress_bar=False)
@@ -252,8 +252,11 @@ def train_and_predict(images: torch.Tensor, masks: torch.Tensor, val_images: tor
         val_images, val_masks: the task's validation split (nnU-Net's val fold: EMA pseudo-Dice, best checkpoint).
         predict: name -> images (M, 3, H, W) in [0, 1] to segment (the test split, a transfer set, the val split).
         folder: the arm's folder in the evaluate stage; nnU-Net's three folders and a log go under it.
-        device: the run's device (``cpu`` or ``cuda``; nnU-Net compiles with torch.compile only where its own
-            default does so, on CUDA, unless ``nnUNet_compile`` says otherwise).
+        device: the run's device. On the CPU nnU-Net's data augmentation runs in the main process
+            (``nnUNet_n_proc_DA=0``: one core, no background workers); on CUDA nnU-Net's own defaults apply (its
+            augmentation workers, torch.compile; the ``nnUNet_n_proc_DA`` / ``nnUNet_compile`` variables of the user's
+            environment are respected). nnU-Net trains on ``cuda:0`` whatever the index (choose the GPU with
+            ``CUDA_VISIBLE_DEVICES``).
         seed: seeds Python's, numpy's and torch's generators before training (nnU-Net's sampling and augmentation
             draw from them; bit-exact repeats hold on the CPU only).
 
@@ -263,7 +266,9 @@ def train_and_predict(images: torch.Tensor, masks: torch.Tensor, val_images: tor
     require_nnunetv2()
     folder = Path(folder)
     log_file = folder / "nnunet.log"
-    extra = {} if device.type == "cuda" or "nnUNet_compile" in os.environ else {"nnUNet_compile": "f"}
+    extra = {"nnUNet_n_proc_DA": "0"} if device.type == "cpu" else {}
+    if device.type == "cuda" and (device.index or 0) != 0:
+        logger.warning("nnU-Net trains on cuda:0, not %s: choose the GPU with CUDA_VISIBLE_DEVICES", device)
     with nnunet_environment(folder, **extra) as roots:
         raw = roots["nnUNet_raw"] / DATASET_NAME
         trained = _trained_folder(roots["nnUNet_results"], config.trainer)

@@ -160,6 +160,9 @@ class LowContrastConfig:
         for name in self.segmenters:
             if name not in SEGMENTERS:
                 raise ConfigError(f"task.segmenters: {SEGMENTERS.unknown_message(name)}")
+            if name == "nnunetv2":  # nnU-Net trains and predicts itself (bench/downstream/nnunet.py): seg-aug only
+                raise ConfigError("task.segmenters: nnunetv2 runs in seg-aug only (its own pipeline); lowcontrast "
+                                  "trains nn.Module segmenters, e.g. nnu-net (the MONAI DynUNet twin)")
         if self.conditioning == "generated-masks" and not self.mask_source:
             raise ConfigError("task.conditioning=generated-masks needs task.mask_source (the dual-branch run whose "
                               "generated masks condition this method: its run id, record file or generate folder)")

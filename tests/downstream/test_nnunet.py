@@ -75,6 +75,11 @@ def test_nnu_net_is_nnunetv2_in_the_paper_profile_and_the_dynunet_twin_in_mini()
     assert getattr(SEGMENTERS.get("nnunetv2"), "trains_itself", False)
     with pytest.raises(TypeError, match="not an nn.Module factory"):
         SEGMENTERS.get("nnunetv2")(in_channels=3, base=8, depth=2)
+    from bench.config import ConfigError
+    from bench.tasks.lowcontrast import LowContrastConfig
+
+    with pytest.raises(ConfigError, match="nnunetv2 runs in seg-aug only"):
+        LowContrastConfig(segmenters=("nnunetv2",)).validate()
 
 
 def test_unknown_trainer_is_one_error_line() -> None:

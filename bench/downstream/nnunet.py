@@ -104,19 +104,10 @@ def nnunet_environment(folder: Path, **extra: str) -> Iterator[dict[str, Path]]:
     variables it reads when it needs a folder) while the block runs, plus any ``extra`` variables; the previous
     values are restored after."""
     folders = {name: Path(folder) / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    values = {**{k: str(v) for k, v in folders.items()}, **extra}
-    saved = {k: os.environ.get(k) for k in values}
     for path in folders.values():
         path.mkdir(parents=True, exist_ok=True)
-    os.environ.update(values)
-    try:
+    with _env(**{k: str(v) for k, v in folders.items()}, **extra):
         yield folders
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _to_png(array: np.ndarray, path: Path) -> None:
@@ -306,6 +297,7 @@ def _best_epoch(trainer: Any, checkpoint: str, epochs: int) -> int:
 
 @contextlib.contextmanager
 def _env(**values: str) -> Iterator[None]:
+    """Set environment variables while the block runs, restoring (or removing) them after."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:

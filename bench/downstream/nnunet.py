@@ -200,8 +200,10 @@ def train(config: NnUNetConfig, device: torch.device, seed: int, log_file: Path)
         trainer.num_iterations_per_epoch = int(config.iterations_per_epoch)
         trainer.num_val_iterations_per_epoch = max(1, int(config.iterations_per_epoch) // 5)
     out = Path(trainer.output_folder)
-    if (out / "checkpoint_final.pth").exists():
+    if (out / "checkpoint_final.pth").exists():  # nnU-Net's own loading restores its per-epoch log (best epoch)
         logger.info("nnU-Net: %s already trained", out)
+        with _quiet(log_file):
+            trainer.load_checkpoint(str(out / "checkpoint_final.pth"))
         return trainer, trainer.num_epochs
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -287,12 +289,12 @@ def _trained_folder(results_root: Path, trainer: str) -> Path:
 
 
 def _best_epoch(trainer: Any, checkpoint: str, epochs: int) -> int:
-    """The epoch whose weights predict: the final one, or the one of ``checkpoint_best.pth``."""
-    if checkpoint == "final":
+    """The epoch whose weights predict: the final one, or the one ``checkpoint_best.pth`` holds (nnU-Net saves it
+    at each strictly higher EMA pseudo-Dice: the first maximum of its logged ``ema_fg_dice``)."""
+    ema = list(trainer.logger.get_value("ema_fg_dice", None) or [])
+    if checkpoint == "final" or not ema:
         return epochs - 1
-    path = Path(trainer.output_folder) / "checkpoint_best.pth"
-    saved = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
-    return int(saved["current_epoch"]) - 1 if saved else epochs - 1  # nnU-Net stores the next epoch
+    return int(np.argmax(np.asarray(ema, dtype=np.float64)))
 
 
 @contextlib.contextmanager

@@ -273,6 +273,7 @@ def render_results(df: Any, names: Optional[dict[str, str]] = None) -> str:
     over seeds (one seed shown as the value alone, with the seed count beside it); wrapped to the terminal.
     ``names``: protocol hash -> its name and title, shown with the hash beside."""
     import math
+    import textwrap
 
     from bench import terminal
 
@@ -292,8 +293,9 @@ def render_results(df: Any, names: Optional[dict[str, str]] = None) -> str:
         if out:
             out.append("")
         name = (names or {}).get(section[3])
-        out.append(" | ".join(str(s) for s in section[:3]) + (f" | protocol {name} ({section[3]})" if name else
-                                                              f" | protocol {section[3]} (no named protocol)"))
+        heading = " | ".join(str(s) for s in section[:3]) + (f" | protocol {name} ({section[3]})" if name else
+                                                             f" | protocol {section[3]} (no named protocol)")
+        out += textwrap.wrap(heading, terminal.width(), subsequent_indent="    ", break_long_words=False) or [heading]
         out += terminal.table(["method", "variant", "seeds", *shown], rows, keys=2, wrap={1: 40})
     return "\n".join(out)
 

@@ -13,6 +13,7 @@ from bench.tables.reproduce import load_records, reproduce_table
 
 SHIPPED = sorted(p for p in default_leaderboard_dir().glob("*.json"))
 CHAPTER_4 = ("thesis-4.1", "thesis-4.2", "thesis-4.3", "thesis-4.4", "thesis-4.5", "thesis-4.6", "thesis-4.7")
+CHAPTER_5 = ("thesis-5.1", "thesis-5.2", "thesis-5.3", "thesis-5.4", "thesis-5.5")
 
 
 
@@ -64,8 +65,8 @@ def test_shipped_records_pass_every_submission_check_including_self_consistency(
     assert all("per-sample ids not checked" not in v.reason for v in seg)
 
 
-@pytest.mark.parametrize("table_id", CHAPTER_4)
-def test_every_mini_cell_of_chapter_4_is_filled_by_the_shipped_records(table_id) -> None:
+@pytest.mark.parametrize("table_id", CHAPTER_4 + CHAPTER_5)
+def test_every_mini_cell_of_chapters_4_and_5_is_filled_by_the_shipped_records(table_id) -> None:
     table = load_table(table_id)
     result = reproduce_table(table, "mini", load_records([default_leaderboard_dir()]))
     missing = [f"{row}/{col}" for (row, col), cell in result.cells.items() if cell.status == "no-run"]

@@ -212,10 +212,20 @@ def _prepare_out(out: Path) -> None:
 
 
 def _sections(records: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, str, str], list[dict[str, Any]]]]:
+    """Records by (profile, dataset, protocol): per profile, the task's leaderboard (default) protocol first, where a
+    plain ``bench run`` lands, then by dataset and size."""
+    from bench.protocols import record_protocol
+
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         groups[(rec["profile"], rec["dataset"]["id"], rec["protocol_hash"])].append(rec)
-    return sorted(groups.items(), key=lambda kv: (PROFILE_ORDER.get(kv[0][0], 9), kv[0][1], -len(kv[1]), kv[0][2]))
+
+    def is_default(group: list[dict[str, Any]]) -> bool:
+        named = record_protocol(group[0])
+        return bool(named and named.default and not named.values)
+
+    return sorted(groups.items(), key=lambda kv: (PROFILE_ORDER.get(kv[0][0], 9), not is_default(kv[1]), kv[0][1],
+                                                  -len(kv[1]), kv[0][2]))
 
 
 def verification(record: dict[str, Any]) -> dict[str, Any] | None:

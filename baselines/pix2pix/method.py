@@ -122,13 +122,12 @@ class Pix2Pix(GeneratorBase):
 
     def _initialised(self, seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
         """G and D with N(0, init_gain) weights drawn from ``seed`` (G first), as a fit starts."""
+        from bench.gan.conditional import initialised_pair
+
         from .model import init_weights
 
-        init = torch.Generator().manual_seed(seed)
-        generator, discriminator = self.build_generator(), self.build_discriminator()
-        init_weights(generator, self.config.init_gain, init)
-        init_weights(discriminator, self.config.init_gain, init)
-        return generator, discriminator
+        return initialised_pair(self.build_generator, self.build_discriminator, init_weights, self.config.init_gain,
+                                seed)
 
     def _edge_input(self, edges: torch.Tensor) -> torch.Tensor:
         """(C, H, W) edge map in [0, 1] -> (input_channels, R, R)."""

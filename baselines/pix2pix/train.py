@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.gan.conditional import set_lr
+from bench.gan.conditional import adam_pair, set_lr
 
 
 def gan_loss(logits: torch.Tensor, real: bool, mode: str = "vanilla") -> torch.Tensor:
@@ -50,8 +50,7 @@ def train_pix2pix(generator: nn.Module, discriminator: nn.Module, pairs: Any, co
         one log row per step (``epoch``, ``step``, ``lr``, ``d``, ``g_gan``, ``g_l1``).
     """
     c = config
-    opt_g = torch.optim.Adam(generator.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+    opt_g, opt_d = adam_pair(generator, discriminator, c)
     gen = torch.Generator().manual_seed(seed)
     generator.train()
     discriminator.train()

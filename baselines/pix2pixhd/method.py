@@ -164,13 +164,12 @@ class Pix2PixHD(GeneratorBase):
 
     def _initialised(self, seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
         """G and D with N(0, init_gain) conv weights drawn from ``seed`` (G first), as a fit starts."""
+        from bench.gan.conditional import initialised_pair
+
         from .model import init_weights
 
-        init = torch.Generator().manual_seed(seed)
-        generator, discriminator = self.build_generator(), self.build_discriminator()
-        init_weights(generator, self.config.init_gain, init)
-        init_weights(discriminator, self.config.init_gain, init)
-        return generator, discriminator
+        return initialised_pair(self.build_generator, self.build_discriminator, init_weights, self.config.init_gain,
+                                seed)
 
     def _ensure_generator(self, ctx: RunContext) -> torch.nn.Module:
         if self.generator is None:  # untrained: the generator a fit with this run seed starts from

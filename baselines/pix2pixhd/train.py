@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.gan.conditional import set_lr
+from bench.gan.conditional import adam_pair, set_lr
 
 from .losses import VGGLoss, feature_matching_loss, lsgan_loss
 
@@ -46,8 +46,7 @@ def train_pix2pixhd(generator: nn.Module, discriminator: nn.Module, labels: torc
         one log row per step (``epoch``, ``step``, ``lr``, ``d``, ``g_gan``, ``g_fm``, ``g_vgg``).
     """
     c = config
-    opt_g = torch.optim.Adam(generator.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+    opt_g, opt_d = adam_pair(generator, discriminator, c)
     gen = torch.Generator().manual_seed(seed)
     generator.train()
     discriminator.train()

@@ -1,6 +1,6 @@
 """What the conditional (image-to-image) GAN baselines share: Pix2Pix (baselines/pix2pix) and Pix2PixHD
-(baselines/pix2pixhd) keep only their generator after training, as safetensors beside a JSON state, and set one lr on
-their G and D optimisers per epoch."""
+(baselines/pix2pixhd) start from G and D initialised from one seed, train them with one Adam each, set one lr on both
+per epoch, and keep only their generator after training, as safetensors beside a JSON state."""
 from __future__ import annotations
 
 import json
@@ -43,3 +43,24 @@ def set_lr(optimizers: Iterable[torch.optim.Optimizer], lr: float) -> None:
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = lr
+
+
+def initialised_pair(build_generator: Callable[[], torch.nn.Module], build_discriminator: Callable[[], torch.nn.Module],
+                     init_weights: Callable[[torch.nn.Module, float, torch.Generator], None], gain: float,
+                     seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """G and D as a fit starts: built, then initialised by ``init_weights(module, gain, generator)`` from one
+    generator seeded with ``seed`` (G first)."""
+    draw = torch.Generator().manual_seed(seed)
+    generator, discriminator = build_generator(), build_discriminator()
+    init_weights(generator, gain, draw)
+    init_weights(discriminator, gain, draw)
+    return generator, discriminator
+
+
+def adam_pair(generator: torch.nn.Module, discriminator: torch.nn.Module, config: Any
+              ) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """One Adam for G and one for D with the config's ``lr``, ``beta1`` and ``beta2`` (the pix2pix family's 2e-4,
+    (0.5, 0.999))."""
+    betas = (config.beta1, config.beta2)
+    return (torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
+            torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas))

@@ -101,6 +101,12 @@ class DatasetSource:
     def split_ids(self, split: str) -> list[str]:
         raise NotImplementedError
 
+    def sample_cases(self, split: str) -> list[str | None] | None:
+        """The case (patient) of each id of ``split_ids(split)``, in that order, as ``meta["case"]`` gives it (None: the
+        sample is its own case); None when it cannot be known without the data. Submission checks read it to know
+        which ids a case-level fold, or a per-case score, covers."""
+        return None
+
     def load(self, split: str) -> LazySamples:
         raise NotImplementedError
 

@@ -460,6 +460,9 @@ class DermMini(DatasetSource):
         self._check_split(split)
         return [f"dm-{self.world_seed}-{split}-{i:05d}" for i in range(self.sizes[split])]
 
+    def sample_cases(self, split: str) -> list[str | None]:
+        return [None] * len(self.split_ids(split))  # every image is its own case
+
     def split_checksum(self, split: str) -> str:
         # The ids name the world seed and index; the image size changes every pixel, so it is part of the split too.
         from bench.data.base import checksum_ids

@@ -395,6 +395,9 @@ class UltrasoundMini(DatasetSource):
     def split_ids(self, split: str) -> list[str]:
         return [f"{self.case_id(split, c)}-v{v}" for c, v in self.layout(split)]
 
+    def sample_cases(self, split: str) -> list[str | None]:
+        return [self.case_id(split, c) for c, _ in self.layout(split)]
+
     def split_checksum(self, split: str) -> str:
         tags = [f"image_size={self.image_size}", f"generator={self.id}/1", f"normal_rate={self.normal_rate!r}",
                 f"channels={self.channels}"]

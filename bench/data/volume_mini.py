@@ -406,6 +406,9 @@ class VolumeMini(DatasetSource):
     def split_ids(self, split: str) -> list[str]:
         return [f"{name}:z{z:03d}" for name, _, z, _ in self.slices(split)]
 
+    def sample_cases(self, split: str) -> list[str | None]:
+        return [name for name, *_ in self.slices(split)]
+
     def split_checksum(self, split: str) -> str:
         tags = [f"image_size={self.image_size}", f"generator={self.id}/1", f"world_seed={self.world_seed}",
                 f"channels={self.channels}"]

@@ -300,10 +300,7 @@ def _arms(record: dict[str, Any], spec: Any, rows: list[dict[str, str]]
     mine, reference = groups.get(spec.reference_arm if is_reference else spec.arm, {}), groups.get(spec.reference_arm, {})
     if set(mine) != set(record["per_model"]):
         raise SubmissionError(f"the per-sample file scores models {sorted(mine)}, the record reports {sorted(record['per_model'])}")
-    task = record["config"].get("task") or {}
-    # per-case scores (seg-aug's eval_unit: case) are named by case ids, which only the data gives
-    expected_ids = None if task.get("eval_unit", "image") != "image" else \
-        test_split_ids(record, ("train", "val", "test") if task.get("folds") else ("test",))
+    expected_ids = scored_ids(record)
     for model, model_rows in mine.items():
         if expected_ids is not None and sorted(r["id"] for r in model_rows) != expected_ids:
             raise SubmissionError(f"the per-sample ids of model {model} are not the protocol's test split")
@@ -446,6 +443,42 @@ def _check_confusion_comparisons(comparisons: dict[str, Any], ours: dict[str, di
 
 def _matches(key: str, pattern: str) -> bool:
     return key.startswith(pattern[:-1]) if pattern.endswith("*") else key == pattern
+
+
+def scored_ids(record: dict[str, Any]) -> list[str] | None:
+    """The ids a seg-aug-style record scores, sorted: the test split's, or with ``task.folds`` every labelled sample's
+    (train + val + test pooled), of fold ``task.fold`` only when it is set (the task's case-level KFold); case ids
+    instead of sample ids with ``task.eval_unit: case``. None when the dataset cannot say without its data."""
+    from bench.tasks.derm_seg import case_folds
+
+    task = record["config"].get("task") or {}
+    folds, fold, unit = task.get("folds"), task.get("fold"), task.get("eval_unit", "image")
+    splits = ("train", "val", "test") if folds else ("test",)
+    if fold is None and unit == "image":
+        return test_split_ids(record, splits)
+    try:
+        dataset = _dataset(record)
+        ids = [i for name in splits for i in dataset.split_ids(name)]
+        per_split = [dataset.sample_cases(name) for name in splits]
+    except Exception:  # noqa: BLE001 - no dataset, or a real one whose ids live in its files
+        return None
+    if any(c is None for c in per_split):  # cases that only the data gives
+        return None
+    cases = [c for split_cases in per_split for c in split_cases]
+    keys = [f"case:{c}" if c is not None else f"id:{i}" for i, c in zip(ids, cases)]
+    if fold is not None:
+        _, held = case_folds(keys, int(folds))[int(fold)]
+        ids, keys = [ids[i] for i in held], [keys[i] for i in held]
+    return sorted({k.split(":", 1)[1] for k in keys}) if unit == "case" else sorted(ids)
+
+
+def _dataset(record: dict[str, Any]) -> Any:
+    """The record's dataset source, built without a data folder (procedural worlds; real ones fail on use)."""
+    from bench.registry import DATASETS
+
+    task = record["config"].get("task") or {}
+    dataset = DATASETS.get(task.get("dataset") or record["dataset"]["id"])
+    return dataset(root=None, image_size=task.get("image_size"), **(task.get("dataset_options") or {}))
 
 
 def test_split_ids(record: dict[str, Any], splits: tuple[str, ...] = ("test",)) -> list[str] | None:

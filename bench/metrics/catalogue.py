@@ -106,6 +106,14 @@ def _build() -> MetricCatalogue:
     _add(c, "iou", True, 0.0, 1.0, "IoU", "Mean per-image IoU |P&T|/|P|T|; empty vs empty = 1 (ch4 3.3).")
     _add(c, "dice[*]", True, 0.0, 1.0, "Dice", "Mean per-image Dice on a named subset or segmenter, e.g. dice[S_0.6].")
     _add(c, "iou[*]", True, 0.0, 1.0, "IoU", "Mean per-image IoU on a named subset or segmenter, e.g. iou[S_0.6].")
+    # segmentation surface and overlap terms of DiffBoost Table II (task.surface_metrics; per image or per case)
+    _add(c, "precision", True, 0.0, 1.0, "Precision", "Mean per-image (or per-case) |P&T|/|P| of the masks (DiffBoost Table II).")
+    _add(c, "recall", True, 0.0, 1.0, "Recall", "Mean per-image (or per-case) |P&T|/|T| of the masks (DiffBoost Table II).")
+    _add(c, "hd95", False, 0.0, None, "HD95", "95th-percentile symmetric Hausdorff distance of mask surfaces, mm or pixels as comparisons.units says (DiffBoost Table II).")
+    _add(c, "assd", False, 0.0, None, "ASSD", "Average symmetric surface distance of mask surfaces, mm or pixels as comparisons.units says (DiffBoost Table II).")
+    for m, disp in (("precision", "Precision"), ("recall", "Recall"), ("hd95", "HD95"), ("assd", "ASSD")):
+        _add(c, f"{m}[*]", m in ("precision", "recall"), 0.0, 1.0 if m in ("precision", "recall") else None, disp,
+             f"{disp} of the bracketed segmenter or subset.")
     # classification (ch4 3.2)
     for avg, what in (("weighted", "support-weighted (the thesis' 'micro')"), ("macro", "unweighted mean over classes")):
         for m, disp in (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1")):

@@ -108,6 +108,26 @@ def unconditional(encoders: ClipEncoders, cond: torch.Tensor, backbone: str) -> 
     return encoders.text([""])[1][:, None]
 
 
+def with_condition_dropout(conds: Callable[[torch.Tensor], torch.Tensor], encoders: ClipEncoders, backbone: str,
+                           p: float, seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``conds`` with each item's condition replaced, with probability ``p``, by the CFG branch's (`unconditional`),
+    so that branch is trained too (Stable Diffusion's recipe; the reference code never drops, p = 0). The draws
+    come from a generator of their own: with p = 0 nothing is drawn and ``conds`` is returned as it is."""
+    if p <= 0:
+        return conds
+    gen = torch.Generator().manual_seed(seed)
+
+    def dropped(idx: torch.Tensor) -> torch.Tensor:
+        cond = conds(idx)
+        drop = torch.rand(len(idx), generator=gen) < p
+        if drop.any():
+            cond = cond.clone()
+            cond[drop] = unconditional(encoders, cond, backbone).to(cond)
+        return cond
+
+    return dropped
+
+
 def train_denoiser(model: Any, scheduler: Any, codec: Any, images: torch.Tensor, conds: Callable[[torch.Tensor], torch.Tensor],
                    steps: int, batch_size: int, lr: float, weight_decay: float, seed: int,
                    advance: Callable[..., None] | None = None, extra_params: Sequence[Any] = ()) -> list[float]:

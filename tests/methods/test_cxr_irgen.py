@@ -145,3 +145,29 @@ def test_fit_save_load_generate_round_trip(tmp_path):
     again.load(tmp_path / "state")
     assert [s.report for s in again.generate(given, ctx)] == reports
     assert all(torch.equal(a.image, b.image) for a, b in zip(again.generate(conds, ctx), pairs))
+
+
+@pytest.mark.parametrize("backbone", ["unet", "uvit"])
+def test_condition_dropout_swaps_in_the_cfg_branch_and_is_off_by_default(backbone):
+    from bench.diffusion.models import load_mini_clip, load_mini_sd
+    from methods.cxr_irgen import vision
+
+    parts = load_mini_sd()
+    tower = load_mini_clip().model.vision_model
+    encoders = vision.ClipEncoders(parts.tokenizer, parts.text_encoder, tower, 32)
+    prompts = ["A chest X-Ray image with lung opacity", "A chest X-Ray image with no finding"] * 16
+    refs = torch.randn(len(prompts), parts.text_encoder.config.hidden_size)
+
+    def labelled(idx):
+        return vision.condition(encoders, [prompts[int(i)] for i in idx], refs[idx], backbone)
+
+    assert vision.with_condition_dropout(labelled, encoders, backbone, 0.0, seed=3) is labelled
+    idx = torch.arange(len(prompts))
+    full = labelled(idx)
+    uncond = vision.unconditional(encoders, full, backbone)[0]
+    out = vision.with_condition_dropout(labelled, encoders, backbone, 0.5, seed=3)(idx)
+    dropped = [torch.equal(out[k], uncond) for k in range(len(idx))]
+    kept = [torch.equal(out[k], full[k]) for k in range(len(idx))]
+    assert all(d != k for d, k in zip(dropped, kept)) and 6 <= sum(dropped) <= 26, sum(dropped)
+    again = vision.with_condition_dropout(labelled, encoders, backbone, 0.5, seed=3)(idx)
+    assert torch.equal(again, out)

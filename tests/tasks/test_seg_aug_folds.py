@@ -137,9 +137,12 @@ def test_smoke_run_with_three_folds_writes_per_fold_rows_that_recompute(tmp_path
     mine = [r for r in rows if r["arm"] == "augmented"]
     by_fold = [np.mean([float(r["dice"]) for r in mine if r["fold"] == str(k)]) for k in range(3)]
     assert record["metrics"]["dice"] == pytest.approx(np.mean(by_fold))  # mean of the fold means (B.9)
-    # ids = all labelled samples (case ids are not checked: only the data gives them), surface metrics recomputed
-    assert check_scores(record, rows) == ("" if selection == "val" else
-                                          "per-sample ids not checked: the test split's ids need the data")
+    # ids = all labelled samples (per case: derm-mini's cases are its images), surface metrics recomputed
+    assert check_scores(record, rows) == ""
+    first = next(k for k, r in enumerate(rows) if r["arm"] == "augmented")
+    moved = [dict(r, id="dm-0-test-99999") if k == first else r for k, r in enumerate(rows)]
+    with pytest.raises(SubmissionError, match="per-sample ids of model monai-attention-unet are not"):
+        check_scores(record, moved)
     edited = json.loads(json.dumps(record))
     edited["metrics"]["hd95"] += 0.5
     with pytest.raises(SubmissionError, match="hd95"):

@@ -2,7 +2,8 @@
 
 Perfect synthetic data: drawn from exactly the distribution the task's real data come from, yet never one of its
 train, val or test samples. Only a procedural world has such a generator (`WORLD_SAMPLERS`: derm-mini and the
-issue-21 twins busi-mini, ddti-mini, ct-spleen-mini, mri-prostate-mini); on real data the fit stage stops with one
+issue-21 twins busi-mini, ddti-mini, ct-spleen-mini, mri-prostate-mini, and cxr-mini, whose images follow the
+condition's label vector); on real data the fit stage stops with one
 error line. The gap between ``world-oracle`` and ``noise`` on a task's headline metric is the task's dynamic range
 (``bench table``, the leaderboard).
 """
@@ -28,6 +29,7 @@ WORLD_SAMPLERS: dict[str, tuple[str, str]] = {
     "ddti-mini": ("bench.data.ultrasound_mini:oracle_sample", "bench.data.ultrasound_mini:caption"),
     "ct-spleen-mini": ("bench.data.volume_mini:oracle_sample", "bench.data.volume_mini:caption"),
     "mri-prostate-mini": ("bench.data.volume_mini:oracle_sample", "bench.data.volume_mini:caption"),
+    "cxr-mini": ("bench.data.cxr_mini:oracle_sample", "bench.data.cxr_mini:oracle_caption"),
 }
 
 
@@ -40,7 +42,7 @@ class WorldOracle(GeneratorBase):
     """Draws each sample from the world's generator: of the condition's class and with its lesion mask when the
     task gives them, else unconditioned (new masks too)."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label"}),
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label", "labels"}),
                                                         returns=frozenset({"image", "mask", "label", "prompt"}))
     version: ClassVar[str] = "1"
 
@@ -79,9 +81,12 @@ class WorldOracle(GeneratorBase):
             key = derive_seed(ctx.seed, 23, int(cond.meta.get("index", position)))
             shape = cond.mask.numpy().astype(bool) if cond.mask is not None else None
             size = shape.shape[-1] if shape is not None else self.image_size
-            image, mask, meta = sample_fn(self.world, key, size, label=cond.label, shape=shape)
+            # label vectors (cxr-mini's findings) only for the worlds that draw from them
+            vector = {} if cond.labels is None else {"labels": cond.labels.tolist()}
+            image, mask, meta = sample_fn(self.world, key, size, label=cond.label, shape=shape, **vector)
             label = meta.get("label")  # worlds without classes (the CT / MRI slices) have none
             yield Sample(image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
-                         mask=torch.from_numpy(np.ascontiguousarray(mask)),
+                         mask=None if mask is None else torch.from_numpy(np.ascontiguousarray(mask)),
+                         labels=None if cond.labels is None else cond.labels.clone(),
                          label=None if label is None else int(label), prompt=caption_fn(meta),
                          meta={"source_id": cond.meta.get("source_id"), "class_name": meta.get("class_name")})

@@ -32,6 +32,8 @@ from bench.data.base import DataError, DatasetSource, LazySamples
 logger = logging.getLogger(__name__)
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+#: The world-oracle's stream (`oracle_sample`): a code no split uses, so its images are never a split's.
+ORACLE_SPLIT_CODE = 3
 DEFAULT_SIZES = {"train": 2000, "val": 200, "test": 500}
 #: Share of the report pool in each split (by hash of the report id).
 SPLIT_SHARES = {"train": 0.8, "val": 0.05, "test": 0.15}
@@ -196,6 +198,36 @@ def render_sample(world_seed: int, split: str, index: int, size: int = 64) -> tu
     return render_chest(positive, rng, size), record
 
 
+def oracle_sample(world: dict[str, Any], key: int, size: int, label: int | None = None, shape: Any = None,
+                  labels: Any = None) -> tuple[np.ndarray, None, dict[str, Any]]:
+    """A fresh chest image of the world ``world`` (`CxrMini.world_spec`) whose findings follow ``labels`` (a
+    binarised 14-vector in CheXpert order; None: the labels of a random training report), drawn from the oracle
+    stream ``key`` (never one of the splits' images). ``label`` and ``shape`` (class and mask conditions of the
+    lesion worlds) do not apply and are ignored.
+
+    Returns:
+        image (H, W, 1) float32 in [0, 1], no mask, meta (``positive``: the rendered categories).
+    """
+    from bench.metrics.chexlabel import CATEGORIES
+
+    rng = np.random.default_rng([int(world["world_seed"]), ORACLE_SPLIT_CODE, int(key) % (2 ** 62)])
+    if labels is None:
+        pool = report_pool("train")
+        values = pool[int(rng.integers(len(pool)))]["labels"]
+        positive = [c for c, v in zip(CATEGORIES, values) if v == 1]
+    else:
+        values = [float(v) for v in labels]
+        if len(values) != len(CATEGORIES):
+            raise ValueError(f"cxr-mini oracle: need a {len(CATEGORIES)}-label vector, got {len(values)}")
+        positive = [c for c, v in zip(CATEGORIES, values) if v >= 0.5]
+    return render_chest(set(positive), rng, size)[..., None], None, {"positive": positive}
+
+
+def oracle_caption(meta: dict[str, Any]) -> str:
+    """The label sentence of an oracle image (the dataset's own text condition)."""
+    return label_prompt(list(meta["positive"]))
+
+
 class CxrMini(DatasetSource):
     """Procedural chest-like radiographs with CheXpert label vectors and real IU X-ray reports (module doc).
 
@@ -229,6 +261,10 @@ class CxrMini(DatasetSource):
 
         return tuple(CATEGORIES)
 
+    def world_spec(self) -> dict[str, Any]:
+        """What `oracle_sample` needs to draw fresh images of this world (in every sample's ``meta["world"]``)."""
+        return {"dataset": self.id, "world_seed": self.world_seed}
+
     def split_ids(self, split: str) -> list[str]:
         self._check_split(split)
         return [f"cxm-{self.world_seed}-{split}-{i:05d}" for i in range(self.sizes[split])]
@@ -245,6 +281,7 @@ class CxrMini(DatasetSource):
         from bench.metrics.chexlabel import CATEGORIES
 
         self._check_split(split)
+        world = self.world_spec()
 
         def load_one(index: int, sample_id: str) -> Sample:
             image, record = render_sample(self.world_seed, split, index, self.image_size)
@@ -253,7 +290,7 @@ class CxrMini(DatasetSource):
             return Sample(image=torch.from_numpy(image)[None], labels=torch.from_numpy((raw == 1).astype(np.float32)),
                           report=record["report"], prompt=label_prompt(positive),
                           meta={"id": sample_id, "split": split, "index": index, "report_id": record["id"],
-                                "raw_labels": raw.tolist(), "positive": positive})
+                                "raw_labels": raw.tolist(), "positive": positive, "world": world})
 
         return LazySamples(self.split_ids(split), load_one)
 

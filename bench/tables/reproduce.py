@@ -7,7 +7,8 @@ for a downstream-model query, else ``metrics[metric]``; a metric without bracket
 also matches a record's single bracketed variant of the same family.
 
 Records with different protocol hashes are never averaged together: the protocol
-with the most seeds wins (ties: the most recent record), and the others are
+with the most seeds wins (ties: the one whose runs are closest to the method's defaults, then the most recent
+record), and the others are
 counted in the cell's note. A seed run twice keeps the record whose method config is
 closest to the method's defaults for the profile (an ablation such as DiDGen
 ``ca_guidance=false`` shares the protocol of the default run but does not fill the
@@ -228,8 +229,12 @@ def select_runs(records: Sequence[dict[str, Any]], best_of: tuple[str, bool] | N
         old = seeds.get(rec["seed"])
         if old is None or preference(rec) > preference(old):
             seeds[rec["seed"]] = rec
+    # most seeds; then the protocol whose runs are closest to the defaults (an ablation run under another protocol,
+    # such as cxr-irgen's condition_dropout in the image protocol, does not displace the default run's protocol
+    # just by being newer); then the newest
     ranked = sorted(by_protocol.items(),
-                    key=lambda kv: (len(kv[1]), max(r.get("created", "") for r in kv[1].values())), reverse=True)
+                    key=lambda kv: (len(kv[1]), max(preference(r)[:-1] for r in kv[1].values()) if best_of is None
+                                    else (), max(r.get("created", "") for r in kv[1].values())), reverse=True)
     chosen = sorted(ranked[0][1].values(), key=lambda r: r["seed"])
     note = ""
     if len(ranked) > 1:

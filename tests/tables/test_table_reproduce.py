@@ -92,6 +92,20 @@ def test_an_ablation_of_the_same_protocol_does_not_fill_the_default_cell(record_
     assert math.isclose(without.mean, 0.60)
 
 
+def test_an_ablation_under_another_protocol_does_not_displace_the_default_run(record_factory) -> None:
+    # the same as above across protocols (one seed each): the newer ablation's protocol is not chosen for the
+    # default cell (cxr-irgen condition_dropout in the image protocol beside the default pair-protocol run)
+    table = load_table("thesis-4.5")
+    default = record_factory(method="didgen", n={"real_train": 520}, method_config={"ca_guidance": True},
+                             per_model={"unet": {"iou": 0.70}}, created="2026-01-01T00:00:00Z")
+    ablation = record_factory(method="didgen", n={"real_train": 520}, method_config={"ca_guidance": False},
+                              per_model={"unet": {"iou": 0.60}}, created="2026-06-01T00:00:00Z", protocol="f" * 64)
+    ablation["run_id"] += "x"
+    cell = reproduce_table(table, "mini", [default, ablation]).cell("iou-s2.5k-unet", "didgen")
+    assert cell.seeds == (0,) and math.isclose(cell.mean, 0.70) and cell.protocol == default["protocol_hash"]
+    assert "1 record(s) of 1 other protocol" in cell.note
+
+
 def test_setting_keys_read_config_and_percent_scale(record_factory) -> None:
     table = load_table("thesis-4.7")
     rec = record_factory(method="didgen", n={"real_train": 520}, method_config={"ca_guidance": False},

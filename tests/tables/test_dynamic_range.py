@@ -44,6 +44,16 @@ def test_range_is_oracle_minus_noise_on_the_headline_metric(record_factory):
     assert rows["noise"][1] == pytest.approx(-0.10 / 0.21) and "real-only" not in rows
 
 
+def test_without_the_task_headline_the_tables_metric_is_used(record_factory):
+    # cxr's image protocol has no CE F1 (cxr's main metric); Table 6.2 reads AUROC, which comes after FD in the records
+    metrics = {"fd[mini-clip]": 0.05, "auroc[Effusion]": 0.94, "auroc": 0.98}
+    recs = [record_factory(task="cxr", method="world-oracle", metrics=metrics),
+            record_factory(task="cxr", method="noise", metrics={"fd[mini-clip]": 14.0, "auroc[Effusion]": 0.50, "auroc": 0.50})]
+    assert next(iter(dynamic_ranges(recs).values())).metric == "fd[mini-clip]"  # no table: the records' first
+    rng = next(iter(dynamic_ranges(recs, ["auroc[Effusion]", "auroc"]).values()))
+    assert rng.metric == "auroc" and rng.span == pytest.approx(0.48)  # the table's, unbracketed first
+
+
 def test_lower_is_better_keeps_the_reading(record_factory):
     recs = [record_factory(method="world-oracle", metrics={"dice": 10.0}, comparisons={"reference_metrics": {"dice": 20.0}}),
             record_factory(method="noise", metrics={"dice": 40.0}, comparisons={"reference_metrics": {"dice": 20.0}})]

@@ -503,8 +503,7 @@ def test_split_ids(record: dict[str, Any], splits: tuple[str, ...] = ("test",)) 
         except Exception:  # noqa: BLE001 - no committed file in this install
             return None
     try:
-        ds = dataset(root=None, image_size=task.get("image_size"), **(task.get("dataset_options") or {}))
-        return sorted(i for name in splits for i in ds.split_ids(name))
+        return sorted(i for name in splits for i in _dataset(record).split_ids(name))
     except Exception:  # noqa: BLE001 - a real dataset whose ids live in its files
         return None
 

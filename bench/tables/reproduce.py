@@ -229,12 +229,14 @@ def select_runs(records: Sequence[dict[str, Any]], best_of: tuple[str, bool] | N
         old = seeds.get(rec["seed"])
         if old is None or preference(rec) > preference(old):
             seeds[rec["seed"]] = rec
-    # most seeds; then the protocol whose runs are closest to the defaults (an ablation run under another protocol,
-    # such as cxr-irgen's condition_dropout in the image protocol, does not displace the default run's protocol
-    # just by being newer); then the newest
-    ranked = sorted(by_protocol.items(),
-                    key=lambda kv: (len(kv[1]), max(preference(r)[:-1] for r in kv[1].values()) if best_of is None
-                                    else (), max(r.get("created", "") for r in kv[1].values())), reverse=True)
+    def protocol_rank(runs: dict[int, dict[str, Any]]) -> tuple[Any, ...]:
+        # most seeds; then the protocol whose runs are closest to the defaults (an ablation run under another
+        # protocol, such as cxr-irgen's condition_dropout in the image protocol, does not displace the default
+        # run's protocol just by being newer); then the newest
+        closest = 0 if best_of is not None else max(-len(method_changes(r)) for r in runs.values())
+        return len(runs), closest, max(r.get("created", "") for r in runs.values())
+
+    ranked = sorted(by_protocol.items(), key=lambda kv: protocol_rank(kv[1]), reverse=True)
     chosen = sorted(ranked[0][1].values(), key=lambda r: r["seed"])
     note = ""
     if len(ranked) > 1:

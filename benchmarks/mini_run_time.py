@@ -2,10 +2,11 @@
 
 Each run is an ordinary `bench run --profile mini --threads T` in its own fresh work dir (nothing cached, nothing
 shared between runs), so the time is what a user sees on a first run: fit, generate, evaluate and the real-only arm.
-The default set is issue 21's three generators on derm-mini, the largest of the seg-aug mini twins (train 1000;
-ph2-mini 120, busi-mini and ddti-mini 300): the fit (a fixed number of steps) and the generation (the task's
-n_generate, 200) do not depend on the twin, and the evaluation grows with the training set, so derm-mini bounds the
-others. Any other run is given as TASK:METHOD[:DATASET].
+The default set is issue 21's three generators on the largest seg-aug mini twins their papers use: MedDiff-FT and
+T2I-Adapter on busi-mini (train 300; ddti-mini 300, derm-mini 200 at the mini profile's sizes, ph2-mini 120),
+DiffBoost on ct-spleen-mini (train 345 slices; mri-prostate-mini 155). The fit (a fixed number of steps) and the
+generation (the task's n_generate, 200) do not depend on the twin, and the evaluation grows with the training set,
+so the largest twin bounds the others. Any other run is given as TASK:METHOD[:DATASET].
 
 Run on a quiet machine (no other torch job: two jobs on 2 cores slow each other several-fold):
   python benchmarks/mini_run_time.py                      # the three default runs, 2 threads, about 35 minutes
@@ -24,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DEFAULT_RUNS = ["seg-aug:meddiff-ft:derm-mini", "seg-aug:diffboost:derm-mini", "seg-aug:t2i-adapter:derm-mini"]
+DEFAULT_RUNS = ["seg-aug:meddiff-ft:busi-mini", "seg-aug:t2i-adapter:busi-mini", "seg-aug:diffboost:ct-spleen-mini"]
 
 
 def parse_run(text: str) -> tuple[str, str, str | None]:

@@ -117,3 +117,20 @@ def test_a_family_names_every_listed_value_of_its_varying_key(tmp_path) -> None:
     bad.write_text("seg-aug/mini-x@v1: {title: a, vary: {fold: 3}}\n")
     with pytest.raises(protocols.ProtocolError, match="'vary' must map task keys to non-empty lists"):
         protocols.load(bad)
+
+
+def test_site_sections_keep_a_family_together_base_first_then_by_value() -> None:
+    """On the seg-aug page the MedDiff-FT busi-mini family reads base, [n_generate=150], [n_generate=275] in a row,
+    after the task's default protocol."""
+    from bench.leaderboard.site import _sections
+    from bench.protocols import record_protocol
+
+    seg = [r for r in SHIPPED if r["task"]["id"] == "seg-aug"]
+    names = [(record_protocol(recs[0]).display_name if record_protocol(recs[0]) else None)
+             for _, recs in _sections(seg)]
+    (default,) = [p.name for p in protocols.load().values() if p.task == "seg-aug" and p.profile == "mini" and p.default]
+    assert names[0] == default
+    family = [i for i, n in enumerate(names) if n and n.startswith("seg-aug/mini-meddiff-busi@v1")]
+    assert [names[i] for i in family] == ["seg-aug/mini-meddiff-busi@v1", "seg-aug/mini-meddiff-busi@v1[n_generate=150]",
+                                          "seg-aug/mini-meddiff-busi@v1[n_generate=275]"]
+    assert family == list(range(family[0], family[0] + 3))

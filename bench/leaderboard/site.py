@@ -213,19 +213,22 @@ def _prepare_out(out: Path) -> None:
 
 def _sections(records: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, str, str], list[dict[str, Any]]]]:
     """Records by (profile, dataset, protocol): per profile, the task's leaderboard (default) protocol first, where a
-    plain ``bench run`` lands, then by dataset and size."""
+    plain ``bench run`` lands, then by dataset, protocol name (a family's members together), and size."""
     from bench.protocols import record_protocol
 
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         groups[(rec["profile"], rec["dataset"]["id"], rec["protocol_hash"])].append(rec)
 
-    def is_default(group: list[dict[str, Any]]) -> bool:
+    def order(item: tuple[tuple[str, str, str], list[dict[str, Any]]]) -> tuple:
+        (profile, dataset, proto), group = item
         named = record_protocol(group[0])
-        return bool(named and named.default and not named.values)
+        default = bool(named and named.default and not named.values)
+        # a family's members (MedDiff-FT's +150 / +275, DiffBoost's folds) sit together, the base first, then by value
+        family = (0, named.name, tuple(sorted(named.values.items()))) if named else (1, "", ())
+        return PROFILE_ORDER.get(profile, 9), not default, dataset, family, -len(group), proto
 
-    return sorted(groups.items(), key=lambda kv: (PROFILE_ORDER.get(kv[0][0], 9), not is_default(kv[1]), kv[0][1],
-                                                  -len(kv[1]), kv[0][2]))
+    return sorted(groups.items(), key=order)
 
 
 def verification(record: dict[str, Any]) -> dict[str, Any] | None:

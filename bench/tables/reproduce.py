@@ -6,10 +6,10 @@ method config, then the counts ``n``). The value is ``per_model[model][metric]``
 for a downstream-model query, else ``metrics[metric]``; a metric without brackets
 also matches a record's single bracketed variant of the same family.
 
-Records with different protocol hashes are never averaged together: the protocol
-with the most seeds wins (ties: the one whose runs are closest to the method's defaults, then the most recent
-record), and the others are
-counted in the cell's note. A seed run twice keeps the record whose method config is
+Records with different protocol hashes are never averaged together. A cell reads the protocol whose runs are
+closest to the method's defaults, then the one filling most cells of the table (so that the cells a reader compares,
+and the derived claims, read one protocol while a new protocol's campaign is under way), then the one with most
+seeds, then the newest; the others are counted in the cell's note. A seed run twice keeps the record whose method config is
 closest to the method's defaults for the profile (an ablation such as DiDGen
 ``ca_guidance=false`` shares the protocol of the default run but does not fill the
 default's cells unless the query asks for it), then the newest. A query with ``best_of``
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,10 +213,16 @@ def combine_folds(records: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any
     return passed, "; ".join(notes)
 
 
-def select_runs(records: Sequence[dict[str, Any]], best_of: tuple[str, bool] | None = None
-                ) -> tuple[list[dict[str, Any]], str]:
-    """Keep one protocol (most seeds, then newest) and one record per seed (closest to the defaults, then newest;
-    with ``best_of = (metric, higher_is_better)`` the best trial by that metric)."""
+def select_runs(records: Sequence[dict[str, Any]], best_of: tuple[str, bool] | None = None,
+                coverage: dict[str, int] | None = None) -> tuple[list[dict[str, Any]], str]:
+    """Keep one protocol and one record per seed (closest to the defaults, then newest; with ``best_of = (metric,
+    higher_is_better)`` the best trial by that metric).
+
+    The protocol: the one whose runs are closest to the method's defaults (an ablation run under another protocol,
+    such as cxr-irgen's condition_dropout in the image protocol, never displaces the default run's protocol); then
+    the one filling most cells of the table (``coverage``: protocol hash -> cells, from `reproduce_table`), so that
+    the cells a reader compares (a column against the Original column, a derived claim) read one protocol while a
+    new protocol's campaign is under way; then most seeds; then the newest."""
     def preference(rec: dict[str, Any]) -> tuple[Any, ...]:
         if best_of is not None:
             value = (rec.get("metrics") or {}).get(best_of[0])
@@ -229,14 +236,13 @@ def select_runs(records: Sequence[dict[str, Any]], best_of: tuple[str, bool] | N
         old = seeds.get(rec["seed"])
         if old is None or preference(rec) > preference(old):
             seeds[rec["seed"]] = rec
-    def protocol_rank(runs: dict[int, dict[str, Any]]) -> tuple[Any, ...]:
-        # most seeds; then the protocol whose runs are closest to the defaults (an ablation run under another
-        # protocol, such as cxr-irgen's condition_dropout in the image protocol, does not displace the default
-        # run's protocol just by being newer); then the newest
-        closest = 0 if best_of is not None else max(-len(method_changes(r)) for r in runs.values())
-        return len(runs), closest, max(r.get("created", "") for r in runs.values())
 
-    ranked = sorted(by_protocol.items(), key=lambda kv: protocol_rank(kv[1]), reverse=True)
+    def protocol_rank(item: tuple[str, dict[int, dict[str, Any]]]) -> tuple[Any, ...]:
+        proto, runs = item
+        closest = 0 if best_of is not None else max(-len(method_changes(r)) for r in runs.values())
+        return closest, (coverage or {}).get(proto, 0), len(runs), max(r.get("created", "") for r in runs.values())
+
+    ranked = sorted(by_protocol.items(), key=protocol_rank, reverse=True)
     chosen = sorted(ranked[0][1].values(), key=lambda r: r["seed"])
     note = ""
     if len(ranked) > 1:
@@ -251,17 +257,25 @@ def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def reproduce_cell(table: PaperTable, row: str, col: str, profile: str,
-                   records: Sequence[dict[str, Any]]) -> CellResult:
-    reported = table.reported(row, col)
+def _cell_candidates(table: PaperTable, row: str, col: str, profile: str, records: Sequence[dict[str, Any]]
+                     ) -> tuple[CellQuery | None, list[dict[str, Any]], str]:
+    """The cell's query and the records (cross-validation folds combined) that report its value."""
     query = table.cell_query(row, col, profile)
     if query is None:
-        return CellResult(row, col, reported, None, "n/a", note=f"no query for profile '{profile}'")
+        return None, [], ""
     candidates, fold_note = combine_folds([r for r in records if matches(r, query)])
-    candidates = [r for r in candidates if record_value(r, query) is not None]
+    return query, [r for r in candidates if record_value(r, query) is not None], fold_note
+
+
+def reproduce_cell(table: PaperTable, row: str, col: str, profile: str, records: Sequence[dict[str, Any]],
+                   coverage: dict[str, int] | None = None) -> CellResult:
+    reported = table.reported(row, col)
+    query, candidates, fold_note = _cell_candidates(table, row, col, profile, records)
+    if query is None:
+        return CellResult(row, col, reported, None, "n/a", note=f"no query for profile '{profile}'")
     if not candidates:
         return CellResult(row, col, reported, query, "no-run", note=fold_note)
-    runs, note = select_runs(candidates, query.best_of)
+    runs, note = select_runs(candidates, query.best_of, coverage)
     note = "; ".join(x for x in (note, fold_note) if x)
     if query.best_of is not None:
         trials = len({r["run_id"] for r in candidates})
@@ -297,6 +311,10 @@ class TableResult:
 def reproduce_table(table: PaperTable, profile: str, records: Sequence[dict[str, Any]]) -> TableResult:
     """Fill every cell of the layout (reported or not) from ``records``."""
     relevant = [r for r in records if r["profile"] == profile]
-    cells = {(r.key, c.key): reproduce_cell(table, r.key, c.key, profile, relevant)
+    coverage: Counter[str] = Counter()
+    for r in table.rows:
+        for c in table.columns:
+            coverage.update({rec["protocol_hash"] for rec in _cell_candidates(table, r.key, c.key, profile, relevant)[1]})
+    cells = {(r.key, c.key): reproduce_cell(table, r.key, c.key, profile, relevant, coverage)
              for r in table.rows for c in table.columns}
     return TableResult(table=table, profile=profile, cells=cells, n_records=len(relevant))

@@ -209,3 +209,21 @@ def test_a_cross_validated_arm_fills_its_cell_with_the_mean_of_its_folds(record_
     rerun = _fold_record(record_factory, "diffboost", 2, 0.53, created="2026-12-07T01:00:00Z")
     assert reproduce_table(table, "mini", [*folds, rerun]).cell("prostate-diffboost", "dice").mean == \
         pytest.approx(61.0)
+
+
+def test_cells_a_reader_compares_read_one_protocol_while_a_new_one_is_filling(record_factory) -> None:
+    """A new protocol's campaign (the calibrated world) has only its real-only runs, with more seeds: the Original
+    column must not switch to it while the DiDGen column still reads the old protocol, or the column comparison and
+    the derived gain mix two worlds. Once the new protocol fills as many cells, its seeds win."""
+    table = load_table("thesis-4.5")
+    old = [seg_record(record_factory, "real-only", 0, {"unet": 0.92}),
+           seg_record(record_factory, "didgen", 0, {"unet": 0.93})]
+    new = [seg_record(record_factory, "real-only", s, {"unet": 0.70 + s / 100}, protocol="f" * 64) for s in (0, 1, 2)]
+    result = reproduce_table(table, "mini", old + new)
+    original, didgen = result.cell("iou-s1k-unet", "original"), result.cell("iou-s1k-unet", "didgen")
+    assert original.protocol == didgen.protocol == "a" * 64 and original.seeds == (0,)
+    assert "3 record(s) of 1 other protocol" in original.note
+    new += [seg_record(record_factory, "didgen", s, {"unet": 0.72 + s / 100}, protocol="f" * 64) for s in (0, 1, 2)]
+    result = reproduce_table(table, "mini", old + new)
+    original, didgen = result.cell("iou-s1k-unet", "original"), result.cell("iou-s1k-unet", "didgen")
+    assert original.protocol == didgen.protocol == "f" * 64 and original.seeds == didgen.seeds == (0, 1, 2)

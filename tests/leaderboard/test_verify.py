@@ -62,10 +62,13 @@ def test_an_edited_headline_metric_is_reported(smoke_record, tmp_path):
 
 
 def test_a_missing_source_run_is_one_error_line(tmp_path):
+    # a baseline conditioned on another run's generated masks (DiDGen's in chapter 4, MedDiff-FT's in its Table 2)
     shipped = sorted((project_dir() / "results" / "leaderboard").glob("seg-aug__controlnet__*.json"))[0]
+    source = json.loads(shipped.read_text())["config"]["task"]["mask_source"]
+    assert source.startswith(("seg-aug__didgen__", "seg-aug__meddiff-ft__"))
     out = CliRunner().invoke(app, ["verify", str(shipped)])
     assert out.exit_code == 2 and out.output.count("\n") == 1
-    assert "depends on run seg-aug__didgen__" in out.output and "--sources" in out.output
+    assert f"depends on run {source[:30]}" in out.output and "--sources" in out.output
 
 
 def test_a_shipped_mini_record_reruns_here():

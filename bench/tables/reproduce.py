@@ -269,8 +269,12 @@ def _cell_candidates(table: PaperTable, row: str, col: str, profile: str, record
 
 def reproduce_cell(table: PaperTable, row: str, col: str, profile: str, records: Sequence[dict[str, Any]],
                    coverage: dict[str, int] | None = None) -> CellResult:
+    return _cell_result(table, row, col, profile, *_cell_candidates(table, row, col, profile, records), coverage)
+
+
+def _cell_result(table: PaperTable, row: str, col: str, profile: str, query: CellQuery | None,
+                 candidates: list[dict[str, Any]], fold_note: str, coverage: dict[str, int] | None) -> CellResult:
     reported = table.reported(row, col)
-    query, candidates, fold_note = _cell_candidates(table, row, col, profile, records)
     if query is None:
         return CellResult(row, col, reported, None, "n/a", note=f"no query for profile '{profile}'")
     if not candidates:
@@ -311,10 +315,8 @@ class TableResult:
 def reproduce_table(table: PaperTable, profile: str, records: Sequence[dict[str, Any]]) -> TableResult:
     """Fill every cell of the layout (reported or not) from ``records``."""
     relevant = [r for r in records if r["profile"] == profile]
-    coverage: Counter[str] = Counter()
-    for r in table.rows:
-        for c in table.columns:
-            coverage.update({rec["protocol_hash"] for rec in _cell_candidates(table, r.key, c.key, profile, relevant)[1]})
-    cells = {(r.key, c.key): reproduce_cell(table, r.key, c.key, profile, relevant, coverage)
+    found = {(r.key, c.key): _cell_candidates(table, r.key, c.key, profile, relevant)
              for r in table.rows for c in table.columns}
+    coverage = Counter(h for _, candidates, _ in found.values() for h in {rec["protocol_hash"] for rec in candidates})
+    cells = {key: _cell_result(table, *key, profile, *cell, coverage) for key, cell in found.items()}
     return TableResult(table=table, profile=profile, cells=cells, n_records=len(relevant))

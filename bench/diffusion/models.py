@@ -22,14 +22,16 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "foundation" / "weights"
 MINI_SD_FILE = "mini-sd.safetensors"
 MINI_CLIP_FILE = "mini-clip.safetensors"
 TOKENIZER_DIR = "tokenizer"
+DIFFBOOST_CONTROLNET_DIR = "diffboost-controlnet-mini"
 
-
-FOUNDATION_FILES = {"mini-sd": MINI_SD_FILE, "mini-clip": MINI_CLIP_FILE}
+FOUNDATION_FILES = {"mini-sd": MINI_SD_FILE, "mini-clip": MINI_CLIP_FILE,
+                    # DiffBoost's mini pretrained ControlNet (a save_pretrained folder; its weight file names it)
+                    DIFFBOOST_CONTROLNET_DIR: f"{DIFFBOOST_CONTROLNET_DIR}/diffusion_pytorch_model.safetensors"}
 
 
 def foundation_identity(*configs: Any) -> dict[str, str]:
-    """SHA-256 prefixes of the shipped foundation weights a config names (a value ``"mini-sd"`` or ``"mini-clip"``
-    anywhere in it). The runner puts them into its stage keys, so a cache fitted on retrained weights of the same
+    """SHA-256 prefixes of the shipped foundation weights a config names (a value ``"mini-sd"``, ``"mini-clip"`` or
+    ``"diffboost-controlnet-mini"`` anywhere in it). The runner puts them into its stage keys, so a cache fitted on retrained weights of the same
     name is never reused."""
     names: set[str] = set()
 

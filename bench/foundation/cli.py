@@ -1,10 +1,12 @@
-"""``bench foundation``: remake, ship and evaluate the mini foundation models (mini-clip, mini-sd).
+"""``bench foundation``: remake, ship and evaluate the mini foundation models (mini-clip, mini-sd), and ship
+DiffBoost's mini pretrained ControlNet (``diffboost-controlnet-mini``: its remake is a DiffBoost run, see its card).
 
 Examples:
     bench foundation train mini-clip --run-dir runs/foundation        # stage 1 then stage 2, resumable
     bench foundation train mini-sd --run-dir runs/foundation --minutes 68
     bench foundation train mini-sd --run-dir runs/foundation-v2 --init-weights v1/mini-sd.safetensors --minutes 120
     bench foundation ship mini-sd --run-dir runs/foundation            # write bench/foundation/weights/
+    bench foundation ship diffboost-controlnet-mini --run-dir W/cache/diffboost-pretrain/<key>
     bench foundation eval mini-clip
     bench foundation eval mini-sd --quick
 """
@@ -19,11 +21,12 @@ import typer
 app = typer.Typer(help="Mini foundation models: train (resumable), ship the weights, reproduce the quality figures.",
                   no_args_is_help=True)
 NAMES = ("mini-clip", "mini-sd")
+SHIPPED = (*NAMES, "diffboost-controlnet-mini")
 
 
-def _check_name(name: str) -> None:
-    if name not in NAMES:
-        raise typer.BadParameter(f"unknown foundation model '{name}'; valid: {', '.join(NAMES)}")
+def _check_name(name: str, valid: tuple[str, ...] = NAMES) -> None:
+    if name not in valid:
+        raise typer.BadParameter(f"unknown foundation model '{name}'; valid: {', '.join(valid)}")
 
 
 @app.command()
@@ -66,17 +69,26 @@ def train(name: str = typer.Argument(..., help="mini-clip or mini-sd"),
 
 
 @app.command()
-def ship(name: str = typer.Argument(..., help="mini-clip or mini-sd"),
-         run_dir: Path = typer.Option(Path("runs/foundation"), help="Parent of the run folders."),
+def ship(name: str = typer.Argument(..., help="mini-clip, mini-sd or diffboost-controlnet-mini"),
+         run_dir: Path = typer.Option(Path("runs/foundation"), help="Parent of the run folders (diffboost-controlnet-"
+                                      "mini: the pretrained ControlNet folder a DiffBoost run cached)."),
          weights_dir: Optional[Path] = typer.Option(None, help="Target folder (default: the package's weights).")
          ) -> None:
-    """Write the shipped float16 safetensors of a trained model."""
-    _check_name(name)
+    """Write the shipped float16 weights of a trained model."""
+    _check_name(name, SHIPPED)
     from bench.diffusion.models import WEIGHTS_DIR
-    from bench.foundation.ship import ship_mini_clip, ship_mini_sd
+    from bench.foundation.ship import ship_diffboost_controlnet, ship_mini_clip, ship_mini_sd
 
     target = weights_dir or WEIGHTS_DIR
-    path = ship_mini_clip(run_dir / "mini-clip", target) if name == "mini-clip" else ship_mini_sd(run_dir / "mini-sd", target)
+    if name == "diffboost-controlnet-mini":
+        if not (run_dir / "config.json").is_file():
+            raise typer.BadParameter(f"{run_dir} holds no pretrained ControlNet (config.json); pass the folder "
+                                     "<work dir>/cache/diffboost-pretrain/<key> of a DiffBoost run", param_hint="--run-dir")
+        path = ship_diffboost_controlnet(run_dir, target)
+    elif name == "mini-clip":
+        path = ship_mini_clip(run_dir / "mini-clip", target)
+    else:
+        path = ship_mini_sd(run_dir / "mini-sd", target)
     typer.echo(f"wrote {path}")
 
 

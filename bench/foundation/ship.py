@@ -120,3 +120,20 @@ def ship_mini_sd(sd_run: Path, weights_dir: Path, dtype: Any = None, training: d
     else:
         ship_tokenizer(sd_run.parent / "mini-clip", weights_dir)
     return _save(state, weights_dir / "mini-sd.safetensors", meta, dtype or torch.float16)
+
+
+def ship_diffboost_controlnet(folder: Path, weights_dir: Path, dtype: Any = None) -> Path:
+    """Write ``diffboost-controlnet-mini/`` (diffusers ``save_pretrained`` layout, float16 by default) from a
+    pretrained DiffBoost ControlNet folder: the mini-world pretraining a DiffBoost run caches under
+    ``<work dir>/cache/diffboost-pretrain/<recipe key>/`` (methods/diffboost/train.py)."""
+    import torch
+
+    from bench.diffusion.controlnet import load_controlnet
+    from bench.diffusion.models import DIFFBOOST_CONTROLNET_DIR
+
+    controlnet = load_controlnet(Path(folder)).to(dtype or torch.float16)
+    target = weights_dir / DIFFBOOST_CONTROLNET_DIR
+    if target.exists():
+        shutil.rmtree(target)
+    controlnet.save_pretrained(str(target), safe_serialization=True)
+    return target

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
+from bench.diffusion.models import DIFFBOOST_CONTROLNET_DIR
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ class DiffBoostConfig:
     """With ``pretrain: folder``: images under ``<modality>/<organ>/<category>/`` folders (RadImageNet layout); the
     prompt is the comma-joined folder path."""
     pretrained_controlnet: str | None = None
-    """A pretrained ControlNet folder (``save_pretrained``); used instead of pretraining when given."""
+    """A pretrained ControlNet folder (``save_pretrained``), or ``diffboost-controlnet-mini`` (the package's shipped
+    mini pretraining, model card ``bench/foundation/weights/diffboost-controlnet-mini.md``); used instead of
+    pretraining when given. None: pretrain as ``pretrain`` says (cached per recipe and seed)."""
     pretrain_worlds: tuple[str, ...] = ("cxr-mini", "derm-mini-99", "generic-world")
     """With ``pretrain: mini-worlds``: the worlds mixed (methods/diffboost/train.py MINI_WORLDS)."""
     pretrain_per_world: int = 400
@@ -172,6 +175,11 @@ class DiffBoost(GeneratorBase):
         from .train import cached_folder, mini_world_pairs, store_atomically, train_edge_controlnet
 
         c = self.config
+        if c.pretrained_controlnet == DIFFBOOST_CONTROLNET_DIR:
+            from bench.diffusion.models import WEIGHTS_DIR, foundation_identity
+
+            return load_controlnet(WEIGHTS_DIR / DIFFBOOST_CONTROLNET_DIR, self.parts.device), \
+                {"pretrain": "shipped", "from": DIFFBOOST_CONTROLNET_DIR, **foundation_identity([DIFFBOOST_CONTROLNET_DIR])}
         if c.pretrained_controlnet:
             return load_controlnet(Path(c.pretrained_controlnet).expanduser(), self.parts.device), \
                 {"pretrain": "loaded", "from": c.pretrained_controlnet}

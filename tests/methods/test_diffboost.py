@@ -1,5 +1,7 @@
 """DiffBoost (issue 21): the edge condition (code's Scharr boundary), the joint augmentation, the code's text mix,
 mini-world pretraining (cached), RadImageNet-style folder prompts, and fit / generate / reload on derm-mini."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -83,6 +85,46 @@ def test_fit_generate_reload_and_cached_pretraining(tmp_path):
     assert second.state["pretraining"]["cached"] is True
     with pytest.raises(ValueError, match="reference image"):
         list(model.generate([Condition(mask=train[0].mask)], ctx))
+
+
+def test_the_shipped_pretraining_is_loaded_unchanged_and_keys_the_fit(tmp_path):
+    from bench.diffusion.controlnet import load_controlnet
+    from bench.diffusion.models import DIFFBOOST_CONTROLNET_DIR, WEIGHTS_DIR, foundation_identity
+
+    train = list(DermMini(image_size=32, sizes={"train": 4, "val": 2, "test": 1}).load("train"))
+    ctx = RunContext(seed=0, work_dir=tmp_path, cache_dir=tmp_path / "cache")
+    model = DiffBoost(_config(pretrained_controlnet=DIFFBOOST_CONTROLNET_DIR, steps=0))
+    model.fit(train, ctx)
+    digest = foundation_identity({"pretrained_controlnet": DIFFBOOST_CONTROLNET_DIR})
+    assert set(digest) == {DIFFBOOST_CONTROLNET_DIR} and len(digest[DIFFBOOST_CONTROLNET_DIR]) == 16
+    assert model.state["pretraining"] == {"pretrain": "shipped", "from": DIFFBOOST_CONTROLNET_DIR, **digest}
+    assert not (tmp_path / "cache").exists()  # nothing pretrained in the run
+    shipped = load_controlnet(WEIGHTS_DIR / DIFFBOOST_CONTROLNET_DIR).state_dict()
+    mine = model.controlnet.state_dict()
+    assert shipped.keys() == mine.keys() and all(torch.equal(shipped[k].float(), mine[k].float()) for k in shipped)
+    out = list(model.generate([Condition(mask=train[0].mask, reference=train[0].image, meta={"index": 0})], ctx))
+    assert out[0].image.shape == (3, 32, 32) and torch.isfinite(out[0].image).all()
+
+
+def test_ship_writes_a_half_precision_controlnet_folder_and_refuses_a_folder_without_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.diffusion.controlnet import build_controlnet, load_controlnet, save_controlnet
+    from bench.diffusion.models import load_mini_sd
+    from bench.foundation.cli import app
+
+    parts = load_mini_sd()
+    controlnet = build_controlnet(parts.unet, parts.codec.factor, 3, None, seed=0)
+    save_controlnet(controlnet, tmp_path / "pretrained")
+    done = CliRunner().invoke(app, ["ship", "diffboost-controlnet-mini", "--run-dir", str(tmp_path / "pretrained"),
+                                    "--weights-dir", str(tmp_path / "weights")])
+    assert done.exit_code == 0, done.output
+    shipped = load_controlnet(tmp_path / "weights" / "diffboost-controlnet-mini")
+    ref = controlnet.state_dict()
+    for key, value in shipped.state_dict().items():
+        torch.testing.assert_close(value.float(), ref[key].half().float())
+    bad = CliRunner().invoke(app, ["ship", "diffboost-controlnet-mini", "--run-dir", str(tmp_path)])
+    assert bad.exit_code == 2 and "holds no pretrained ControlNet" in re.sub(r"[│╭╮╰╯─\s]+", " ", bad.output)
 
 
 def test_folder_pretraining_prompts(tmp_path):

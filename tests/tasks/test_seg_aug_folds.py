@@ -231,6 +231,12 @@ def test_one_fold_per_run_fits_the_generator_on_that_folds_training_cases_and_al
         fit = [s.meta["id"] for s in task.fit_set(data)]
         assert fit == whole[k].real_ids  # the fold's training cases (validation cases held out), never a test id
         assert not set(fit) & set(planned.test_ids)
+    # the fit (and generation) stage keys read fit_identity: a fold must never reuse another fold's generator
+    identities = [SegAugTask(SegAugConfig(**config, fold=k)) for k in range(3)]
+    assert len({json.dumps(t.fit_identity(), sort_keys=True) for t in identities}) == 3
+    assert len({json.dumps(t.generation_identity(), sort_keys=True) for t in identities}) == 3
+    no_folds = {k: v for k, v in config.items() if k != "folds"}
+    assert "fold" not in SegAugTask(SegAugConfig(**no_folds)).fit_identity()  # unfolded runs keep their stage keys
     refused = SegAugTask(SegAugConfig(**config)).fit_set(data)
     with pytest.raises(ConfigError, match="one run per fold"):
         len(refused)

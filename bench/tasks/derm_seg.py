@@ -362,8 +362,9 @@ class SegAugTask(Task):
                 "fit_on": c.fit_on, "n_real": c.n_real if c.fit_on == "real-subset" else None,
                 "subset_seed": c.subset_seed,
                 **({"generator_image_size": c.generator_image_size} if c.generator_image_size else {}),
-                # each fold's generator fits on that fold's training cases: its own fit and generation stages
-                **({"folds": c.folds, "fold": c.fold} if c.folds else {})}
+                # each fold's generator fits on that fold's training cases: its own fit and generation stages (a
+                # run of all folds hands no fit set, so its keys stay as they were)
+                **({"folds": c.folds, "fold": c.fold} if c.folds and c.fold is not None else {})}
 
     def recorded_config(self, config: dict[str, Any], work_dir: Path) -> dict[str, Any]:
         source = config.get("mask_source")

@@ -132,6 +132,7 @@ def ship_diffboost_controlnet(folder: Path, weights_dir: Path, dtype: Any = None
     from bench.diffusion.models import DIFFBOOST_CONTROLNET_DIR
 
     controlnet = load_controlnet(Path(folder)).to(dtype or torch.float16)
+    controlnet.register_to_config(_name_or_path=DIFFBOOST_CONTROLNET_DIR)  # not the folder it was read from
     target = weights_dir / DIFFBOOST_CONTROLNET_DIR
     if target.exists():
         shutil.rmtree(target)

@@ -1,5 +1,6 @@
 """DiffBoost (issue 21): the edge condition (code's Scharr boundary), the joint augmentation, the code's text mix,
 mini-world pretraining (cached), RadImageNet-style folder prompts, and fit / generate / reload on derm-mini."""
+import json
 import re
 
 import numpy as np
@@ -120,6 +121,8 @@ def test_ship_writes_a_half_precision_controlnet_folder_and_refuses_a_folder_wit
                                     "--weights-dir", str(tmp_path / "weights")])
     assert done.exit_code == 0, done.output
     shipped = load_controlnet(tmp_path / "weights" / "diffboost-controlnet-mini")
+    config = json.loads((tmp_path / "weights" / "diffboost-controlnet-mini" / "config.json").read_text())
+    assert config["_name_or_path"] == "diffboost-controlnet-mini"  # no path of the machine that shipped it
     ref = controlnet.state_dict()
     for key, value in shipped.state_dict().items():
         torch.testing.assert_close(value.float(), ref[key].half().float())

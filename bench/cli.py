@@ -203,7 +203,7 @@ def list_(profile: str = typer.Option("mini", help="Profile whose task configs d
     from bench import terminal
     from bench.config import PROFILES
     from bench.registry import DATASETS, METHODS, TASKS
-    from bench.runner import compatibility, conditioning_that_runs
+    from bench.runner import compatibility, how_it_runs
 
     lines = terminal.wrapped("profiles", list(PROFILES)) + terminal.wrapped("datasets", DATASETS.names())
     lines.append("tasks:")
@@ -223,13 +223,13 @@ def list_(profile: str = typer.Option("mini", help="Profile whose task configs d
     lines += terminal.described(rows)
     matrix = compatibility(profile)
     methods, tasks = METHODS.names(), list(matrix)
-    options = {(t, m): conditioning_that_runs(t, m, profile)
+    options = {(t, m): how_it_runs(t, m, profile)
                for t, row in matrix.items() for m in methods if row[m] is not None and not row[m].startswith("cannot load")}
     cells = {(m, t): "x" if matrix[t][m] is None else "o" if options.get((t, m)) else "." for t in tasks for m in methods}
-    lines += ["", *terminal.wrapped(f"compatibility ({profile} profile)", ["x = runs", "o = runs with the task option below",
-                                                                         ". = incompatible"])]
+    lines += ["", *terminal.wrapped(f"compatibility ({profile} profile)", [
+        "x = runs", "o = runs as below (auto: the protocol a plain run picks)", ". = incompatible"])]
     lines += terminal.matrix(methods, tasks, cells)
-    lines += [f"  o {m} on {t}: --set {option}" for (t, m), option in sorted(options.items(), key=lambda kv: kv[0][::-1])
+    lines += [f"  o {m} on {t}: {option}" for (t, m), option in sorted(options.items(), key=lambda kv: kv[0][::-1])
               if option]
     typer.echo("\n".join(lines))
 

@@ -92,8 +92,11 @@ class StageOutcome:
 
 # --- resolution -------------------------------------------------------------------------------
 
-def resolve(rc: RunConfig) -> Resolved:
-    """Look up task and method and build their configs; raise BenchError with one line on any problem."""
+def resolve(rc: RunConfig, announce: bool = True) -> Resolved:
+    """Look up task and method and build their configs; raise BenchError with one line on any problem.
+
+    Without ``--protocol``, a method the task's default protocol cannot run runs under the first other named
+    protocol that can (`_protocol_that_runs`); ``announce`` logs that switch."""
     check_run_numbers(rc)
     try:
         task_cls = TASKS.get(rc.task)
@@ -108,29 +111,72 @@ def resolve(rc: RunConfig) -> Resolved:
     from bench import protocols
 
     try:
-        task_values = cfg.profile_section(task_cls.config_file(), rc.profile)
         protocol = protocols.for_run(task_cls, rc.profile, rc.protocol, rc.dataset)
-        if protocol is not None:
-            task_values.update(protocol.settings)
         method_values = cfg.profile_section(method_config_file(method_cls), rc.profile)
         file_task, file_method = cfg.config_file_sections(rc.config_file)
         set_task, set_method = cfg.split_overrides(cfg.parse_set(rc.sets), task_cls.Config, method_cls.Config)
-        task_values = {**task_values, **file_task}
-        if rc.dataset is not None:
-            if rc.dataset not in DATASETS:
-                raise BenchError(DATASETS.unknown_message(rc.dataset))
-            if rc.dataset != task_values.get("dataset") and "dataset_options" not in file_task:
-                task_values.pop("dataset_options", None)  # options of the profile's default dataset do not carry over
-            task_values["dataset"] = rc.dataset
-        task_values.update(set_task)
-        task_config = cfg.build(task_cls.Config, task_values, "task")
+        if rc.dataset is not None and rc.dataset not in DATASETS:
+            raise BenchError(DATASETS.unknown_message(rc.dataset))
+
+        def task_config_under(proto: Any) -> Any:
+            values = cfg.profile_section(task_cls.config_file(), rc.profile)
+            values.update(proto.settings if proto is not None else {})
+            values.update(file_task)
+            if rc.dataset is not None:
+                if rc.dataset != values.get("dataset") and "dataset_options" not in file_task:
+                    values.pop("dataset_options", None)  # options of the profile's default dataset do not carry over
+                values["dataset"] = rc.dataset
+            values.update(set_task)
+            return cfg.build(task_cls.Config, values, "task")
+
+        task_config = task_config_under(protocol)
         method_config = cfg.build(method_cls.Config, {**method_values, **file_method, **set_method}, "method")
+        if rc.protocol is None and protocol is not None:
+            default = protocol
+            protocol, task_config = _protocol_that_runs(task_cls, method_cls, rc.profile, protocol, task_config,
+                                                        method_config, task_config_under)
+            if announce and protocol is not default:
+                logger.warning("protocol %s cannot run %s; running %s (%s), the task's protocol that can "
+                               "(--protocol chooses another)", default.name, rc.method, protocol.name, protocol.title)
     except (cfg.ConfigError, protocols.ProtocolError) as exc:
         raise BenchError(str(exc)) from None
     dataset = getattr(task_config, "dataset", None)
     if dataset is not None and dataset not in DATASETS:
         raise BenchError(DATASETS.unknown_message(dataset))
     return Resolved(task_cls, method_cls, rc.method, task_config, method_config, protocol)
+
+
+def _protocol_that_runs(task_cls: type, method_cls: type, profile: str, default: Any, task_config: Any,
+                        method_config: Any, task_config_under: Any) -> tuple[Any, Any]:
+    """For a plain run (no ``--protocol``) of a method the default protocol cannot run (a report generator on cxr's
+    image+report protocol): the first other named protocol of the task and profile under which it runs, and its
+    task config; else the default's (the compatibility error that follows names what is missing)."""
+    from bench import protocols
+
+    capabilities = capabilities_of(method_cls, method_config)
+    produces = getattr(method_cls, "produces_samples", True)
+    if task_cls(task_config).method_problem(capabilities, produces) is None:
+        return default, task_config
+    for proto in protocols.of_task(task_cls.id, profile):
+        if proto.name == default.name or proto.implicit:
+            continue
+        try:
+            candidate = task_config_under(proto)
+        except cfg.ConfigError:
+            continue
+        if task_cls(candidate).method_problem(capabilities, produces) is None:
+            return proto, candidate
+    return default, task_config
+
+
+def protocol_that_runs(task_id: str, method_id: str, profile: str = "mini") -> Any:
+    """The named protocol a plain ``bench run`` of a method picks when the task's default protocol cannot run it
+    (None: the default runs it, or no protocol does)."""
+    from bench import protocols
+
+    resolved = resolve(RunConfig(task=task_id, method=method_id, profile=profile), announce=False)
+    default = protocols.default(task_id, profile)
+    return None if resolved.protocol is None or resolved.protocol.name == default.name else resolved.protocol
 
 
 #: Seeds are 0 .. 2**63 - 1: what every RNG the methods seed accepts (numpy refuses negatives, torch overflows past
@@ -934,7 +980,7 @@ def _run_one(rc: RunConfig, track: dict[str, Any]) -> tuple[dict[str, Any], Path
         "config": {"task": task_cfg, "method": method_cfg},
         "overrides": cfg.recorded_overrides(resolved.task_cls, method_cls, rc.profile, rc.config_file, rc.sets,
                                             rc.dataset, portable=lambda values: task.recorded_config(values, work_dir),
-                                            protocol=rc.protocol),
+                                            protocol=resolved.protocol.name if resolved.protocol else rc.protocol),
         "protocol_hash": proto,
         "metrics": evaluation.metrics,
         "metric_info": {k: {"higher_is_better": v} for k, v in evaluation.higher_is_better.items()},
@@ -971,6 +1017,19 @@ def compatibility(profile: str = "mini") -> dict[str, dict[str, str | None]]:
             row[method_id] = task.method_problem(method_cls.capabilities, getattr(method_cls, "produces_samples", True))
         out[task_id] = row
     return out
+
+
+def how_it_runs(task_id: str, method_id: str, profile: str = "mini") -> str | None:
+    """For a method the task's default protocol cannot run: how it runs (``auto: <protocol>``, the protocol a
+    plain bench run picks, or ``--set task.conditioning=<value>``), or None."""
+    try:
+        proto = protocol_that_runs(task_id, method_id, profile)
+    except BenchError:
+        proto = None
+    if proto is not None:
+        return f"auto: {proto.name}"
+    option = conditioning_that_runs(task_id, method_id, profile)
+    return f"--set {option}" if option else None
 
 
 def conditioning_that_runs(task_id: str, method_id: str, profile: str = "mini") -> str | None:

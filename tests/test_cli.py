@@ -79,7 +79,9 @@ def test_list_shows_ids_and_matrix(cli):
     assert "compatibility" in out.output and "smoke, mini, paper" in out.output
     # a method the default conditioning cannot run is marked o with the option that makes it run
     assert "o controlnet on derm-cls: --set task.conditioning=mask" in out.output
-    assert "o ip-adapter on derm-quality: --set task.conditioning=masks" in out.output
+    assert "o ip-adapter on derm-quality: auto: derm-quality/mini-masks@v1" in out.output
+    assert "o ip-adapter on derm-cls: --set task.conditioning=reference" in out.output
+    assert "o r2gen on cxr: auto: cxr/mini-report@v1" in out.output
     assert "sd-finetune on derm-cls" not in out.output and "sd-finetune on seg-aug" not in out.output
 
 

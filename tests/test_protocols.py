@@ -134,3 +134,39 @@ def test_site_sections_keep_a_family_together_base_first_then_by_value() -> None
     assert [names[i] for i in family] == ["seg-aug/mini-meddiff-busi@v1", "seg-aug/mini-meddiff-busi@v1[n_generate=150]",
                                           "seg-aug/mini-meddiff-busi@v1[n_generate=275]"]
     assert family == list(range(family[0], family[0] + 3))
+
+
+@pytest.mark.parametrize(("task", "method", "name", "settings"), [
+    ("cxr", "r2gen", "cxr/mini-report@v1", {"output": "report", "input": "real"}),
+    ("cxr", "vanilla-ldm", "cxr/mini-image@v1", {"output": "image", "input": "generated"}),
+    ("derm-quality", "controlnet", "derm-quality/mini-masks@v1", {"conditioning": "masks"}),
+])
+def test_a_plain_run_the_default_protocol_cannot_run_picks_the_named_one_that_can(task, method, name, settings,
+                                                                                   caplog) -> None:
+    with caplog.at_level("WARNING", logger="bench.runner"):
+        resolved = resolve(RunConfig(task=task, method=method, profile="mini"))
+    assert resolved.protocol.name == name
+    assert {k: getattr(resolved.task_config, k) for k in settings} == settings
+    assert f"running {name}" in caplog.text and "--protocol chooses another" in caplog.text
+    # the record's overrides name the settings applied, so `bench submit`'s profile check rebuilds the config
+    from bench.config import recorded_overrides
+
+    overrides = recorded_overrides(resolved.task_cls, resolved.method_cls, "mini", None, (), None,
+                                   protocol=resolved.protocol.name)
+    assert overrides["task"].items() >= settings.items()
+
+
+def test_an_explicit_protocol_or_a_method_the_default_runs_is_not_switched() -> None:
+    from bench.runner import _resolve_compatible, how_it_runs
+
+    assert resolve(RunConfig(task="cxr", method="cxr-irgen", profile="mini")).protocol.name == "cxr/mini@v1"
+    with pytest.raises(BenchError, match="cannot run method 'r2gen'.*it runs with task.output=report task.input=real"):
+        _resolve_compatible(RunConfig(task="cxr", method="r2gen", profile="mini", protocol="cxr/mini@v1"))
+    # --set that makes the default protocol run it: no switch needed; the hash is the named protocol's anyway
+    sets = ("task.output=report", "task.input=real")
+    assert resolve(RunConfig(task="cxr", method="r2gen", profile="mini", sets=sets)).protocol.name == "cxr/mini@v1"
+    assert _plain_run_hash("cxr", "r2gen", sets=sets)[0] == _plain_run_hash("cxr", "r2gen")[0]
+    # what `bench list` prints for the 'o' cells
+    assert how_it_runs("cxr", "r2gen") == "auto: cxr/mini-report@v1"
+    assert how_it_runs("derm-cls", "controlnet") == "--set task.conditioning=mask"
+    assert how_it_runs("seg-aug", "pgan") is None

@@ -2,8 +2,9 @@
 
 Perfect synthetic data: drawn from exactly the distribution the task's real data come from, yet never one of its
 train, val or test samples. Only a procedural world has such a generator (`WORLD_SAMPLERS`: derm-mini and the
-issue-21 twins busi-mini, ddti-mini, ct-spleen-mini, mri-prostate-mini, and cxr-mini, whose images follow the
-condition's label vector); on real data the fit stage stops with one
+issue-21 twins busi-mini, ddti-mini, ct-spleen-mini, mri-prostate-mini, cxr-mini, whose images follow the
+condition's label vector, and concept-mini, whose renders show the condition's concepts of its scene in new poses:
+an identity oracle that ignores the prompt's context words); on real data the fit stage stops with one
 error line. The gap between ``world-oracle`` and ``noise`` on a task's headline metric is the task's dynamic range
 (``bench table``, the leaderboard).
 """
@@ -30,7 +31,10 @@ WORLD_SAMPLERS: dict[str, tuple[str, str]] = {
     "ct-spleen-mini": ("bench.data.volume_mini:oracle_sample", "bench.data.volume_mini:caption"),
     "mri-prostate-mini": ("bench.data.volume_mini:oracle_sample", "bench.data.volume_mini:caption"),
     "cxr-mini": ("bench.data.cxr_mini:oracle_sample", "bench.data.cxr_mini:oracle_caption"),
+    "concept-mini": ("bench.data.concept_mini:oracle_sample", "bench.data.concept_mini:oracle_caption"),
 }
+#: Condition meta keys a world's sampler draws from (concept-mini: which scene's concepts, and which of them).
+CONDITION_KEYS: dict[str, tuple[str, ...]] = {"concept-mini": ("scene", "kind")}
 
 
 def _import(target: str) -> Any:
@@ -42,7 +46,7 @@ class WorldOracle(GeneratorBase):
     """Draws each sample from the world's generator: of the condition's class and with its lesion mask when the
     task gives them, else unconditioned (new masks too)."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label", "labels"}),
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label", "labels", "prompt"}),
                                                         returns=frozenset({"image", "mask", "label", "prompt"}))
     version: ClassVar[str] = "1"
 
@@ -61,7 +65,11 @@ class WorldOracle(GeneratorBase):
             raise DataError(f"world-oracle needs a procedural world with a generator ({', '.join(WORLD_SAMPLERS)}); "
                             f"the fit set (sample '{sample_id}') is not from one: there is no 'perfect synthetic "
                             "data' for real datasets")
-        self.world = dict(world)
+        self.world = {k: v for k, v in world.items() if k != "concepts"}
+        scenes = {s.meta["scene"]: list(s.meta["world"]["concepts"]) for s in train
+                  if "concepts" in ((s.meta or {}).get("world") or {})}
+        if scenes:  # one fit sample per scene (the concept task): the oracle draws each scene's own concepts
+            self.world["scene_concepts"] = scenes
         self.image_size = int(first.image.shape[-1]) if first.image is not None else None
 
     def save(self, path: Path) -> None:
@@ -83,6 +91,7 @@ class WorldOracle(GeneratorBase):
             size = shape.shape[-1] if shape is not None else self.image_size
             # label vectors (cxr-mini's findings) only for the worlds that draw from them
             vector = {} if cond.labels is None else {"labels": cond.labels.tolist()}
+            vector.update({k: cond.meta.get(k) for k in CONDITION_KEYS.get(self.world["dataset"], ())})
             image, mask, meta = sample_fn(self.world, key, size, label=cond.label, shape=shape, **vector)
             label = meta.get("label")  # worlds without classes (the CT / MRI slices) have none
             yield Sample(image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),

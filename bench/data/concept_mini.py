@@ -28,6 +28,7 @@ from bench.data.base import DataError, DatasetSource, LazySamples
 CONCEPT_KINDS = ("house", "tree", "mushroom", "fish", "flower", "kite", "robot", "cup")
 N_CONCEPTS = 16
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+ORACLE_SPLIT_CODE = 7  # world-oracle's renders: never a view of any split
 PALETTE = np.array([[0.85, 0.15, 0.12], [0.12, 0.6, 0.22], [0.15, 0.3, 0.9], [0.95, 0.8, 0.1], [0.6, 0.2, 0.75],
                     [1.0, 0.5, 0.05], [0.95, 0.95, 0.92], [0.35, 0.2, 0.1], [0.1, 0.7, 0.75], [0.9, 0.45, 0.6]])
 
@@ -150,6 +151,31 @@ def render_scene(world_seed: int, concepts: list[int], variation: tuple[int, ...
     return image, masks
 
 
+def oracle_sample(world: dict[str, Any], key: int, size: int, label: int | None = None, shape: Any = None,
+                  scene: str | None = None, kind: str | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A fresh render of the concepts a concept-task condition asks for: ``kind`` ``subject<k>`` draws the scene's
+    k-th concept alone, ``global`` both side by side, in a pose and background of the oracle stream ``key`` (never
+    a view of any split). ``world["scene_concepts"]`` maps the task's scene ids to their concept ids (the
+    world-oracle reads it from the fit set). ``label`` and ``shape`` do not apply.
+
+    Returns:
+        image (H, W, 3) float32 in [0, 1], the union of the concept masks, meta (``kinds``: class words drawn).
+    """
+    concepts = list((world.get("scene_concepts") or {}).get(scene) or [])
+    if not concepts:
+        raise DataError(f"concept-mini oracle: scene '{scene}' is not one of the fit set's scenes")
+    if kind is not None and kind.startswith("subject"):
+        concepts = [concepts[int(kind[len("subject"):]) - 1]]
+    seed = int(world["world_seed"])
+    image, masks = render_scene(seed, concepts, (ORACLE_SPLIT_CODE, int(key) % (2 ** 62)), size)
+    return image, np.any(np.stack(masks), axis=0), {"kinds": [concept_identity(seed, c)["kind"] for c in concepts]}
+
+
+def oracle_caption(meta: dict[str, Any]) -> str:
+    """The dataset's own caption of an oracle render (``a photo of a house and a tree``)."""
+    return "a photo of " + " and ".join(f"a {k}" for k in meta["kinds"])
+
+
 class ConceptMini(DatasetSource):
     """Two-concept scenes with exact masks (module doc).
 
@@ -204,6 +230,7 @@ class ConceptMini(DatasetSource):
             return Sample(image=torch.from_numpy(image).permute(2, 0, 1).contiguous(), mask=stack.any(0),
                           prompt="a photo of " + " and ".join(f"a {k}" for k in kinds),
                           meta={"id": sample_id, "split": split, "pair": pair, "view": view, "concepts": concepts,
-                                "kinds": kinds, "object_masks": stack})
+                                "kinds": kinds, "object_masks": stack,
+                                "world": {"dataset": self.id, "world_seed": self.world_seed}})
 
         return LazySamples(self.split_ids(split), load_one)

@@ -68,6 +68,8 @@ class Scene:
     references: dict[str, torch.Tensor]
     object_masks: torch.Tensor | None = None
     identities: list[dict[str, Any]] | None = None
+    world: dict[str, Any] | None = None
+    """A procedural scene's world (concept-mini: dataset, world seed, its concept ids), for world-oracle."""
 
     @property
     def kinds(self) -> list[str]:
@@ -244,7 +246,8 @@ class ConceptTask(Task):
             references[KIND_GROUP] = s.image[None]
             scenes.append(Scene(f"pair{s.meta['pair']:02d}", s.image, words, tokens, prompts, references,
                                 object_masks=s.meta["object_masks"],
-                                identities=[concept_identity(ds.world_seed, k) for k in concepts]))
+                                identities=[concept_identity(ds.world_seed, k) for k in concepts],
+                                world={**s.meta["world"], "concepts": concepts}))
         return scenes
 
     def _disendiff_scenes(self, splits: dict[str, Any], dataset: str) -> list[Scene]:
@@ -311,6 +314,8 @@ class ConceptTask(Task):
                 if scene.object_masks is None:
                     raise DataError(f"task.fit_masks={self.config.fit_masks}: scene {scene.id} has no masks")
                 meta["object_masks"] = scene.object_masks
+            if scene.world is not None:
+                meta["world"] = dict(scene.world)
             prompt = "a photo of " + " and ".join(f"{t} {w}" for t, w in zip(scene.placeholders, scene.class_words))
             out.append(Sample(image=scene.image, prompt=prompt, meta=meta))
         return out

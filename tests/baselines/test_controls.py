@@ -117,3 +117,36 @@ def test_controls_run_the_cxr_image_protocol_in_smoke(tmp_path):
         record, _ = run_one(RunConfig(task="cxr", method=method, profile="smoke", work_dir=tmp_path / method,
                                       sets=["task.output=image"], progress=False))
         assert {"auroc", "fd[mini-clip]"} <= set(record["metrics"]) and 0 <= record["metrics"]["auroc"] <= 1
+
+
+def test_world_oracle_renders_the_concepts_each_concept_condition_asks_for():
+    """concept-mini: subject<k> conditions get the scene's k-th concept alone, global ones both, in new poses; the
+    task scores them as present (presence 1, no leakage) and above noise on CLIP-I."""
+    from bench.tasks.concept import ConceptConfig, ConceptTask
+
+    task = ConceptTask(ConceptConfig(dataset="concept-mini", dataset_options={"n_pairs": 2, "test_views": 4},
+                                     image_size=64, prompts_per_kind=2, images_per_prompt=2, clip="mini-clip",
+                                     dino=None))
+    data = task.load(RunContext())
+    scenes = {s.id: s for s in data.extra["scenes"]}
+    gen = WorldOracle()
+    gen.fit(task.fit_set(data), RunContext(seed=0))
+    conds = task.conditions(data, RunContext())
+    out = list(gen.generate(conds, RunContext(seed=0)))
+    for cond, s in zip(conds, out):
+        words = scenes[cond.meta["scene"]].class_words
+        wanted = words if cond.meta["kind"] == "global" else [words[int(cond.meta["kind"][-1]) - 1]]
+        assert s.prompt == "a photo of " + " and ".join(f"a {w}" for w in wanted)
+        assert s.image.shape == (3, 64, 64) and s.mask.any()
+        refs = scenes[cond.meta["scene"]].references
+        assert not any(torch.equal(s.image, r) for kind in refs for r in refs[kind])  # never a split view
+    assert len({s.image.sum().item() for s in out}) == len(out)  # every condition its own pose
+    oracle = task.evaluate(data, out, RunContext(), "world-oracle").metrics
+    noise = Noise()
+    noise.fit(task.fit_set(data), RunContext(seed=0))
+    floor = task.evaluate(data, list(noise.generate(conds, RunContext(seed=0))), RunContext(), "noise").metrics
+    assert oracle["presence[single]"] == 1.0 and oracle["leakage[single]"] == 0.0
+    assert oracle["clip_i[mini-clip,single]"] > floor["clip_i[mini-clip,single]"] + 0.1
+    with pytest.raises(DataError, match="scene 'nope' is not one of the fit set's scenes"):
+        next(gen.generate([Condition(prompt="x", meta={"index": 0, "scene": "nope", "kind": "global"})],
+                          RunContext(seed=0)))

@@ -7,7 +7,7 @@ shipped records use), so a contributor's plain run lands in the same leaderboard
 
 A record carries only the protocol hash; :func:`name_of` finds the protocol whose settings give that hash with the
 record's split checksums. A task and profile with no entry in the file has one implicit default protocol,
-``<task>/<profile>@v1``: the profile's own settings. The naming follows lm-evaluation-harness's task names with a
+``<task>/<profile>@v<task version>``: the profile's own settings. The naming follows lm-evaluation-harness's task names with a
 version: a change that moves a protocol's hash gets a new version, never the old name.
 """
 from __future__ import annotations
@@ -106,7 +106,11 @@ def load(path: Path = PROTOCOLS_FILE) -> dict[str, Protocol]:
 
 
 def implicit(task: str, profile: str) -> Protocol:
-    return Protocol(name=f"{task}/{profile}@v1", task=task, profile=profile,
+    """The profile's own settings, versioned with the task (a new task version moves every hash of the task)."""
+    from bench.registry import TASKS
+
+    version = TASKS.get(task).version if task in TASKS.names() else 1
+    return Protocol(name=f"{task}/{profile}@v{version}", task=task, profile=profile,
                     title=f"the {profile} profile's own settings", default=True, implicit=True)
 
 

@@ -14,8 +14,10 @@ Thesis metrics, built on `bench.metrics.embedding` (cosines, identifier strippin
 
 Beyond the thesis, with concept-mini's ground truth (the world's own attributes and object masks):
 
-* `colour_presence`: whether a concept's distinctive colours cover a visible share of an image, which scores
-  presence (concept i in a ``[V_i]`` image) and leakage (concept j in a ``[V_i]``-only image);
+* `colour_coverage`: the share of an image a concept's distinctive colours cover; the task counts a concept as
+  present when that share reaches half the share it has in the task's own references of the same kind (its
+  reference views alone, the input image for the group), which scores presence (concept i in a ``[V_i]`` image)
+  and leakage (concept j in a ``[V_i]``-only image);
 * `mask_iou`: IoU of a method's learned attention masks with the true object masks.
 
 `ConceptEncoders` names the encoders; metric keys name them when they are not the thesis' (``clip_i[mini-clip,
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.metrics.embedding import THESIS_CLIP, THESIS_DINO, _encode, mean_pairwise_cosine, paired_cosine
@@ -234,19 +237,23 @@ def distinctive_colours(identity: Mapping[str, Any], others: Sequence[Mapping[st
             and all(float((c - t).norm()) >= min_distance for t in theirs)]
 
 
-def colour_presence(images: torch.Tensor, colours: Sequence[torch.Tensor], tolerance: float = 0.2,
-                    min_fraction: float = 0.02) -> torch.Tensor:
-    """Per image (N,) bool: some colour of ``colours`` covers at least ``min_fraction`` of the pixels (within
-    ``tolerance`` in RGB Euclidean distance). No colour: all False."""
+def colour_coverage(images: torch.Tensor, colours: Sequence[torch.Tensor], tolerance: float = 0.2) -> torch.Tensor:
+    """Per image (N,): the largest share of its pixels that one 4-connected region within ``tolerance`` (RGB
+    Euclidean distance) of one colour of ``colours`` covers: an object's part, not scattered pixels (colour-matched
+    noise has the right colours everywhere and no region). No colour: all 0."""
+    from scipy import ndimage
+
     n = images.shape[0]
-    if not colours:
-        return torch.zeros(n, dtype=torch.bool)
     pixels = images.float().permute(0, 2, 3, 1)  # (N, H, W, 3)
-    found = torch.zeros(n, dtype=torch.bool)
+    area = pixels.shape[1] * pixels.shape[2]
+    best = torch.zeros(n)
     for colour in colours:
-        near = (pixels - colour.to(pixels)).norm(dim=-1) <= tolerance
-        found |= near.float().mean((1, 2)) >= min_fraction
-    return found
+        near = ((pixels - colour.to(pixels)).norm(dim=-1) <= tolerance).numpy()
+        for i in range(n):
+            labels, count = ndimage.label(near[i])
+            if count:
+                best[i] = max(float(best[i]), float(np.bincount(labels.ravel())[1:].max()) / area)
+    return best
 
 
 def mask_iou(predicted: torch.Tensor, truth: torch.Tensor) -> list[float]:

@@ -119,8 +119,11 @@ class ConceptConfig:
     """Folder of user-supplied masks for ``fit_masks: folder``."""
     presence_tolerance: float = 0.2
     """RGB distance within which a pixel shows a concept colour (concept-mini presence / leakage)."""
-    presence_min_fraction: float = 0.02
-    """Share of an image a concept colour must cover to count as present."""
+    presence_min_share: float = 0.5
+    """A concept counts as present in an image when one connected region of one of its distinctive colours covers
+    at least this share of what it covers in the task's own references of that kind: the concept's reference views
+    for a single concept (and for leakage), the input image for the group. (Task version 1 used an absolute 2 % of the image,
+    which the two small objects of a group image, the input image itself included, never reached.)"""
     ratio_gap_scenes: int | None = None
     """Also score the subset of this many scenes with the largest estimated sampling-ratio gap
     ``|S_1 - S_2| / (S_1 + S_2)`` (the "w/o softmax" ratio difference of the attention scores S_i a method reports as
@@ -138,6 +141,8 @@ class ConceptConfig:
             raise ConfigError("task.prompts_per_kind and task.images_per_prompt must be >= 1")
         if len(self.placeholders) < 2 or len(set(self.placeholders)) != len(self.placeholders):
             raise ConfigError(f"task.placeholders must be distinct, one per concept, got {list(self.placeholders)}")
+        if not 0 < self.presence_min_share <= 1:
+            raise ConfigError(f"task.presence_min_share must be in (0, 1], got {self.presence_min_share}")
         if self.ratio_gap_scenes is not None and self.ratio_gap_scenes < 1:
             raise ConfigError(f"task.ratio_gap_scenes must be >= 1 or null, got {self.ratio_gap_scenes}")
         if self.fit_masks == "folder" and not self.mask_dir:
@@ -163,7 +168,7 @@ class ConceptTask(Task):
     """Multi-concept customization from one image (thesis Tables 3.1-3.3, 3.6)."""
 
     id: ClassVar[str] = "concept"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: presence / leakage relative to the references' own colour coverage
     description: ClassVar[str] = "learn two concepts from one image; CLIP-I / CLIP-T / DINO / CLIP-I-sync"
     needs: ClassVar[frozenset[str]] = frozenset({"image"})
     main_metric: ClassVar[str] = "clip_i[single]"
@@ -378,19 +383,30 @@ class ConceptTask(Task):
                             for s in samples])
 
     def _presence(self, scene: Scene, generated: dict[str, torch.Tensor]) -> dict[str, float]:
-        from bench.metrics.concept import colour_presence, distinctive_colours
+        from bench.metrics.concept import colour_coverage, distinctive_colours
 
         c = self.config
         ids = scene.identities or []
         colours = [distinctive_colours(ids[k], [o for j, o in enumerate(ids) if j != k]) for k in range(len(ids))]
-        present = {kind: [colour_presence(images, col, c.presence_tolerance, c.presence_min_fraction)
-                          for col in colours] for kind, images in generated.items()}
+
+        def coverage(images: torch.Tensor) -> list[torch.Tensor]:
+            return [colour_coverage(images, col, c.presence_tolerance) for col in colours]
+
+        # what each concept covers in the task's own references: alone (its views) and in the input image
+        alone = [float(coverage(scene.references[KIND_SUBJECT.format(k + 1)])[k].mean()) for k in range(len(ids))]
+        grouped = [float(v.mean()) for v in coverage(scene.references[KIND_GROUP])]
+
+        def present(shares: list[torch.Tensor], reference: list[float]) -> list[torch.Tensor]:
+            # a concept without distinctive colours (reference 0) is never found
+            return [(share >= c.presence_min_share * ref) if ref > 0 else torch.zeros_like(share, dtype=torch.bool)
+                    for share, ref in zip(shares, reference)]
+
         own, leak = [], []
         for k in range(len(ids)):
-            found = present[KIND_SUBJECT.format(k + 1)]
+            found = present(coverage(generated[KIND_SUBJECT.format(k + 1)]), alone)
             own.append(found[k].float().mean())
             leak.extend(found[j].float().mean() for j in range(len(ids)) if j != k)
-        group = torch.stack(present[KIND_GROUP]).all(0).float().mean()
+        group = torch.stack(present(coverage(generated[KIND_GROUP]), grouped)).all(0).float().mean()
         return {"presence[single]": float(sum(own) / len(own)), "leakage[single]": float(sum(leak) / len(leak)),
                 "presence[group]": float(group)}
 

@@ -145,7 +145,8 @@ def test_world_oracle_renders_the_concepts_each_concept_condition_asks_for():
     noise = Noise()
     noise.fit(task.fit_set(data), RunContext(seed=0))
     floor = task.evaluate(data, list(noise.generate(conds, RunContext(seed=0))), RunContext(), "noise").metrics
-    assert oracle["presence[single]"] == 1.0 and oracle["leakage[single]"] == 0.0
+    assert oracle["presence[single]"] == 1.0 and oracle["leakage[single]"] == 0.0 and oracle["presence[group]"] == 1.0
+    assert floor["presence[single]"] < 0.2 and floor["presence[group]"] == 0.0
     assert oracle["clip_i[mini-clip,single]"] > floor["clip_i[mini-clip,single]"] + 0.1
     with pytest.raises(DataError, match="scene 'nope' is not one of the fit set's scenes"):
         next(gen.generate([Condition(prompt="x", meta={"index": 0, "scene": "nope", "kind": "global"})],

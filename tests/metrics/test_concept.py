@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from bench.metrics.concept import (clip_t_text, colour_presence, concept_key, distinctive_colours,
+from bench.metrics.concept import (clip_t_text, colour_coverage, concept_key, distinctive_colours,
                                    load_concept_encoders, mask_iou, scene_scores)
 
 
@@ -79,8 +79,13 @@ def test_presence_and_leakage_colours():
         pytest.approx([0.9, 0.1, 0.1])  # brown sits near the grey backgrounds
     images = torch.full((2, 3, 10, 10), 0.5)
     images[0, :, :3, :3] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
-    assert colour_presence(images, colours, min_fraction=0.05).tolist() == [True, False]
-    assert colour_presence(images, colours, min_fraction=0.2).tolist() == [False, False]
+    assert colour_coverage(images, colours).tolist() == pytest.approx([0.09, 0.0])
+    assert colour_coverage(images, []).tolist() == [0.0, 0.0]  # no distinctive colour: never found
+    # the largest connected region counts, not scattered pixels: a checkerboard of the colour covers half the
+    # image and has no region larger than one pixel
+    board = torch.full((1, 3, 10, 10), 0.5)
+    board[0, :, ::2, ::2] = board[0, :, 1::2, 1::2] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
+    assert colour_coverage(board, colours).tolist() == pytest.approx([0.01])
 
 
 def test_mask_iou_resizes_truth():

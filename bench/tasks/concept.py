@@ -15,7 +15,9 @@ subject crops; concept-mini's single-concept test images (other poses and backgr
 
 Beyond the thesis, on concept-mini (ground truth): ``presence[single]`` (a concept's distinctive colours appear
 in its own images), ``leakage[single]`` (another concept's distinctive colours appear in a ``[V_i]``-only image),
-``presence[group]`` (all concepts appear in a group image), and ``attn_mask_iou``: methods that learn concept
+``presence[group]`` (all concepts appear in a group image) — "appear": one connected region of the colour covers at
+least ``presence_min_share`` of what it covers in the task's own references of that kind (task version 2) — and
+``attn_mask_iou``: methods that learn concept
 masks report them on the first condition of each scene (``meta["report_masks"]``) as
 ``Sample.meta["attention_masks"]``, a (K, h, w) 0/1 nested list in placeholder order; the task scores their IoU
 with the true object masks.

@@ -14,8 +14,9 @@ Thesis metrics, built on `bench.metrics.embedding` (cosines, identifier strippin
 
 Beyond the thesis, with concept-mini's ground truth (the world's own attributes and object masks):
 
-* `colour_coverage`: the share of an image a concept's distinctive colours cover; the task counts a concept as
-  present when that share reaches half the share it has in the task's own references of the same kind (its
+* `colour_coverage`: the share of an image the largest connected region of one of a concept's distinctive colours
+  covers; the task counts a concept as present when that share reaches half (``task.presence_min_share``) the share
+  it has in the task's own references of the same kind (its
   reference views alone, the input image for the group), which scores presence (concept i in a ``[V_i]`` image)
   and leakage (concept j in a ``[V_i]``-only image);
 * `mask_iou`: IoU of a method's learned attention masks with the true object masks.

@@ -395,7 +395,8 @@ class ConceptTask(Task):
             return [colour_coverage(images, col, c.presence_tolerance) for col in colours]
 
         # what each concept covers in the task's own references: alone (its views) and in the input image
-        alone = [float(coverage(scene.references[KIND_SUBJECT.format(k + 1)])[k].mean()) for k in range(len(ids))]
+        alone = [float(colour_coverage(scene.references[KIND_SUBJECT.format(k + 1)], colours[k],
+                                       c.presence_tolerance).mean()) for k in range(len(ids))]
         grouped = [float(v.mean()) for v in coverage(scene.references[KIND_GROUP])]
 
         def present(shares: list[torch.Tensor], reference: list[float]) -> list[torch.Tensor]:

@@ -50,6 +50,9 @@ def sweep_command(
                                                     help="submitit: array tasks running at once (Slurm)."),
     inputs: bool = typer.Option(False, "--inputs", help="With --dry-run: also print each run's generator inputs "
                                 "(resolution, conditioning source, prompt form; Task.describe_generator_inputs)."),
+    skip_shipped: bool = typer.Option(False, "--skip-shipped", help="Do not run the runs whose record is already "
+                                      "in results/leaderboard/ (a campaign resumed on a machine without its work "
+                                      "dir); their tables read the shipped records."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a sweep file's runs (each an ordinary `bench run` with its cache) on local workers or through submitit.
@@ -97,6 +100,12 @@ def sweep_command(
     except SweepError as exc:
         _fail(f"sweep {sweep.path}: {exc}")
         return
+    if skip_shipped:
+        from bench.sweep.plan import shipped_ids
+
+        shipped = shipped_ids()
+        for run in runs:
+            run.shipped = run.plan is not None and not run.plan.finished and run.plan.run_id in shipped
     if spec.kind == "submitit" and threads is None and spec.cpus:
         default_threads = spec.cpus
     per_run = {r.threads for r in runs}
@@ -143,7 +152,7 @@ def _run(sweep, runs, work_dir, spec, n_workers, threads, cores, data_cache) -> 
                 reporter.message(f"note: {n_workers} workers x {threads} threads > {cores} cores: workers share cores")
     except SweepError as exc:
         _fail(f"sweep {sweep.path}: {exc}")
-    finished = sum(r.plan.finished for r in runs)
+    finished = sum(r.settled for r in runs)
     reporter.message(f"sweep {sweep.name}: {len(runs)} runs ({finished} finished before), {where}; "
                      f"logs in {folder / 'logs'}")
     outcome = execute(sweep, runs, launcher, work_dir, reporter, threads, data_cache)

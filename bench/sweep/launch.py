@@ -275,12 +275,12 @@ def execute(sweep: Sweep, runs: list[SweepRun], launcher: Launcher, work_dir: Pa
             threads: int, data_cache: dict[str, Any] | None = None) -> Outcome:
     """Run every unfinished run of ``runs`` (planned, in dependency order) on ``launcher``."""
     by_name = {r.spec.name: r for r in runs}
-    run_ids = {r.spec.name: r.plan.run_id for r in runs if r.plan is not None and r.plan.finished}
+    run_ids = {r.spec.name: r.plan.run_id for r in runs if r.settled}
     pending: list[SweepRun] = []
     for run in runs:
-        if run.plan is not None and run.plan.finished:
+        if run.settled:
             run.state, run.run_id = "cached", run.plan.run_id
-            reporter.state(run, "record exists")
+            reporter.state(run, "record exists" if run.plan.finished else "record shipped in results/leaderboard/")
         else:
             run.state = "queued"
             pending.append(run)

@@ -32,10 +32,16 @@ class SweepRun:
     started: float | None = None
     elapsed: float | None = None
     job_id: str | None = None
+    shipped: bool = False  # --skip-shipped: its run id has a record in results/leaderboard/, so it is not run
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to run: its record is in the work dir, or (``--skip-shipped``) in results/leaderboard/."""
+        return self.plan is not None and (self.plan.finished or self.shipped)
 
     def total_estimate(self) -> float | None:
         values = [v for s, v in self.estimate.items() if s not in self.shared]
@@ -158,7 +164,7 @@ def add_estimates(runs: list[SweepRun], history: list[PastRun]) -> None:
     first: dict[tuple[str, str], str] = {}
     for run in runs:
         run.estimate, run.shared = {}, {}
-        if run.plan.finished:
+        if run.settled:
             continue
         for stage in run.plan.to_run:
             key = run.plan.stages[stage].key
@@ -197,6 +203,8 @@ def stage_cell(run: SweepRun, stage: str) -> str:
     s = run.plan.stages[stage]
     if run.plan.finished or s.done:
         return "cached"
+    if run.shipped:
+        return "-"
     if stage in run.shared:
         return f"shared ({run.shared[stage]})"
     if s.key is None:
@@ -223,8 +231,10 @@ def render_plan(sweep: Sweep, runs: list[SweepRun], work_dir: Path, workers: int
     for run in runs:
         rc = run.config
         record = "finished" if run.plan.finished else ("shipped" if run.plan.run_id in shipped else "")
+        if run.shipped:
+            record = "shipped: skipped"
         rows.append([run.name, rc.task, rc.method, str(rc.seed), *(stage_cell(run, s) for s in STAGES),
-                     "-" if run.plan.finished else duration(run.total_estimate()),
+                     "-" if run.settled else duration(run.total_estimate()),
                      ", ".join(run.spec.deps) or "-", run.plan.run_id, record or "-"])
     lines = [f"sweep {sweep.name} ({sweep.path}): {len(runs)} runs, work dir {work_dir}"
              + (f"; fills {', '.join(sweep.tables)}" if sweep.tables else "")]
@@ -236,17 +246,22 @@ def render_plan(sweep: Sweep, runs: list[SweepRun], work_dir: Path, workers: int
         headers, rows = headers[:-1], [row[:-1] for row in rows]
     lines += terminal.table(headers, rows, keys=1, wrap={8: 40})
     finished = sum(r.plan.finished for r in runs)
-    todo = {s: sum(1 for r in runs if not r.plan.finished and s in r.plan.to_run and s not in r.shared)
+    todo = {s: sum(1 for r in runs if not r.settled and s in r.plan.to_run and s not in r.shared)
             for s in STAGES}
-    known = [r.total_estimate() for r in runs if not r.plan.finished]
+    known = [r.total_estimate() for r in runs if not r.settled]
     total = sum(v for v in known if v is not None)
     unknown = sum(v is None for v in known)
     lines.append("")
     lines.append(f"finished: {finished} of {len(runs)} runs; stages to compute: "
                  + ", ".join(f"{n} {s}" for s, n in todo.items()))
     n_shipped = sum(r.plan.run_id in shipped for r in runs)
-    if n_shipped:
-        lines.append(f"shipped: {n_shipped} of {len(runs)} planned run ids have a record in results/leaderboard/")
+    n_skipped = sum(r.shipped for r in runs)
+    if n_skipped:
+        lines.append(f"shipped: {n_shipped} of {len(runs)} planned run ids have a record in results/leaderboard/; "
+                     f"--skip-shipped: {n_skipped} of them will not run")
+    elif n_shipped:
+        lines.append(f"shipped: {n_shipped} of {len(runs)} planned run ids have a record in results/leaderboard/ "
+                     "(--skip-shipped runs only the others)")
     sources = ", ".join(str(f) for f in history_folders(work_dir))
     if known and unknown == len(known):
         est = f"estimated cost: unknown (no past record of these runs' stages in {sources})"

@@ -171,3 +171,41 @@ def test_error_line_and_core_split(tmp_path):
     assert core_sets(2, 1, [0, 1]) == [[0], [1]]
     assert core_sets(2, 2, [0, 1, 2, 3]) == [[0, 1], [2, 3]]
     assert core_sets(3, 1, [0, 1]) == [[0], [1], [0]]  # more workers than cores: they share
+
+
+def test_skip_shipped_runs_only_the_runs_without_a_shipped_record(tmp_path, monkeypatch):
+    """A campaign resumed on a machine without its work dir: --skip-shipped leaves the runs whose record is in
+    results/leaderboard/ (here: monkeypatched) and runs the others, dependents of a shipped run included."""
+    from typer.testing import CliRunner
+
+    import bench.sweep.plan as plan
+    from bench.cli import app
+    from bench.sweep.spec import load_sweep
+
+    sweep = tmp_path / "two.yaml"
+    sweep.write_text("""
+defaults: {profile: smoke, threads: 1, shard_size: 4, set: {task.segmenters: [unet], task.max_epochs: 1,
+                                                             task.n_generate: 8}}
+runs:
+  - {name: first, task: seg-aug, method: "helpers:NoisePairs"}
+  - {name: second, task: seg-aug, method: real-only, after: [first]}
+""")
+    work = tmp_path / "work"
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    runs = plan.plan_sweep(load_sweep(sweep), work)
+    first_id = next(r.plan.run_id for r in runs if r.name == "first")
+    monkeypatch.setattr(plan, "shipped_ids", lambda: {first_id})
+
+    dry = CliRunner().invoke(app, ["sweep", str(sweep), "--work-dir", str(work), "--dry-run", "--skip-shipped"],
+                             env={"COLUMNS": "250"})
+    assert dry.exit_code == 0, dry.output
+    assert "--skip-shipped: 1 of them will not run" in dry.output and "shipped: skipped" in dry.output
+    assert "stages to compute: 1 fit, 1 generate, 1 evaluate" in dry.output
+
+    done = CliRunner().invoke(app, ["sweep", str(sweep), "--work-dir", str(work), "--skip-shipped"],
+                              env={"COLUMNS": "250", "OMP_NUM_THREADS": "1"})
+    assert done.exit_code == 0, done.output
+    assert "record shipped in results/leaderboard/" in done.output and "1 done, 1 cached, 0 failed" in done.output
+    records = sorted(p.stem for p in (work / "records").glob("*.json"))
+    assert len(records) == 1 and records[0].startswith("seg-aug__real-only__") and first_id not in records

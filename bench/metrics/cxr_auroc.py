@@ -55,6 +55,47 @@ def auroc_scores(scores: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, 
     return out
 
 
+def auroc_chance_test(scores: np.ndarray, names: Sequence[str], pathologies: Sequence[str] = tuple(PATHOLOGIES),
+                      negative: str = NEGATIVE, n_permutations: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Are the generated images' labels recovered above chance? One-sided tests of the AUROC protocol.
+
+    ``p[P]``: scipy's Mann-Whitney U test (the AUROC is U / (n_pos n_neg)) that P's scores rank the P-conditioned
+    images above the No-Finding ones. ``p``: a permutation test of the mean ``auroc`` against the global null "the
+    images do not depend on their condition": the condition names are shuffled over all the images (every image is
+    exchangeable under that null, the shared No-Finding set included) and ``p = (1 + #{mean >= observed}) / (1 + n)``.
+
+    Args:
+        scores: (n_images, len(pathologies)) classifier scores, column k for ``pathologies[k]``.
+        names: the condition of each image: a pathology or ``negative``.
+    """
+    from scipy.stats import mannwhitneyu
+
+    scores, names = np.asarray(scores, float), np.asarray(names)
+    if scores.shape != (len(names), len(pathologies)):
+        raise ValueError(f"scores {scores.shape} for {len(names)} images x {len(pathologies)} pathologies")
+    # beats[k][i, j]: image i ranks above image j on pathology k (ties count half), as roc_auc_score counts them
+    beats = [(col[:, None] > col[None, :]) + 0.5 * (col[:, None] == col[None, :]) for col in scores.T]
+
+    def mean_auroc(labels: np.ndarray) -> float:
+        neg = labels == negative
+        return float(np.mean([beats[k][np.ix_(labels == p, neg)].mean() for k, p in enumerate(pathologies)]))
+
+    out: dict[str, float] = {}
+    for k, p in enumerate(pathologies):
+        pos, neg = scores[names == p, k], scores[names == negative, k]
+        if len(pos) == 0 or len(neg) == 0:
+            raise ValueError(f"AUROC[{p}] needs positive and negative images, got {len(pos)} and {len(neg)}")
+        out[f"p[{p}]"] = float(mannwhitneyu(pos, neg, alternative="greater").pvalue)
+    observed = mean_auroc(names)
+    rng = np.random.default_rng(seed)
+    null = np.array([mean_auroc(rng.permutation(names)) for _ in range(n_permutations)])
+    out["auroc"] = observed
+    out["null_mean"] = float(null.mean())
+    out["null_q99"] = float(np.quantile(null, 0.99))
+    out["p"] = float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_permutations))
+    return out
+
+
 class LabelCNN(nn.Module):
     """A small multi-label CNN on grey images (N, 1|3, H, W) in [0, 1] -> 14 logits (CheXpert order)."""
 

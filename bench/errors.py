@@ -12,3 +12,8 @@ class UserInputError(Exception):
 
 class UnsafeWeightsError(UserInputError, ValueError):
     """A weights file that would need unpickling arbitrary objects (``torch.load(weights_only=False)``)."""
+
+
+class FitSetError(UserInputError, ValueError):
+    """The samples a task fits the generator on lack what the method's fit needs (masks, a customization set):
+    a task/method pairing or a setting that cannot train. The message names the sample and the way out."""

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 #: Fields of a Sample (and of a Condition) that capabilities may name.
 SAMPLE_FIELDS = ("image", "mask", "label", "labels", "report", "prompt")
+#: What a method's fit can need in every training sample (`Capabilities.fit_needs`, `Task.fit_gives`).
+FIT_NEEDS = ("concepts",)
+FIT_NEED_NAMES = {"concepts": "customization set (images with concept placeholders and class words)"}
 #: Extra fields a Condition may carry: a reference image (style, identity, appearance) and an edge map to follow.
 CONDITION_FIELDS = ("mask", "label", "labels", "report", "prompt", "reference", "edges")
 
@@ -91,15 +94,19 @@ class Capabilities:
             ControlNet requires a mask, an unconditional model requires nothing.
         requires_one_of: alternatives, each a set of fields; when given, the condition must hold every field
             of at least one (DiffBoost: a real image and its mask to re-render, or an edge map).
+        fit_needs: what every training sample of the fit set must carry (`FIT_NEEDS`): ``concepts`` (a
+            customization set: concept placeholders and class words, as task concept gives). Checked against
+            `Task.fit_gives` before anything runs.
     """
 
     accepts: frozenset[str] = frozenset()
     returns: frozenset[str] = frozenset()
     requires: frozenset[str] = frozenset()
     requires_one_of: tuple[frozenset[str], ...] = ()
+    fit_needs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        for name in ("accepts", "returns", "requires"):
+        for name in ("accepts", "returns", "requires", "fit_needs"):
             value = getattr(self, name)
             if not isinstance(value, frozenset):
                 object.__setattr__(self, name, frozenset(value))
@@ -107,6 +114,7 @@ class Capabilities:
         alternatives = frozenset().union(*self.requires_one_of)
         unknown = (self.accepts | self.requires | alternatives) - set(CONDITION_FIELDS)
         unknown |= self.returns - set(SAMPLE_FIELDS)
+        unknown |= self.fit_needs - set(FIT_NEEDS)
         if unknown:
             raise ValueError(f"Capabilities name unknown fields: {sorted(unknown)}")
         if not (self.requires | alternatives) <= self.accepts:
@@ -125,6 +133,8 @@ class Capabilities:
         out: dict[str, Any] = {k: sorted(getattr(self, k)) for k in ("accepts", "returns", "requires")}
         if self.requires_one_of:
             out["requires_one_of"] = [sorted(a) for a in self.requires_one_of]
+        if self.fit_needs:
+            out["fit_needs"] = sorted(self.fit_needs)
         return out
 
 

@@ -170,3 +170,15 @@ def test_an_explicit_protocol_or_a_method_the_default_runs_is_not_switched() -> 
     assert how_it_runs("cxr", "r2gen") == "auto: cxr/mini-report@v1"
     assert how_it_runs("derm-cls", "controlnet") == "--set task.conditioning=mask"
     assert how_it_runs("seg-aug", "pgan") is None
+
+
+@pytest.mark.parametrize("method", ["attencraft", "custom-diffusion", "disendiff", "break-a-scene"])
+def test_concept_customizers_run_only_where_the_task_gives_a_customization_set(method) -> None:
+    """Chapter 3's methods learn from images with concept placeholders; an image-only cxr protocol gives prompts
+    they can follow but nothing to fit on (they used to be listed as runnable there and crashed in their fit)."""
+    from bench.runner import _resolve_compatible, how_it_runs
+
+    assert how_it_runs("cxr", method) is None and how_it_runs("derm-quality", method) is None
+    with pytest.raises(BenchError, match=f"cannot run method '{method}'.*gives no customization set .* to fit on"):
+        _resolve_compatible(RunConfig(task="cxr", method=method, profile="mini", protocol="cxr/mini-image@v1"))
+    assert resolve(RunConfig(task="concept", method=method, profile="mini")).protocol.name == "concept/mini@v2"

@@ -19,6 +19,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ class RealRandom(GeneratorBase):
         for i in range(len(train)):
             s = train[i]
             if s.image is None or s.mask is None:
-                raise ValueError(f"real-random needs image-mask training pairs; sample {s.meta.get('id', i)} lacks one")
+                raise FitSetError(f"real-random needs image-mask training pairs; training sample "
+                                  f"{s.meta.get('id', i)} has no mask")
             self.images.append((s.image.float().clamp(0, 1) * 255).round().to(torch.uint8))
             self.masks.append(s.mask.bool())
             self.ids.append(str(s.meta.get("id", i)))

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.diffusion.attention import AttentionStore, StoringAttnProcessor
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -233,7 +234,8 @@ class SceneCustomizer(GeneratorBase):
     """Base generator of the chapter-3 methods (module doc). Subclasses set ``label`` and ``state_file`` and
     implement `fit_scene`; they may override `init_words`, `trains_text_encoder` and `steps_per_scene`."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(accepts={"prompt"}, returns={"image"}, requires={"prompt"})
+    capabilities: ClassVar[Capabilities] = Capabilities(accepts={"prompt"}, returns={"image"}, requires={"prompt"},
+                                                        fit_needs={"concepts"})
     Config = SceneTuningConfig
     version: ClassVar[str] = "1"
     generation_only: ClassVar[frozenset[str]] = frozenset({"sampler", "sample_steps", "guidance_scale",
@@ -370,6 +372,10 @@ class SceneCustomizer(GeneratorBase):
         advance = ctx.progress(f"{self.label} fit", self.steps_per_scene() * len(train))
         for k, sample in enumerate(train):
             scene = str(sample.meta.get("scene", sample.meta.get("id", k)))
+            if "placeholders" not in sample.meta or "class_words" not in sample.meta:
+                raise FitSetError(f"{self.label} learns concepts from a customization set (each training image with "
+                                  f"its placeholders and class words, as task concept gives); training sample "
+                                  f"{sample.meta.get('id', k)} has none")
             tokens, words = list(sample.meta["placeholders"]), list(sample.meta["class_words"])
             self._reset()
             ids = self._placeholders(tokens, self.init_words(tokens, words))

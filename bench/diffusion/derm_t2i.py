@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ class DermT2I(GeneratorBase):
         masks = torch.stack([resize_mask(s.mask, c.resolution).float() if s.mask is not None
                              else torch.zeros(c.resolution, c.resolution) for s in train])
         if c.attn_weight > 0 and not all(s.mask is not None for s in train):
-            raise ValueError("DiDGen's attention loss needs a mask for every training image (derm-cls on ISIC 2018 "
+            raise FitSetError("DiDGen's attention loss needs a mask for every training image (derm-cls on ISIC 2018 "
                              "Task 3: task.fit_masks=ham10000 reads HAM10000's; else set method.attn_weight=0)")
         parts = self._caption_parts(train)
         if c.require_captions and not any(caption for _, caption in parts):

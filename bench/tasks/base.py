@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from bench.interface import Capabilities, Condition, RunContext, Sample
+from bench.interface import FIT_NEED_NAMES, Capabilities, Condition, RunContext, Sample
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -166,6 +166,12 @@ class Task:
         """Given fields the generator must be able to follow (a subset of `given`)."""
         return frozenset()
 
+    def fit_gives(self) -> frozenset[str]:
+        """What every sample of `fit_set` carries, of `bench.interface.FIT_NEEDS` (``concepts``: task concept's
+        customization set). Needs that depend on settings (masks for DiDGen's attention loss, real-random's
+        image-mask pairs) are checked by the method on its fit set, which raises `bench.errors.FitSetError`."""
+        return frozenset()
+
     def incompatibility(self, capabilities: Capabilities) -> str | None:
         """Why a generator with ``capabilities`` cannot run this task, or None."""
         problems = []
@@ -179,6 +185,10 @@ class Task:
         unmet = capabilities.unmet(self.given())
         if unmet:
             problems.append(f"gives {sorted(self.given()) or 'no conditions'}, but {unmet}")
+        unfit = capabilities.fit_needs - self.fit_gives()
+        if unfit:
+            problems.append(f"gives no {' or '.join(FIT_NEED_NAMES[n] for n in sorted(unfit))} to fit on, which the "
+                            "method's training needs")
         return "; ".join(problems) or None
 
     def method_problem(self, capabilities: Capabilities, produces_samples: bool = True) -> str | None:

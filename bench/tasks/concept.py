@@ -182,6 +182,9 @@ class ConceptTask(Task):
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"fit_masks", "mask_dir", "trial_selection"})
     Config = ConceptConfig
 
+    def fit_gives(self) -> frozenset[str]:
+        return frozenset({"concepts"})
+
     def given(self) -> frozenset[str]:
         return frozenset({"prompt"})
 

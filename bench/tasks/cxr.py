@@ -155,7 +155,7 @@ class CxrTask(Task):
     # -- what the task gives ---------------------------------------------------------------------
     def incompatibility(self, capabilities: Capabilities) -> str | None:
         why = super().incompatibility(capabilities)
-        if why:
+        if why and not capabilities.fit_needs - self.fit_gives():
             runs = [o for o, need in (("image", {"image"}), ("report", {"report"}), ("both", {"image", "report"}))
                     if need <= capabilities.returns and o != self.config.output
                     and capabilities.requires <= ({"labels", "prompt", "reference"} if o == "report" else {"labels", "prompt"})]

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class ControlNet(GeneratorBase):
         c = self.config
         missing = [i for i, s in enumerate(train) if s.image is None or s.mask is None]
         if missing:
-            raise ValueError(f"controlnet trains on image-mask pairs; training sample {missing[0]} lacks "
+            raise FitSetError(f"controlnet trains on image-mask pairs; training sample {missing[0]} lacks "
                              f"{'an image' if train[missing[0]].image is None else 'a mask'}")
         seed = derive_seed(c.train_seed, ctx.seed)
         if c.n_train is not None:
@@ -155,7 +156,7 @@ class ControlNet(GeneratorBase):
 
             train = lesion_pairs(train, c.n_train, torch.Generator().manual_seed(seed))
             if not train:
-                raise ValueError("controlnet with method.n_train trains on lesion pairs; every training mask is empty")
+                raise FitSetError("controlnet with method.n_train trains on lesion pairs; every training mask is empty")
         self._ensure_model(ctx.device, fresh_seed=seed)
         images = torch.stack([resize_image(s.image if s.image.shape[0] == 3 else s.image.expand(3, -1, -1),
                                            c.resolution) for s in train])

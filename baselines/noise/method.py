@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 
@@ -78,7 +79,7 @@ class Noise(GeneratorBase):
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
         images = [train[i].image for i in range(min(len(train), self.config.stats_images)) if train[i].image is not None]
         if not images:
-            raise ValueError("noise: the fit set has no images (it reads their size and colour statistics)")
+            raise FitSetError("noise: the fit set has no images (it reads their size and colour statistics)")
         stack = torch.stack([im.float() for im in images])
         labels = sorted({int(train[i].label) for i in range(min(len(train), self.config.stats_images))
                          if train[i].label is not None})

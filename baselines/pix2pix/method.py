@@ -18,6 +18,7 @@ from typing import ClassVar, Literal
 
 import torch
 
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Pix2Pix(GeneratorBase):
         from bench.tasks.common import resize_image
 
         if s.image is None or s.meta.get("edges") is None:
-            raise ValueError(f"pix2pix trains on (edge map, image) pairs: training sample {i} lacks an image or "
+            raise FitSetError(f"pix2pix trains on (edge map, image) pairs: training sample {i} lacks an image or "
                              "meta['edges'] (run it on a task that gives edge maps, e.g. radimagenet-synthesis)")
         image = s.image if s.image.shape[0] == 3 else s.image.expand(3, -1, -1)
         return self._edge_input(torch.as_tensor(s.meta["edges"])), resize_image(image.float(), self.config.resolution)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 from . import captioning
@@ -88,7 +89,7 @@ class R2Gen(GeneratorBase):
         pairs = [(s.image, self.text_of(s, c.report_section)) for s in (train[i] for i in range(len(train)))]
         pairs = [(im, t) for im, t in pairs if t and im is not None]
         if not pairs:
-            raise ValueError(f"{type(self).__name__}: no training sample has an image and a {c.report_section} text")
+            raise FitSetError(f"{type(self).__name__}: no training sample has an image and a {c.report_section} text")
         texts = [t for _, t in pairs]
         self.vocab = captioning.WordVocab.build(texts, c.threshold)
         tokens = self.vocab.encode(texts, c.max_length)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample
 
 
@@ -109,7 +110,7 @@ class Retrieval(GeneratorBase):
                 seen.add(text)
                 self.corpus.append(text)
         if not self.corpus:
-            raise ValueError(f"retrieval: no training report has a {self.config.corpus_section} text")
+            raise FitSetError(f"retrieval: no training report has a {self.config.corpus_section} text")
         clip, bs = self._clip(), self.config.batch_size
         self.embeddings = torch.cat([clip.texts(self.corpus[i:i + bs]) for i in range(0, len(self.corpus), bs)])
 

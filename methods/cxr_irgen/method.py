@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 from . import language, vision
@@ -223,7 +224,7 @@ class CxrIrgen(GeneratorBase):
         c = self.config
         samples = [train[i] for i in range(len(train))]
         if not samples or any(s.image is None or s.labels is None for s in samples):
-            raise ValueError("cxr-irgen fits on samples with an image and a label vector")
+            raise FitSetError("cxr-irgen fits on samples with an image and a label vector")
         torch.manual_seed(derive_seed(ctx.seed, 71))
         self._load_base()
         images = vision.images_at(torch.stack([s.image for s in samples]), c.resolution)
@@ -263,7 +264,7 @@ class CxrIrgen(GeneratorBase):
                 keep.append(i)
                 targets.append(target)
         if not texts:
-            raise ValueError(f"no training sample has a {c.report_section} text")
+            raise FitSetError(f"no training sample has a {c.report_section} text")
         if c.bart == "scratch":
             tokenizer = language.train_tokenizer(texts, c.vocab_size, Path(ctx.work_dir) / "tokenizer")
         else:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from bench.diffusion.models import DIFFBOOST_CONTROLNET_DIR
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class DiffBoost(GeneratorBase):
         if c.missing_inputs():
             raise UserInputError(c.missing_inputs())
         if len(train) == 0 or train[0].image is None:
-            raise ValueError("diffboost trains on images; the fit set is empty or its first sample has no image")
+            raise FitSetError("diffboost trains on images; the fit set is empty or its first sample has no image")
         self._ensure_backbone()
         seed = derive_seed(c.train_seed, ctx.seed)
         if train[0].mask is None:
@@ -263,7 +264,7 @@ class DiffBoost(GeneratorBase):
             return
         bad = [i for i, s in enumerate(train) if s.image is None or s.mask is None]
         if bad:
-            raise ValueError(f"diffboost trains on image-mask pairs; training sample {bad[0]} lacks an image or mask")
+            raise FitSetError(f"diffboost trains on image-mask pairs; training sample {bad[0]} lacks an image or mask")
         self.controlnet, pre = self._pretrained(ctx, seed)
         images, masks = self._prepare(train)
         hints = self._hints(images, masks)

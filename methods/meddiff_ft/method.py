@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.diffusion.finetune import lesion_pairs
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample, derive_seed
 
 logger = logging.getLogger(__name__)
@@ -192,13 +193,13 @@ class MedDiffFT(GeneratorBase):
         c = self.config
         bad = [i for i, s in enumerate(train) if s.image is None or s.mask is None]
         if bad:
-            raise ValueError(f"meddiff-ft trains on image-mask pairs; training sample {bad[0]} lacks an image or mask")
+            raise FitSetError(f"meddiff-ft trains on image-mask pairs; training sample {bad[0]} lacks an image or mask")
         self._ensure_backbone()
         seed = derive_seed(c.train_seed, ctx.seed)
         lesion = [s for s in train if bool(s.mask.any())]
         normal = [s for s in train if not bool(s.mask.any())]
         if not lesion:
-            raise ValueError("meddiff-ft needs training pairs with a non-empty lesion mask; every mask is empty")
+            raise FitSetError("meddiff-ft needs training pairs with a non-empty lesion mask; every mask is empty")
         g = torch.Generator().manual_seed(seed)
         chosen = lesion_pairs(lesion, c.n_finetune, g)
         images, masks = self._images(chosen), self._masks([s.mask for s in chosen])
@@ -216,7 +217,7 @@ class MedDiffFT(GeneratorBase):
             source = "dataset" if normal else "generator"
         if source == "dataset":
             if not normal:
-                raise ValueError("method.background_source=dataset: the training split has no empty-mask image")
+                raise FitSetError("method.background_source=dataset: the training split has no empty-mask image")
             pick = torch.randperm(len(normal), generator=g)[:c.n_backgrounds].tolist()
             backgrounds = self._images([normal[i] for i in pick])
             bg_log: list[dict[str, float]] = []

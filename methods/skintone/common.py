@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from bench.data.skintone import SKIN_GROUPS
+from bench.errors import FitSetError
 from bench.interface import Capabilities, Condition, GeneratorBase, RunContext, Sample
 
 logger = logging.getLogger(__name__)
@@ -179,14 +180,14 @@ def prepare_fit_data(train: Sequence[Sample], size: int, val_fraction: float, se
     images, labels, is_val = [], [], []
     for i, s in enumerate(train):
         if s.image is None or s.label is None:
-            raise ValueError(f"fit sample {s.meta.get('id', i)} lacks {'an image' if s.image is None else 'a skin-tone label'}")
+            raise FitSetError(f"fit sample {s.meta.get('id', i)} lacks {'an image' if s.image is None else 'a skin-tone label'}")
         if not 0 <= int(s.label) < len(SKIN_GROUPS):
             raise ValueError(f"fit sample {s.meta.get('id', i)} has label {s.label}; expected 0..{len(SKIN_GROUPS) - 1}")
         images.append((stack_images([s.image], size)[0] * 255).round().to(torch.uint8))
         labels.append(int(s.label))
         is_val.append(s.meta.get("split") == "val")
     if not images:
-        raise ValueError("the skin-tone annotator got an empty fit set")
+        raise FitSetError("the skin-tone annotator got an empty fit set")
     x, y = torch.stack(images), torch.tensor(labels, dtype=torch.long)
     val_mask = np.asarray(is_val)
     source = "task"

@@ -152,9 +152,9 @@ def _run(sweep, runs, work_dir, spec, n_workers, threads, cores, data_cache) -> 
                 reporter.message(f"note: {n_workers} workers x {threads} threads > {cores} cores: workers share cores")
     except SweepError as exc:
         _fail(f"sweep {sweep.path}: {exc}")
-    finished = sum(r.settled for r in runs)
-    reporter.message(f"sweep {sweep.name}: {len(runs)} runs ({finished} finished before), {where}; "
-                     f"logs in {folder / 'logs'}")
+    finished, shipped = sum(r.plan.finished for r in runs if r.plan), sum(r.shipped for r in runs)
+    before = f"{finished} finished before" + (f", {shipped} shipped and skipped" if shipped else "")
+    reporter.message(f"sweep {sweep.name}: {len(runs)} runs ({before}), {where}; logs in {folder / 'logs'}")
     outcome = execute(sweep, runs, launcher, work_dir, reporter, threads, data_cache)
     reporter.summary(runs)
     text = failures_text(runs)

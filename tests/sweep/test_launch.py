@@ -207,5 +207,6 @@ runs:
                               env={"COLUMNS": "250", "OMP_NUM_THREADS": "1"})
     assert done.exit_code == 0, done.output
     assert "record shipped in results/leaderboard/" in done.output and "1 done, 1 cached, 0 failed" in done.output
+    assert "2 runs (0 finished before, 1 shipped and skipped)" in done.output
     records = sorted(p.stem for p in (work / "records").glob("*.json"))
     assert len(records) == 1 and records[0].startswith("seg-aug__real-only__") and first_id not in records

@@ -100,6 +100,7 @@ def sweep_command(
     except SweepError as exc:
         _fail(f"sweep {sweep.path}: {exc}")
         return
+    shipped: set[str] = set()
     if skip_shipped:
         from bench.sweep.plan import shipped_ids
 
@@ -117,7 +118,7 @@ def sweep_command(
         if inputs:
             typer.echo(_generator_inputs(runs))
         return
-    raise typer.Exit(_run(sweep, runs, work_dir, spec, n_workers, default_threads, cores, data_cache))
+    raise typer.Exit(_run(sweep, runs, work_dir, spec, n_workers, default_threads, cores, data_cache, shipped))
 
 
 def _generator_inputs(runs) -> str:  # noqa: ANN001
@@ -133,7 +134,7 @@ def _generator_inputs(runs) -> str:  # noqa: ANN001
     return "\n".join(lines)
 
 
-def _run(sweep, runs, work_dir, spec, n_workers, threads, cores, data_cache) -> int:  # noqa: ANN001
+def _run(sweep, runs, work_dir, spec, n_workers, threads, cores, data_cache, shipped) -> int:  # noqa: ANN001
     from bench.sweep.launch import LocalLauncher, SubmititLauncher, execute, sweep_dir
     from bench.sweep.plan import table_commands, then_commands
     from bench.sweep.report import Reporter, failures_text, write_status
@@ -152,10 +153,10 @@ def _run(sweep, runs, work_dir, spec, n_workers, threads, cores, data_cache) -> 
                 reporter.message(f"note: {n_workers} workers x {threads} threads > {cores} cores: workers share cores")
     except SweepError as exc:
         _fail(f"sweep {sweep.path}: {exc}")
-    finished, shipped = sum(r.plan.finished for r in runs if r.plan), sum(r.shipped for r in runs)
-    before = f"{finished} finished before" + (f", {shipped} shipped and skipped" if shipped else "")
+    finished, n_shipped = sum(r.plan.finished for r in runs if r.plan), sum(r.shipped for r in runs)
+    before = f"{finished} finished before" + (f", {n_shipped} shipped and skipped" if n_shipped else "")
     reporter.message(f"sweep {sweep.name}: {len(runs)} runs ({before}), {where}; logs in {folder / 'logs'}")
-    outcome = execute(sweep, runs, launcher, work_dir, reporter, threads, data_cache)
+    outcome = execute(sweep, runs, launcher, work_dir, reporter, threads, data_cache, shipped)
     reporter.summary(runs)
     text = failures_text(runs)
     if text:

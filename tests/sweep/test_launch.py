@@ -210,3 +210,34 @@ runs:
     assert "2 runs (0 finished before, 1 shipped and skipped)" in done.output
     records = sorted(p.stem for p in (work / "records").glob("*.json"))
     assert len(records) == 1 and records[0].startswith("seg-aug__real-only__") and first_id not in records
+
+
+def test_skip_shipped_also_skips_a_dependent_whose_id_needs_its_dependency(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import bench.sweep.plan as plan
+    from bench.cli import app
+    from bench.sweep.spec import load_sweep
+
+    sweep = tmp_path / "chain.yaml"
+    sweep.write_text("""
+defaults: {profile: smoke, threads: 1, shard_size: 4, set: {task.segmenters: [unet], task.max_epochs: 1,
+                                                             task.n_generate: 8}}
+runs:
+  - {name: first, task: seg-aug, method: "helpers:NoisePairs"}
+  - {name: on-first, task: seg-aug, method: "helpers:FitOnceGrey",
+     set: {task.conditioning: generated-masks, task.mask_source: "{run:first}"}}
+""")
+    work = tmp_path / "work"
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    runs = {r.name: r for r in plan.plan_sweep(load_sweep(sweep), work)}
+    first_id = runs["first"].plan.run_id
+    plan.replan(runs["on-first"], {"first": first_id}, work, {})  # its id once first's is known
+    shipped = {first_id, runs["on-first"].plan.run_id}
+    monkeypatch.setattr(plan, "shipped_ids", lambda: shipped)
+    done = CliRunner().invoke(app, ["sweep", str(sweep), "--work-dir", str(work), "--skip-shipped"],
+                              env={"COLUMNS": "250", "OMP_NUM_THREADS": "1"})
+    assert done.exit_code == 0, done.output
+    assert "0 done, 2 cached, 0 failed" in done.output
+    assert not (work / "records").exists() or not list((work / "records").glob("*.json"))

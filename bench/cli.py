@@ -6,6 +6,7 @@ and ``bench list`` start instantly. User errors print one line and exit 2.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -32,6 +33,9 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     for name in ("bench", "methods", "baselines"):
         logging.getLogger(name).setLevel(level)
+    if quiet:  # the model libraries' notices (dtype casts, embedding resizing): read when they are first imported
+        for variable in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
+            os.environ.setdefault(variable, "error")
 
 
 @app.command(epilog="""Examples:\n

@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 #: Fields of a Sample (and of a Condition) that capabilities may name.
 SAMPLE_FIELDS = ("image", "mask", "label", "labels", "report", "prompt")
 #: What a method's fit can need in every training sample (`Capabilities.fit_needs`, `Task.fit_gives`).
-FIT_NEEDS = ("concepts",)
-FIT_NEED_NAMES = {"concepts": "customization set (images with concept placeholders and class words)"}
+FIT_NEEDS = ("mask", "concepts")
+FIT_NEED_NAMES = {"mask": "image-mask pairs", "concepts": "customization set (images with concept placeholders and "
+                  "class words)"}
 #: Extra fields a Condition may carry: a reference image (style, identity, appearance) and an edge map to follow.
 CONDITION_FIELDS = ("mask", "label", "labels", "report", "prompt", "reference", "edges")
 
@@ -94,9 +95,10 @@ class Capabilities:
             ControlNet requires a mask, an unconditional model requires nothing.
         requires_one_of: alternatives, each a set of fields; when given, the condition must hold every field
             of at least one (DiffBoost: a real image and its mask to re-render, or an edge map).
-        fit_needs: what every training sample of the fit set must carry (`FIT_NEEDS`): ``concepts`` (a
-            customization set: concept placeholders and class words, as task concept gives). Checked against
-            `Task.fit_gives` before anything runs.
+        fit_needs: what every training sample of the fit set must carry (`FIT_NEEDS`): ``mask`` (image-mask
+            pairs), ``concepts`` (a customization set: concept placeholders and class words, as task concept
+            gives). Checked against `Task.fit_gives` before anything runs; a need that depends on the method's
+            settings (DiDGen's attention loss) is checked by the method's fit instead.
     """
 
     accepts: frozenset[str] = frozenset()

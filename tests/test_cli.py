@@ -158,9 +158,12 @@ def test_conditioning_that_runs_only_names_options_that_make_the_method_run():
     (["--task", "seg-aug", "--method", "real-only", "--dataset", "derm-mini", "--data-root", "/no/such/dir"], "no such folder"),
     (["--task", "seg-aug", "--method", "didgen", "--set", "method.backbone=/no/such/sd"],
      "DiDGen backbone folder not found: /no/such/sd"),
-    # a fit set without what the method's training needs (bench.errors.FitSetError): one line, no traceback
+    # a fit set without what the method's training needs: declared (Capabilities.fit_needs), refused before any
+    # work; found by the fit (bench.errors.FitSetError), one line and no traceback
     (["--task", "cxr", "--method", "real-random", "--set", "task.output=image", "--set", "task.input=generated"],
-     "real-random needs image-mask training pairs; training sample cxm-"),
+     "cannot run method 'real-random': task gives no image-mask pairs to fit on"),
+    (["--task", "cxr", "--method", "didgen", "--set", "task.output=image", "--set", "task.input=generated"],
+     "DiDGen's attention loss needs a mask for every training image"),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli, tmp_path, args, expected):
     result = run(cli, "run", *args, "--profile" if "--profile" not in args else "--seed", "smoke" if "--profile" not in args else "0",

@@ -35,7 +35,8 @@ class RealRandom(GeneratorBase):
     """Returns random real training pairs, one per condition (conditions give only the count and index)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "reference"}),
-                                                        returns=frozenset({"image", "mask"}))
+                                                        returns=frozenset({"image", "mask"}),
+                                                        fit_needs=frozenset({"mask"}))
     Config = RealRandomConfig
     version: ClassVar[str] = "1"
 

@@ -167,10 +167,10 @@ class Task:
         return frozenset()
 
     def fit_gives(self) -> frozenset[str]:
-        """What every sample of `fit_set` carries, of `bench.interface.FIT_NEEDS` (``concepts``: task concept's
-        customization set). Needs that depend on settings (masks for DiDGen's attention loss, real-random's
-        image-mask pairs) are checked by the method on its fit set, which raises `bench.errors.FitSetError`."""
-        return frozenset()
+        """What every sample of `fit_set` carries, of `bench.interface.FIT_NEEDS`. Default: image-mask pairs (the
+        dermoscopy and segmentation tasks); tasks without masks say so. Where it depends on the data (derm-cls on a
+        dataset without masks) the method's fit finds out and raises `bench.errors.FitSetError`."""
+        return frozenset({"mask"})
 
     def incompatibility(self, capabilities: Capabilities) -> str | None:
         """Why a generator with ``capabilities`` cannot run this task, or None."""

@@ -183,7 +183,7 @@ class ConceptTask(Task):
     Config = ConceptConfig
 
     def fit_gives(self) -> frozenset[str]:
-        return frozenset({"concepts"})
+        return frozenset({"concepts", "mask"})  # concept-mini's scene mask: the union of its concept masks
 
     def given(self) -> frozenset[str]:
         return frozenset({"prompt"})

@@ -164,6 +164,9 @@ class CxrTask(Task):
                 why += f" (it runs with task.output={o} task.input={'real' if o == 'report' else 'generated'})"
         return why
 
+    def fit_gives(self) -> frozenset[str]:
+        return frozenset()  # images, label vectors and reports: no masks
+
     def given(self) -> frozenset[str]:
         return frozenset({"labels", "prompt"} | ({"reference"} if self.config.output == "report" else set()))
 

@@ -107,6 +107,9 @@ class RadImageNetSynthesisTask(Task):
     sample_scores: ClassVar[SampleScores] = SampleScores((), metric_rows=("mae", "mse", "rmse", "ssim[*", "ms_ssim*"))
     Config = RadImageNetSynthesisConfig
 
+    def fit_gives(self) -> frozenset[str]:
+        return frozenset()  # images and their edge maps
+
     def given(self) -> frozenset[str]:
         return frozenset({"edges", "prompt"})
 

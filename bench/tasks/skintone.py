@@ -124,6 +124,9 @@ class SkinToneTask(Task):
                                                                  confusion=("label", "pred"))
     Config = SkinToneConfig
 
+    def fit_gives(self) -> frozenset[str]:
+        return frozenset()  # images with skin-tone labels
+
     def given(self) -> frozenset[str]:
         return frozenset({"reference"})
 

@@ -146,7 +146,8 @@ class MedDiffFT(GeneratorBase):
     """Inpainting fine-tune + mask generator + backgrounds -> (image with a painted lesion, its mask)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label", "prompt", "reference"}),
-                                                        returns=frozenset({"image", "mask"}))
+                                                        returns=frozenset({"image", "mask"}),
+                                                        fit_needs=frozenset({"mask"}))
     Config = MedDiffFTConfig
     version: ClassVar[str] = "1"
     generation_only: ClassVar[frozenset[str]] = frozenset({

@@ -146,17 +146,19 @@ def method_fractions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> li
 
 
 def table_protocols(result: Any) -> set[tuple[str, str, str]]:
-    """(task, profile, protocol hash) of the records a filled paper table read, and (task, profile, "") for cells
-    without records (their task's controls under any protocol are then shown)."""
-    out = set()
+    """(task, profile, protocol hash) of the records a filled paper table read, and (task, profile, "") for a task
+    none of whose cells has a record yet (its controls under any protocol are then shown). A table that read some
+    records of a task shows only their protocols: a report table beside an image protocol's range would mislead."""
+    out, empty = set(), set()
     for cell in result.cells.values():
         if cell.query is None:
             continue
         if cell.records:
             out |= {(r["task"]["id"], r["profile"], r["protocol_hash"]) for r in cell.records}
         else:
-            out.add((cell.query.task, result.profile, ""))
-    return out
+            empty.add((cell.query.task, result.profile, ""))
+    filled = {(t, p) for t, p, _ in out}
+    return out | {e for e in empty if (e[0], e[1]) not in filled}
 
 
 def footer_lines(result: Any, records: Sequence[dict[str, Any]]) -> list[str]:

@@ -86,3 +86,19 @@ def test_leaderboard_section_shows_the_range(tmp_path, record_factory, write_rec
     assert "<strong>Dynamic range</strong> (dice, world-oracle − noise): 0.9100 − 0.7000 = <strong>+0.2100</strong>" in page
     assert "didgen +23.8 %" in page
     assert "Dynamic range: needs a world-oracle record here." in page  # the other protocol: noise only
+
+
+def test_a_table_that_read_records_of_a_task_shows_only_their_protocols():
+    """Table 6.3 (reports) read the report protocol's records; cxr's controls run under the image protocol: their
+    range is not this table's. A task none of whose cells has a record still shows its controls anywhere."""
+    from types import SimpleNamespace
+
+    from bench.tables.dynamic_range import table_protocols
+
+    def cell(task, records=()):
+        return SimpleNamespace(query=SimpleNamespace(task=task), records=list(records))
+
+    report = {"task": {"id": "cxr"}, "profile": "mini", "protocol_hash": "r" * 64}
+    result = SimpleNamespace(profile="mini", cells={1: cell("cxr", [report]), 2: cell("cxr"), 3: cell("seg-aug"),
+                                                    4: SimpleNamespace(query=None, records=[])})
+    assert table_protocols(result) == {("cxr", "mini", "r" * 64), ("seg-aug", "mini", "")}

@@ -51,8 +51,9 @@ def sweep_command(
     inputs: bool = typer.Option(False, "--inputs", help="With --dry-run: also print each run's generator inputs "
                                 "(resolution, conditioning source, prompt form; Task.describe_generator_inputs)."),
     skip_shipped: bool = typer.Option(False, "--skip-shipped", help="Do not run the runs whose record is already "
-                                      "in results/leaderboard/ (a campaign resumed on a machine without its work "
-                                      "dir); their tables read the shipped records."),
+                                      "in results/leaderboard/ with the stage keys this run would have (a campaign "
+                                      "resumed on a machine without its work dir); their tables read the shipped "
+                                      "records. A stale shipped record (other code or weights) runs again."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a sweep file's runs (each an ordinary `bench run` with its cache) on local workers or through submitit.
@@ -100,13 +101,12 @@ def sweep_command(
     except SweepError as exc:
         _fail(f"sweep {sweep.path}: {exc}")
         return
-    shipped: set[str] = set()
+    shipped: dict[str, dict[str, str]] = {}
     if skip_shipped:
-        from bench.sweep.plan import shipped_ids
+        from bench.sweep.plan import mark_shipped, shipped_stages
 
-        shipped = shipped_ids()
-        for run in runs:
-            run.shipped = run.plan is not None and not run.plan.finished and run.plan.run_id in shipped
+        shipped = shipped_stages()
+        mark_shipped(runs, shipped)
     if spec.kind == "submitit" and threads is None and spec.cpus:
         default_threads = spec.cpus
     per_run = {r.threads for r in runs}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.sweep.plan import SweepRun, replan, run_argv
+from bench.sweep.plan import SweepRun, replan, run_argv, stale_stages
 from bench.sweep.report import Reporter
 from bench.sweep.spec import LauncherSpec, Sweep, SweepError
 
@@ -272,10 +272,11 @@ class _Interrupted(Exception):
 
 
 def execute(sweep: Sweep, runs: list[SweepRun], launcher: Launcher, work_dir: Path, reporter: Reporter,
-            threads: int, data_cache: dict[str, Any] | None = None, shipped: set[str] | None = None) -> Outcome:
+            threads: int, data_cache: dict[str, Any] | None = None,
+            shipped: dict[str, dict[str, str]] | None = None) -> Outcome:
     """Run every unfinished run of ``runs`` (planned, in dependency order) on ``launcher``; with ``shipped``
-    (``--skip-shipped``: run ids with a record in results/leaderboard/), a run whose id is only known once its
-    dependencies have run is skipped too when that id is shipped."""
+    (``--skip-shipped``: run id -> stage keys of the records in results/leaderboard/), a run whose id is only known
+    once its dependencies have run is skipped too when its shipped record has the same stage keys."""
     by_name = {r.spec.name: r for r in runs}
     run_ids = {r.spec.name: r.plan.run_id for r in runs if r.settled}
     pending: list[SweepRun] = []
@@ -315,7 +316,8 @@ def execute(sweep: Sweep, runs: list[SweepRun], launcher: Launcher, work_dir: Pa
                 ready.remove(run)
                 pending.remove(run)
                 progressed = True
-                if not _prepare(run, run_ids, work_dir, data_cache, reporter, shipped or set()):
+                read_later = any(run.name in r.spec.references() for r in pending)
+                if not _prepare(run, run_ids, work_dir, data_cache, reporter, {} if read_later else shipped or {}):
                     continue
                 log = log_path(work_dir, sweep, run)
                 run.log = log
@@ -361,7 +363,7 @@ def _waits_for(run: SweepRun) -> str:
 
 
 def _prepare(run: SweepRun, run_ids: dict[str, str], work_dir: Path, data_cache: Any, reporter: Reporter,
-             shipped: set[str]) -> bool:
+             shipped: dict[str, dict[str, str]]) -> bool:
     """Give a ready run its dependencies' run ids and plan it again when they changed what it does; False when it
     needs no launch (finished already, or it cannot start)."""
     stale = run.plan is None or run.plan.unknown is not None or any(
@@ -373,7 +375,7 @@ def _prepare(run: SweepRun, run_ids: dict[str, str], work_dir: Path, data_cache:
             run.state, run.reason = "failed", f"error: {exc}"
             reporter.state(run, run.reason)
             return False
-    if run.plan is not None and (run.plan.finished or run.plan.run_id in shipped):
+    if run.plan is not None and (run.plan.finished or stale_stages(run.plan, shipped) == []):
         run.state, run.run_id = "cached", run.plan.run_id
         run_ids[run.spec.name] = run.run_id
         reporter.state(run, "record exists" if run.plan.finished else "record shipped in results/leaderboard/")

@@ -32,7 +32,7 @@ class SweepRun:
     started: float | None = None
     elapsed: float | None = None
     job_id: str | None = None
-    shipped: bool = False  # --skip-shipped: its run id has a record in results/leaderboard/, so it is not run
+    shipped: bool = False  # --skip-shipped: results/leaderboard/ holds its record, with the same stage keys
 
     @property
     def name(self) -> str:
@@ -188,6 +188,50 @@ def shipped_ids() -> set[str]:
     return {p.stem for folder in leaderboard_dirs() for p in folder.glob("*.json")}
 
 
+def shipped_stages() -> dict[str, dict[str, str]]:
+    """Run id -> the stage keys (``{"fit": "fit/<key>", ...}``) of its record in results/leaderboard/."""
+    from bench.paths import leaderboard_dirs
+
+    out: dict[str, dict[str, str]] = {}
+    for folder in leaderboard_dirs():
+        for path in folder.glob("*.json"):
+            try:
+                stages = json.loads(path.read_text()).get("stages")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(stages, dict):
+                out.setdefault(path.stem, stages)
+    return out
+
+
+def mark_shipped(runs: list[SweepRun], shipped: dict[str, dict[str, str]]) -> None:
+    """``--skip-shipped``: mark the runs whose shipped record has the stage keys they would have, except those
+    whose outputs a run that still has to run reads (``{run:NAME}``: seg-aug's generated masks must be in the
+    work dir), and so on up the chain."""
+    for run in runs:
+        run.shipped = run.plan is not None and not run.plan.finished and stale_stages(run.plan, shipped) == []
+    by_name = {r.name: r for r in runs}
+    changed = True
+    while changed:
+        changed = False
+        for run in runs:
+            if run.settled:
+                continue
+            for name in run.spec.references():
+                source = by_name.get(name)
+                if source is not None and source.shipped:
+                    source.shipped, changed = False, True
+
+
+def stale_stages(plan: Any, shipped: dict[str, dict[str, str]]) -> list[str] | None:
+    """None when ``plan``'s run id has no shipped record; else the stages whose shipped key differs from the planned
+    one (new code or weights since the record was made; [] = the shipped record is what this run would make)."""
+    stages = shipped.get(plan.run_id)
+    if stages is None:
+        return None
+    return [s for s, st in plan.stages.items() if st.key is None or stages.get(s) != f"{s}/{st.key}"]
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -226,11 +270,13 @@ def render_plan(sweep: Sweep, runs: list[SweepRun], work_dir: Path, workers: int
     """The dry-run report: each run with its stages cached or not and an estimate, the totals, the tables."""
     from bench import terminal
 
-    shipped = shipped_ids()
+    shipped = shipped_stages()
     rows = []
     for run in runs:
         rc = run.config
-        record = "finished" if run.plan.finished else ("shipped" if run.plan.run_id in shipped else "")
+        stale = stale_stages(run.plan, shipped)
+        record = "finished" if run.plan.finished else ("" if stale is None else "shipped" if not stale else
+                                                         f"shipped, stale ({', '.join(stale)})")
         if run.shipped:
             record = "shipped: skipped"
         rows.append([run.name, rc.task, rc.method, str(rc.seed), *(stage_cell(run, s) for s in STAGES),
@@ -255,13 +301,16 @@ def render_plan(sweep: Sweep, runs: list[SweepRun], work_dir: Path, workers: int
     lines.append(f"finished: {finished} of {len(runs)} runs; stages to compute: "
                  + ", ".join(f"{n} {s}" for s, n in todo.items()))
     n_shipped = sum(r.plan.run_id in shipped for r in runs)
+    n_stale = sum(bool(stale_stages(r.plan, shipped)) for r in runs)
+    stale_note = (f" ({n_stale} stale: made with other code or weights, their stage keys differ; they run again)"
+                  if n_stale else "")
     n_skipped = sum(r.shipped for r in runs)
     if n_skipped:
-        lines.append(f"shipped: {n_shipped} of {len(runs)} planned run ids have a record in results/leaderboard/; "
-                     f"--skip-shipped: {n_skipped} of them will not run")
+        lines.append(f"shipped: {n_shipped} of {len(runs)} planned run ids have a record in results/leaderboard/"
+                     f"{stale_note}; --skip-shipped: {n_skipped} will not run")
     elif n_shipped:
-        lines.append(f"shipped: {n_shipped} of {len(runs)} planned run ids have a record in results/leaderboard/ "
-                     "(--skip-shipped runs only the others)")
+        lines.append(f"shipped: {n_shipped} of {len(runs)} planned run ids have a record in results/leaderboard/"
+                     f"{stale_note} (--skip-shipped runs only the others)")
     sources = ", ".join(str(f) for f in history_folders(work_dir))
     if known and unknown == len(known):
         est = f"estimated cost: unknown (no past record of these runs' stages in {sources})"

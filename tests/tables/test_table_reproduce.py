@@ -227,3 +227,22 @@ def test_cells_a_reader_compares_read_one_protocol_while_a_new_one_is_filling(re
     result = reproduce_table(table, "mini", old + new)
     original, didgen = result.cell("iou-s1k-unet", "original"), result.cell("iou-s1k-unet", "didgen")
     assert original.protocol == didgen.protocol == "f" * 64 and original.seeds == didgen.seeds == (0, 1, 2)
+
+
+def test_table_6_5_ablation_records_never_fill_the_default_row(record_factory) -> None:
+    """Table 6.3 / 6.5's CXR-IRGen (F) row is the default prior (latent input, MSE + 0.01 (1 - cos)): a loss-mse or
+    raw-image ablation record of the same protocol must not fill it (it did, as that row's only 'seed')."""
+    base = {"report_section": "findings", "prior_input": "latent", "prior_loss": "mse+cos"}
+
+    def rec(run_id, **method):
+        return record_factory(task="cxr", dataset="cxr-mini", method="cxr-irgen", run_id=run_id,
+                              task_config={"input": "real"}, method_config={**base, **method},
+                              metrics={"bleu1": {"default": 0.39, "mse": 0.38, "image": 0.37}[run_id]})
+
+    for table_id in ("thesis-6.5", "thesis-6.3"):
+        result = reproduce_table(load_table(table_id), "mini", [rec("mse", prior_loss="mse"), rec("image", prior_input="image")])
+        f_row = [c for (row, _), c in result.cells.items() if row == "cxr-irgen-f" and c.run_ids]
+        assert f_row == [], table_id
+        result = reproduce_table(load_table(table_id), "mini", [rec("mse", prior_loss="mse"), rec("default")])
+        (cell,) = [c for (row, col), c in result.cells.items() if row == "cxr-irgen-f" and col == "bleu-1"]
+        assert tuple(cell.run_ids) == ("default",) and cell.mean == pytest.approx(0.39)

@@ -33,9 +33,12 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     for name in ("bench", "methods", "baselines"):
         logging.getLogger(name).setLevel(level)
-    if quiet:  # the model libraries' notices (dtype casts, embedding resizing): read when they are first imported
+    if quiet:  # the model libraries' notices (dtype casts, embedding resizing): the variables are read when they
+        # are first imported; the levels hold if they already are (a test process, an embedding application)
         for variable in ("DIFFUSERS_VERBOSITY", "TRANSFORMERS_VERBOSITY"):
             os.environ.setdefault(variable, "error")
+        for name in ("diffusers", "transformers"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @app.command(epilog="""Examples:\n

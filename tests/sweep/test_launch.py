@@ -39,6 +39,18 @@ def sequential(tmp_path_factory):
     return {"records": records, "work": work}
 
 
+#: The defaults of the small sweep files the tests below write.
+SMOKE_DEFAULTS = """defaults: {profile: smoke, threads: 1, shard_size: 4, set: {task.segmenters: [unet], task.max_epochs: 1,
+                                                             task.n_generate: 8}}
+"""
+
+
+def write_sweep(folder: Path, name: str, runs: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(SMOKE_DEFAULTS + "runs:\n" + runs)
+    return path
+
+
 def sweep_env(**extra: str) -> dict:
     return {**os.environ, "PYTHONPATH": str(TESTS), "COLUMNS": "250", "OMP_NUM_THREADS": "1", **extra}
 
@@ -134,12 +146,7 @@ def test_submitit_local_executor_runs_the_sweep_and_matches_a_sequential_run(seq
 
 
 def test_a_failed_run_is_listed_its_dependents_skipped_and_the_others_run(tmp_path):
-    sweep = tmp_path / "fails.yaml"
-    sweep.write_text("""
-defaults: {profile: smoke, threads: 1, shard_size: 4, set: {task.segmenters: [unet], task.max_epochs: 1,
-                                                             task.n_generate: 8}}
-runs:
-  - {name: nan, task: seg-aug, method: "helpers:NaNPairs"}
+    sweep = write_sweep(tmp_path, "fails", """  - {name: nan, task: seg-aug, method: "helpers:NaNPairs"}
   - {name: on-nan, task: seg-aug, method: "helpers:FitOnceGrey",
      set: {task.conditioning: generated-masks, task.mask_source: "{run:nan}"}}
   - {name: later, task: seg-aug, method: "helpers:FitOnceGrey", after: [on-nan]}
@@ -182,12 +189,7 @@ def test_skip_shipped_runs_only_the_runs_without_a_shipped_record(tmp_path, monk
     from bench.cli import app
     from bench.sweep.spec import load_sweep
 
-    sweep = tmp_path / "two.yaml"
-    sweep.write_text("""
-defaults: {profile: smoke, threads: 1, shard_size: 4, set: {task.segmenters: [unet], task.max_epochs: 1,
-                                                             task.n_generate: 8}}
-runs:
-  - {name: first, task: seg-aug, method: "helpers:NoisePairs"}
+    sweep = write_sweep(tmp_path, "two", """  - {name: first, task: seg-aug, method: "helpers:NoisePairs"}
   - {name: second, task: seg-aug, method: real-only, after: [first]}
 """)
     work = tmp_path / "work"
@@ -229,12 +231,7 @@ def test_skip_shipped_keeps_a_shipped_run_whose_outputs_a_run_to_do_reads(tmp_pa
     from bench.cli import app
     from bench.sweep.spec import load_sweep
 
-    sweep = tmp_path / "chain.yaml"
-    sweep.write_text("""
-defaults: {profile: smoke, threads: 1, shard_size: 4, set: {task.segmenters: [unet], task.max_epochs: 1,
-                                                             task.n_generate: 8}}
-runs:
-  - {name: first, task: seg-aug, method: "helpers:NoisePairs"}
+    sweep = write_sweep(tmp_path, "chain", """  - {name: first, task: seg-aug, method: "helpers:NoisePairs"}
   - {name: on-first, task: seg-aug, method: "helpers:FitOnceGrey",
      set: {task.conditioning: generated-masks, task.mask_source: "{run:first}"}}
 """)

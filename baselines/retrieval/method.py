@@ -1,9 +1,12 @@
 """retrieval: the training report whose text best matches the image under a CLIP model (CXR-RePaiR-style;
 Endo et al. 2021, ``rajpurkarlab/CXR-RePaiR``; the thesis' CXR-RePaiR rows of Table 6.3).
 
-Fit: the corpus is the training reports' ``corpus_section`` texts (distinct, in training order), embedded once by
-the CLIP text tower. Generate: the image's CLIP embedding, cosine similarity to every corpus text, the top-1 text
-is the report (CXR-RePaiR-ℒ-like whole-report retrieval; its sentence-level "Select" variant is not written).
+Fit: the corpus is the training reports' ``corpus_section`` texts, whole (``unit=report``) or split into sentences
+(``unit=sentence``, CXR-RePaiR's sentence corpus), distinct (case-insensitive, first spelling kept, training order),
+embedded once by the CLIP text tower. Generate: the image's CLIP embedding, cosine similarity to every corpus text,
+the ``topk`` most similar texts joined by a space are the report (CXR-RePaiR-k; ``run_test.py``). With
+``select_topk`` > 0 (CXR-RePaiR-Select, ``create_select.py``): the top-1 report is labelled, and unless it is
+"No Finding" it is replaced by the top-``select_topk`` report.
 mini: mini-clip (stage 2 trained on cxr-mini images with their IU X-ray reports); paper: a local transformers
 CLIPModel folder (CXR-RePaiR's CXR CLIP converted to transformers), nothing is downloaded.
 """
@@ -29,7 +32,19 @@ class RetrievalConfig:
     """``mini-clip`` or a local transformers CLIPModel folder (with its tokenizer and image size in the config)."""
     corpus_section: Literal["findings", "impression", "findings+impression"] = "findings"
     """Which section of the training reports forms the corpus (the task scores findings by default)."""
+    unit: Literal["report", "sentence"] = "report"
+    """Corpus entries: whole sections, or their sentences (CXR-RePaiR's sentence corpus)."""
+    topk: int = 1
+    """How many of the most similar corpus texts make one report (CXR-RePaiR-k)."""
+    select_topk: int = 0
+    """CXR-RePaiR-Select when > 0: reports whose top-1 text is not labelled "No Finding" take the top-``select_topk``
+    texts instead (the authors' Select combines CXR-RePaiR-1 and -6: 6). The labeler is bench.metrics.chexlabel
+    (the authors used CheXbert, which cannot be fetched here)."""
     batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.topk < 1 or self.select_topk < 0:
+            raise ValueError(f"retrieval: topk must be >= 1 and select_topk >= 0 (got {self.topk}, {self.select_topk})")
 
 
 class _Clip:
@@ -75,6 +90,7 @@ class _Clip:
 
 
 def corpus_text(sample: Sample, section: str) -> str:
+    """The training report's ``section`` text (the whole report when the sample has no sections)."""
     findings, impression = sample.meta.get("findings"), sample.meta.get("impression")
     if findings is None and impression is None:
         return sample.report or ""
@@ -82,14 +98,41 @@ def corpus_text(sample: Sample, section: str) -> str:
     return " ".join(p for p in parts if p)
 
 
+def sentence_corpus(texts: Sequence[str]) -> list[str]:
+    """The distinct sentences of ``texts`` (case-insensitive, first spelling kept, in order; no letter: dropped)."""
+    from bench.metrics.chexlabel import split_sentences
+
+    seen: set[str] = set()
+    out = []
+    for text in texts:
+        for entry in split_sentences(text):
+            if any(ch.isalpha() for ch in entry) and entry.lower() not in seen:
+                seen.add(entry.lower())
+                out.append(entry)
+    return out
+
+
+def select_reports(ranked: Sequence[Sequence[str]], topk: int, select_topk: int) -> list[str]:
+    """Each image's report from its ranked corpus texts: the top ``topk`` joined, or with ``select_topk`` the
+    CXR-RePaiR-Select rule (top-``topk`` report unless the labeler does not call it "No Finding")."""
+    from bench.metrics.chexlabel import CATEGORIES, POSITIVE, label_reports
+
+    reports = [" ".join(r[:topk]) for r in ranked]
+    if not select_topk:
+        return reports
+    normal = label_reports(reports)[:, CATEGORIES.index("No Finding")] == POSITIVE
+    return [rep if ok else " ".join(r[:select_topk]) for rep, ok, r in zip(reports, normal, ranked)]
+
+
 class Retrieval(GeneratorBase):
-    """Top-1 training report by CLIP image-text similarity."""
+    """Training report text(s) most similar to the image under a CLIP model."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(accepts={"reference"}, returns={"report"},
                                                         requires={"reference"})
     Config = RetrievalConfig
     version: ClassVar[str] = "1"
-    generation_only: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+    generation_only: ClassVar[frozenset[str]] = frozenset({"batch_size", "topk", "select_topk"})
+    options_added_later: ClassVar[frozenset[str]] = frozenset({"unit", "topk", "select_topk"})
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
@@ -103,14 +146,11 @@ class Retrieval(GeneratorBase):
         return self.clip
 
     def fit(self, train: Sequence[Sample], ctx: RunContext) -> None:
-        seen: set[str] = set()
-        for i in range(len(train)):
-            text = corpus_text(train[i], self.config.corpus_section)
-            if text and text not in seen:
-                seen.add(text)
-                self.corpus.append(text)
+        c = self.config
+        texts = [corpus_text(train[i], c.corpus_section) for i in range(len(train))]
+        self.corpus = list(dict.fromkeys(t for t in texts if t)) if c.unit == "report" else sentence_corpus(texts)
         if not self.corpus:
-            raise FitSetError(f"retrieval: no training report has a {self.config.corpus_section} text")
+            raise FitSetError(f"retrieval: no training report has a {c.corpus_section} text")
         clip, bs = self._clip(), self.config.batch_size
         self.embeddings = torch.cat([clip.texts(self.corpus[i:i + bs]) for i in range(0, len(self.corpus), bs)])
 
@@ -132,6 +172,8 @@ class Retrieval(GeneratorBase):
             chunk = conditions[start:start + bs]
             emb = clip.images(torch.stack([c.reference if c.reference.shape[0] == 3 else c.reference.expand(3, -1, -1)
                                            for c in chunk]))
-            best = (emb @ self.embeddings.T).argmax(1)
-            for k in range(len(chunk)):
-                yield Sample(report=self.corpus[int(best[k])])
+            depth = min(max(self.config.topk, self.config.select_topk), len(self.corpus))
+            order = (emb @ self.embeddings.T).topk(depth, dim=1).indices.tolist()
+            ranked = [[self.corpus[j] for j in row] for row in order]
+            for report in select_reports(ranked, self.config.topk, self.config.select_topk):
+                yield Sample(report=report)

@@ -91,3 +91,62 @@ def test_vanilla_ldm_samples_label_prompts():
     assert out[0].prompt == "A chest X-Ray image with cardiomegaly"
     again = list(gen.generate([Condition(labels=labels, meta={"index": 0})], RunContext(seed=3)))
     assert torch.equal(out[0].image, again[0].image)
+
+
+def test_sentence_corpus_is_distinct_sentences_in_order():
+    from baselines.retrieval.method import sentence_corpus
+
+    texts = ["The heart is normal. No effusion.", "the heart is normal.  Mild cardiomegaly.", "1. ", ""]
+    assert sentence_corpus(texts) == ["The heart is normal.", "No effusion.", "Mild cardiomegaly."]
+
+
+def test_select_rule_follows_create_select():
+    """CXR-RePaiR-Select (create_select.py): the top-1 report stays when the labeler calls it No Finding, else the
+    top-6 report replaces it."""
+    from baselines.retrieval.method import select_reports
+    from bench.metrics.chexlabel import CATEGORIES, label_report
+
+    normal = ["The lungs are clear.", "There is cardiomegaly.", "Small left pleural effusion."]
+    abnormal = ["There is cardiomegaly.", "The lungs are clear.", "No pneumothorax.", "Small left pleural effusion.",
+                "Degenerative changes of the spine.", "Bibasilar atelectasis.", "Low lung volumes."]
+    assert label_report(normal[0])[CATEGORIES.index("No Finding")] == 1
+    assert label_report(abnormal[0])[CATEGORIES.index("No Finding")] != 1
+    assert select_reports([normal, abnormal], topk=1, select_topk=0) == [normal[0], abnormal[0]]
+    assert select_reports([normal, abnormal], topk=2, select_topk=0) == [" ".join(normal[:2]), " ".join(abnormal[:2])]
+    assert select_reports([normal, abnormal], topk=1, select_topk=6) == [normal[0], " ".join(abnormal[:6])]
+
+
+def test_cxr_repair_select_generates_one_or_six_corpus_sentences(tmp_path):
+    from baselines.cxr_repair_select import CxrRepairSelect
+    from bench.metrics.chexlabel import CATEGORIES, label_report
+    from bench.registry import METHODS
+
+    assert METHODS.get("cxr-repair-select") is CxrRepairSelect
+    texts = ["The heart is enlarged. There is a pleural effusion. Bibasilar atelectasis.",
+             "The lungs are clear. No pneumothorax. The heart is normal in size.",
+             "Mild pulmonary edema. Low lung volumes. Degenerative changes of the spine."]
+    gen = torch.Generator().manual_seed(1)
+    samples = [Sample(image=torch.rand(1, 16, 16, generator=gen), report=texts[i % 3],
+                      meta={"findings": texts[i % 3], "impression": ""}) for i in range(9)]
+    method = CxrRepairSelect(CxrRepairSelect.Config())
+    method.fit(samples, RunContext(work_dir=tmp_path))  # the corpus embedded by mini-clip
+    assert len(method.corpus) == 9 and method.embeddings.shape[0] == 9
+
+    class Clip:  # image embeddings that rank the corpus in a known order: one per corpus text, then the rest
+        def images(self, images):
+            return torch.stack([torch.linspace(1, 0, 9).roll(int(x.mean() * 9)) for x in images])
+
+    method.embeddings, method.clip = torch.eye(9), Clip()
+    first = {i: torch.full((1, 4, 4), (i + 0.5) / 9) for i in range(9)}  # image i ranks corpus text i first
+    out = [s.report for s in method.generate([Condition(reference=first[i]) for i in range(9)], RunContext())]
+    ranked = [[method.corpus[(i + k) % 9] for k in range(6)] for i in range(9)]
+    no_finding = [label_report(r[0])[CATEGORIES.index("No Finding")] == 1 for r in ranked]
+    assert out == [r[0] if nf else " ".join(r) for r, nf in zip(ranked, no_finding)]
+    assert 0 < sum(no_finding) < 9  # both branches taken
+
+    method.save(tmp_path)
+    again = CxrRepairSelect(CxrRepairSelect.Config())
+    again.load(tmp_path)
+    assert again.corpus == method.corpus and torch.equal(again.embeddings, torch.eye(9))
+    with pytest.raises(ValueError, match="topk"):
+        CxrRepairSelect.Config(topk=0)

@@ -1,0 +1,3 @@
+from .method import CxrRepairSelect
+
+__all__ = ["CxrRepairSelect"]

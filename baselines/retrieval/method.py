@@ -13,6 +13,7 @@ CLIPModel folder (CXR-RePaiR's CXR CLIP converted to transformers), nothing is d
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,9 @@ def corpus_text(sample: Sample, section: str) -> str:
     return " ".join(p for p in parts if p)
 
 
+_MISSING_SPACE = re.compile(r"(?<=[a-z])\.(?=[A-Z])")  # IU X-ray reports: "Vascularity normal.Calcified ..."
+
+
 def sentence_corpus(texts: Sequence[str]) -> list[str]:
     """The distinct sentences of ``texts`` (case-insensitive, first spelling kept, in order; no letter: dropped)."""
     from bench.metrics.chexlabel import split_sentences
@@ -105,7 +109,7 @@ def sentence_corpus(texts: Sequence[str]) -> list[str]:
     seen: set[str] = set()
     out = []
     for text in texts:
-        for entry in split_sentences(text):
+        for entry in split_sentences(_MISSING_SPACE.sub(". ", text)):
             if any(ch.isalpha() for ch in entry) and entry.lower() not in seen:
                 seen.add(entry.lower())
                 out.append(entry)

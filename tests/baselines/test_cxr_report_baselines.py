@@ -96,8 +96,10 @@ def test_vanilla_ldm_samples_label_prompts():
 def test_sentence_corpus_is_distinct_sentences_in_order():
     from baselines.retrieval.method import sentence_corpus
 
-    texts = ["The heart is normal. No effusion.", "the heart is normal.  Mild cardiomegaly.", "1. ", ""]
-    assert sentence_corpus(texts) == ["The heart is normal.", "No effusion.", "Mild cardiomegaly."]
+    texts = ["The heart is normal. No effusion.", "the heart is normal.  Mild cardiomegaly.", "1. ", "",
+             "Vascularity normal.Calcified breast implants."]
+    assert sentence_corpus(texts) == ["The heart is normal.", "No effusion.", "Mild cardiomegaly.", "Vascularity normal.",
+                                      "Calcified breast implants."]
 
 
 def test_select_rule_follows_create_select():

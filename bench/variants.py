@@ -5,6 +5,8 @@ It sits beside the record it labels, below the runner and the tables (imports on
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import math
 from functools import lru_cache
@@ -36,6 +38,38 @@ def method_defaults(method_id: str, profile: str) -> dict[str, Any] | None:
     except Exception as exc:  # an external method or a stale config: its runs count as default runs
         logger.debug("no default config for method %s: %s", method_id, exc)
         return None
+
+
+def with_later_keys(config: dict[str, Any], task_cls: type, method_cls: type) -> dict[str, Any]:
+    """A record's ``{"task": ..., "method": ...}`` configs with the keys added after it was written filled in at the
+    values that keep its behaviour (the task's ``inputs_left_out_at`` and ``protocol_left_out_at``, the Config default of the method's
+    ``options_added_later``), so that records shipped before a key existed compare with today's configs."""
+    task = dict(config.get("task") or {})
+    for key, value in {**getattr(task_cls, "inputs_left_out_at", {}), **getattr(task_cls, "protocol_left_out_at", {})}.items():
+        task.setdefault(key, value)
+    method = dict(config.get("method") or {})
+    config_cls = getattr(method_cls, "Config", None)
+    later = getattr(method_cls, "options_added_later", frozenset())
+    if later and config_cls is not None and dataclasses.is_dataclass(config_cls):
+        for f in dataclasses.fields(config_cls):
+            if f.name in later and f.name not in method:
+                value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+                method[f.name] = json.loads(json.dumps(value))
+    return {**config, "task": task, "method": method}
+
+
+@lru_cache(maxsize=None)
+def later_defaults(task_id: str, method_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The task and method keys added after the first records (``with_later_keys``) at the values that keep those
+    records' behaviour; ({}, {}) for a task or method that is not installed. Cached: read-only."""
+    from bench.registry import METHODS, TASKS, UnknownEntryError
+
+    try:
+        task_cls, method_cls = TASKS.get(task_id), METHODS.get(method_id)
+    except UnknownEntryError:
+        return {}, {}
+    filled = with_later_keys({}, task_cls, method_cls)
+    return filled["task"], filled["method"]
 
 
 @lru_cache(maxsize=None)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.leaderboard.submit import SubmissionError
+from bench.variants import with_later_keys
 
 #: Values recomputed from a CSV's decimal text must agree this closely (Python writes floats with repr: exact).
 REL_TOL = 1e-9
@@ -125,26 +126,6 @@ def campaign_sections() -> tuple[tuple[str, dict[str, Any], dict[str, Any]], ...
             continue  # a sweep file, not a --config file
         out.append((path.name, task, method))
     return tuple(out)
-
-
-def with_later_keys(config: dict[str, Any], task_cls: type, method_cls: type) -> dict[str, Any]:
-    """A record's ``{"task": ..., "method": ...}`` configs with the keys added after it was written filled in at the
-    values that keep its behaviour (the task's ``inputs_left_out_at`` and ``protocol_left_out_at``, the Config default of the method's
-    ``options_added_later``), so that records shipped before a key existed compare with today's configs."""
-    import dataclasses
-
-    task = dict(config.get("task") or {})
-    for key, value in {**getattr(task_cls, "inputs_left_out_at", {}), **getattr(task_cls, "protocol_left_out_at", {})}.items():
-        task.setdefault(key, value)
-    method = dict(config.get("method") or {})
-    config_cls = getattr(method_cls, "Config", None)
-    later = getattr(method_cls, "options_added_later", frozenset())
-    if later and config_cls is not None and dataclasses.is_dataclass(config_cls):
-        for f in dataclasses.fields(config_cls):
-            if f.name in later and f.name not in method:
-                value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                method[f.name] = json.loads(json.dumps(value))
-    return {**config, "task": task, "method": method}
 
 
 def check_profile(record: dict[str, Any]) -> str:

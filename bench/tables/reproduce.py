@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.tables.paper import CellQuery, PaperTable, Reported
-from bench.variants import method_changes, method_defaults, same_value, variant_label  # noqa: F401 (re-exported)
+from bench.variants import later_defaults, method_changes, method_defaults, same_value, variant_label  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +105,16 @@ def setting_value(record: dict[str, Any], key: str) -> tuple[bool, Any]:
     Count settings (``n_real``, ``n_generated``, ``n_test``) are read from the counts the
     run actually used (``n.real_train`` ...), since a config may say ``n_real: null``
     for "all"; any other key from the resolved task config, then the method config. ``task.<key>`` and
-    ``method.<key>`` look in that config only (derm-quality's task and DiDGen both have a ``prompt``).
+    ``method.<key>`` look in that config only (derm-quality's task and DiDGen both have a ``prompt``). A key added
+    to the task or method after the record was written reads as the value that keeps the record's behaviour
+    (``bench.variants.with_later_keys``).
     """
     counts = record.get("n") or {}
+    ids = [(record.get(part) or {}).get("id") for part in ("task", "method")]
+    later = dict(zip(("task", "method"), later_defaults(*ids) if all(ids) else ({}, {})))
     scope, _, name = key.partition(".")
     if name and scope in ("task", "method"):
-        section = (record.get("config", {}) or {}).get(scope) or {}
+        section = {**later[scope], **((record.get("config", {}) or {}).get(scope) or {})}
         return (True, section[name]) if name in section else (False, None)
     if key in SETTING_COUNT_ALIASES and SETTING_COUNT_ALIASES[key] in counts:
         return True, counts[SETTING_COUNT_ALIASES[key]]
@@ -121,6 +125,9 @@ def setting_value(record: dict[str, Any], key: str) -> tuple[bool, Any]:
             return True, section[key]
     if key in counts:
         return True, counts[key]
+    for part in ("task", "method"):
+        if key in later[part]:
+            return True, later[part][key]
     return False, None
 
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.leaderboard.checks import with_later_keys
+from bench.variants import with_later_keys
 from bench.runner import RunConfig, plan_run, run_one
 from bench.sweep.plan import plan_sweep
 from bench.sweep.spec import load_sweep

@@ -246,3 +246,25 @@ def test_table_6_5_ablation_records_never_fill_the_default_row(record_factory) -
         result = reproduce_table(load_table(table_id), "mini", [rec("mse", prior_loss="mse"), rec("default")])
         (cell,) = [c for (row, col), c in result.cells.items() if row == "cxr-irgen-f" and col == "bleu-1"]
         assert tuple(cell.run_ids) == ("default",) and cell.mean == pytest.approx(0.39)
+
+
+def test_cxr_irgen_rows_read_condition_dropout_as_zero_in_records_older_than_the_option(record_factory) -> None:
+    """Tables 6.1-6.5 pin ``method.condition_dropout: 0`` (the thesis trains no CFG branch): a record written before
+    the option existed has no such key and still fills its row; a condition-dropout run never does."""
+    from bench.tables.reproduce import setting_value
+
+    unet = {"backbone": "unet", "steps": 1000, "rie": False}
+
+    def rec(run_id, seed=0, **method):  # other seeds: without the pin the dropout run would count as a seed
+        return record_factory(task="cxr", dataset="cxr-mini", method="cxr-irgen", run_id=run_id, seed=seed,
+                              method_config={**unet, **method},
+                              metrics={"fd[mini-clip]": {"old": 29.0, "dropout": 15.0}[run_id]})
+
+    old, dropout = rec("old"), rec("dropout", seed=1, condition_dropout=0.1)
+    assert "condition_dropout" not in old["config"]["method"]
+    assert setting_value(old, "method.condition_dropout") == (True, 0.0)
+    assert setting_value(old, "condition_dropout") == (True, 0.0)
+    assert setting_value({"config": {"method": {}}}, "condition_dropout") == (False, None)  # no ids: nothing filled
+    result = reproduce_table(load_table("thesis-6.1"), "mini", [old, dropout])
+    cells = [c for (row, _), c in result.cells.items() if row == "unet-5k-norie" and c.run_ids]
+    assert cells and all(tuple(c.run_ids) == ("old",) for c in cells)

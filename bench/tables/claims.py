@@ -13,7 +13,10 @@ A claim in a table file names its kind and the cells it is built from:
   matching records' ``comparisons.paired_ttest[metric]`` (median over seeds).
 
 Each claim yields: the stated value (as printed in the text), the value recomputed
-from the reported cells, and the value recomputed from the reproduced cells.
+from the reported cells, and the value recomputed from the reproduced cells. Where every
+cell of a gain claim was reproduced at two or more common seeds, the reproduced claim is
+computed per seed (treatment and reference of the same seed) and given as the mean over
+seeds with a 95 % Student-t interval: seeds, not one run's digits, set its precision.
 """
 from __future__ import annotations
 
@@ -59,6 +62,11 @@ class ClaimResult:
     effect: float | None = None
     """For a reproduced p-value: the mean relative gain of the same records, so the p-value's sign is visible (a tiny
     p-value of a loss is no confirmation)."""
+    seeds: tuple[int, ...] = ()
+    """The seeds the reproduced gain claim was computed at, one value each, when there are two or more."""
+    per_seed: tuple[float, ...] = ()
+    ci: tuple[float, float] | None = None
+    """95 % Student-t interval of the mean of ``per_seed``."""
 
 
 def gain(kind: str, a: list[float], b: list[float]) -> float:
@@ -76,6 +84,22 @@ def gain(kind: str, a: list[float], b: list[float]) -> float:
 
 def _pairs(claim: dict[str, Any]) -> list[tuple[tuple[str, str], tuple[str, str]]]:
     return [(tuple(a), tuple(b)) for a, b in claim["pairs"]]
+
+
+def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of ``values`` (two or more)."""
+    from scipy import stats
+
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    mean = statistics.fmean(values)
+    return mean - half, mean + half
+
+
+def per_seed_gains(kind: str, got: list[tuple[Any, Any]]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The claim at each seed that every cell of ``got`` (pairs of treatment and reference cells) was reproduced at."""
+    by_seed = [(dict(zip(ca.seeds, ca.values)), dict(zip(cb.seeds, cb.values))) for ca, cb in got]
+    common = sorted(set.intersection(*(set(a) & set(b) for a, b in by_seed))) if by_seed else []
+    return tuple(common), tuple(gain(kind, [a[s] for a, _ in by_seed], [b[s] for _, b in by_seed]) for s in common)
 
 
 def _gain_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | None, float | None, str]:
@@ -136,7 +160,16 @@ def evaluate_claims(result: TableResult) -> list[ClaimResult]:
                                    claim.get("note", ""), source=claim.get("source", ""), effect=effect))
             continue
         reported, reproduced, detail = _gain_claim(claim, result)
+        seeds, per_seed, ci = (), (), None
+        if reproduced is not None:
+            got = [(result.cell(*a), result.cell(*b)) for a, b in _pairs(claim)]
+            seeds, per_seed = per_seed_gains(kind, got)
+            if len(seeds) >= 2:
+                reproduced, ci = statistics.fmean(per_seed), seed_interval(list(per_seed))
+            else:
+                seeds, per_seed = (), ()
         out.append(ClaimResult(claim["id"], claim["text"], kind, stated.get("value"), stated.get("printed"),
                                reported, reproduced, bool(claim.get("percent", True)), detail, claim.get("note", ""),
-                               bool(claim.get("stated_matches_table", True)), claim.get("source", "")))
+                               bool(claim.get("stated_matches_table", True)), claim.get("source", ""),
+                               seeds=seeds, per_seed=per_seed, ci=ci))
     return out

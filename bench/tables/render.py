@@ -176,6 +176,11 @@ def _claim_rows(result: TableResult) -> list[tuple[ClaimResult, list[str]]]:
         reproduced = fmt_claim_value(claim.from_reproduced, claim)
         if claim.effect is not None and claim.from_reproduced is not None:
             reproduced += f" (gain {claim.effect * 100:+.2f}%)"
+        if claim.ci is not None:
+            low, high = (fmt_claim_value(v, claim) for v in claim.ci)
+            reproduced += f" [95% CI {low}, {high}; {len(claim.seeds)} seeds]"
+            per_seed = ", ".join(f"s{s} {fmt_claim_value(v, claim)}" for s, v in zip(claim.seeds, claim.per_seed))
+            detail = "; ".join(x for x in (f"per seed: {per_seed}", detail) if x)
         rows.append((claim, [claim.text, stated, fmt_claim_value(claim.from_reported, claim), reproduced, detail]))
     return rows
 

@@ -65,6 +65,8 @@ class CellResult:
     run_ids: tuple[str, ...] = ()
     note: str = ""
     records: tuple[dict[str, Any], ...] = field(default=(), repr=False, compare=False)
+    values: tuple[float, ...] = ()
+    """The reproduced value of each seed (paper units), in ``seeds`` order."""
 
     @property
     def n_seeds(self) -> int:
@@ -299,7 +301,7 @@ def _cell_result(table: PaperTable, row: str, col: str, profile: str, query: Cel
     return CellResult(row, col, reported, query, "ok", mean=mean, std=std, seeds=tuple(r["seed"] for r in runs),
                       delta=delta, protocol=runs[0]["protocol_hash"],
                       run_ids=tuple(i for r in runs for i in r.get("_fold_run_ids", [r["run_id"]])),
-                      note=note, records=tuple(runs))
+                      note=note, records=tuple(runs), values=tuple(values))
 
 
 @dataclass(frozen=True)

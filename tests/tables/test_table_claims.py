@@ -90,3 +90,35 @@ def test_a_claim_stated_outside_the_table_document_names_its_source() -> None:
     claim = next(c for c in evaluate_claims(result) if c.id == "fid-rie")
     assert claim.source.startswith("CXR-IRGen paper abstract")
     assert "stated in: CXR-IRGen paper abstract" in to_markdown(result)
+
+
+def test_a_claim_over_seeds_is_the_mean_of_per_seed_claims_with_a_t_interval(record_factory) -> None:
+    """Three seeds of both arms: the claim is computed at each seed (arms paired by seed), its mean and 95 % t
+    interval are shown; a seed only one arm has does not count."""
+    from scipy import stats
+
+    from bench.tables.render import to_markdown
+
+    table = load_table("thesis-4.5")
+    models = ["unet", "attention-unet", "dcsau-net", "xbound-former"]
+    orig = {0: 0.70, 1: 0.72, 2: 0.69}
+    aug = {0: 0.72, 1: 0.72, 2: 0.71, 3: 0.90}  # seed 3 has no real-only run
+    records = [record_factory(method="real-only", seed=s, per_model={m: {"iou": v, "dice": v} for m in models})
+               for s, v in orig.items()]
+    records += [record_factory(method="didgen", seed=s, per_model={m: {"iou": v, "dice": v} for m in models})
+                for s, v in aug.items()]
+    result = reproduce_table(table, "mini", records)
+    claim = next(c for c in evaluate_claims(result) if c.id == "gain-iou-s1k")
+    per_seed = [aug[s] / orig[s] - 1 for s in (0, 1, 2)]
+    assert claim.seeds == (0, 1, 2) and claim.per_seed == pytest.approx(per_seed)
+    assert claim.from_reproduced == pytest.approx(sum(per_seed) / 3)
+    sem = stats.sem(per_seed)
+    low, high = stats.t.interval(0.95, 2, loc=sum(per_seed) / 3, scale=sem)
+    assert claim.ci == pytest.approx((low, high))
+    text = to_markdown(result)
+    assert f"[95% CI {low * 100:+.2f}%, {high * 100:+.2f}%; 3 seeds]" in text
+    assert "per seed: s0 +2.86%, s1 +0.00%, s2 +2.90%" in text
+    # one common seed: the point from the cells' means (DiDGen's over seeds 0 and 3), no interval
+    one = reproduce_table(table, "mini", [r for r in records if r["seed"] in (0, 3)])
+    claim = next(c for c in evaluate_claims(one) if c.id == "gain-iou-s1k")
+    assert claim.ci is None and claim.seeds == () and claim.from_reproduced == pytest.approx((0.72 + 0.90) / 2 / 0.70 - 1)

@@ -122,6 +122,27 @@ def absolute_gain(aug: ArrayLike | Mapping[str, float], orig: ArrayLike | Mappin
     return float(np.mean(x - y))
 
 
+def t_interval(values: ArrayLike, level: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of ``values`` (``scipy.stats.t.interval`` with the standard error):
+    the interval for a mean over a few seeds, where a bootstrap over 3 values would be meaningless.
+
+    Raises:
+        ValueError: if there are fewer than 2 values or ``level`` is outside (0, 1).
+    """
+    from scipy import stats
+
+    arr = _to_1d(values, "values")
+    if arr.size < 2:
+        raise ValueError(f"t_interval needs at least 2 values, got {arr.size}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    mean = float(arr.mean())
+    if np.all(arr == arr[0]):
+        return mean, mean
+    low, high = stats.t.interval(level, arr.size - 1, loc=mean, scale=stats.sem(arr))
+    return float(low), float(high)
+
+
 def bootstrap_ci(
     values: ArrayLike,
     stat: Callable[..., float] = np.mean,

@@ -25,6 +25,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from bench.metrics.stats import t_interval
 from bench.tables.reproduce import TableResult
 
 logger = logging.getLogger(__name__)
@@ -84,15 +85,6 @@ def gain(kind: str, a: list[float], b: list[float]) -> float:
 
 def _pairs(claim: dict[str, Any]) -> list[tuple[tuple[str, str], tuple[str, str]]]:
     return [(tuple(a), tuple(b)) for a, b in claim["pairs"]]
-
-
-def seed_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean of ``values`` (two or more)."""
-    from scipy import stats
-
-    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
-    mean = statistics.fmean(values)
-    return mean - half, mean + half
 
 
 def per_seed_gains(kind: str, got: list[tuple[Any, Any]]) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -165,7 +157,7 @@ def evaluate_claims(result: TableResult) -> list[ClaimResult]:
             got = [(result.cell(*a), result.cell(*b)) for a, b in _pairs(claim)]
             seeds, per_seed = per_seed_gains(kind, got)
             if len(seeds) >= 2:
-                reproduced, ci = statistics.fmean(per_seed), seed_interval(list(per_seed))
+                reproduced, ci = statistics.fmean(per_seed), t_interval(per_seed)
             else:
                 seeds, per_seed = (), ()
         out.append(ClaimResult(claim["id"], claim["text"], kind, stated.get("value"), stated.get("printed"),

@@ -123,9 +123,31 @@ def dynamic_ranges(records: Sequence[dict[str, Any]], preferred: Sequence[str] =
     return out
 
 
-def method_fractions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> list[tuple[str, float, float, int]]:
-    """Per method under ``rng``'s protocol: (method id, mean gain over real-only in metric units, that gain as a
-    share of the range, seeds). The gain pairs each record with its own real-only arm (``reference_metrics``)."""
+@dataclass(frozen=True)
+class MethodGain:
+    """A method's gain over real-only under one protocol, over its seeds (each seed paired with its own real-only
+    arm). ``ci`` and ``p`` (the paired t-test across seeds: method vs real-only, two-sided) need two or more seeds."""
+
+    method: str
+    gain: float
+    share: float
+    seeds: int
+    ci: tuple[float, float] | None = None
+    p: float | None = None
+
+    def describe(self) -> str:
+        text = f"{self.gain:+.4f} over real-only = {self.share * 100:+.1f} % of the range ({self.seeds} seed{'s' * (self.seeds != 1)}"
+        if self.ci is not None and self.p is not None:
+            text += f"; 95% CI [{self.ci[0]:+.4f}, {self.ci[1]:+.4f}], paired t-test across seeds p {self.p:.2g}"
+        return text + ")"
+
+
+def method_fractions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> list[MethodGain]:
+    """Per method under ``rng``'s protocol: its mean gain over real-only in metric units, that gain as a share of the
+    range, and across two or more seeds a t interval and the paired t-test. The gain pairs each record with its own
+    real-only arm (``reference_metrics``)."""
+    from bench.metrics.stats import paired_ttest, t_interval
+
     by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for rec in records:
         if (rec["task"]["id"], rec["profile"], rec["protocol_hash"]) == (rng.task, rng.profile, rng.protocol):
@@ -134,14 +156,19 @@ def method_fractions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> li
     for method, recs in sorted(by_method.items()):
         if method == "real-only":
             continue
-        gains = []
+        pairs = []
         for rec in _newest_per_seed(recs):
             value, ref = _value(rec, rng.metric), _reference(rec, rng.metric)
             if value is not None and ref is not None:
-                gains.append(value - ref)
-        if gains and rng.span:
+                pairs.append((value, ref))
+        if pairs and rng.span:
+            gains = [v - r for v, r in pairs]
             gain = statistics.fmean(gains)
-            out.append((method, gain, gain / rng.span, len(gains)))
+            ci = p = None
+            if len(pairs) >= 2:
+                ci = t_interval(gains)
+                p = paired_ttest([v for v, _ in pairs], [r for _, r in pairs])["p"]
+            out.append(MethodGain(method, gain, gain / rng.span, len(gains), ci, p))
     return out
 
 
@@ -176,10 +203,9 @@ def footer_lines(result: Any, records: Sequence[dict[str, Any]]) -> list[str]:
              "controls report; a gain over real-only as a share of it):"]
     for rng in shown:
         lines.append(f"- {rng.describe()}")
-        for method, gain, share, n in method_fractions(rng, records):
-            if method in CONTROLS:
-                continue
-            lines.append(f"  - {method}: {gain:+.4f} over real-only = {share * 100:+.1f} % of the range ({n} seed{'s' * (n != 1)})")
+        gains = method_fractions(rng, records)
+        for g in sorted(gains, key=lambda g: g.method in CONTROLS):  # the controls last: the range's own check
+            lines.append(f"  - {g.method}{' (control)' if g.method in CONTROLS else ''}: {g.describe()}")
     return lines
 
 
@@ -205,8 +231,8 @@ def section_html(records: Sequence[dict[str, Any]]) -> str:
             return f'<p class="meta dynamic-range">Dynamic range: needs a {html.escape(" and ".join(missing))} record here.</p>'
         return ""
     rng = ranges[0]
-    shares = [f"{html.escape(m)} {share * 100:+.1f} %" for m, _, share, _ in method_fractions(rng, records)
-              if m not in CONTROLS]
+    shares = [f"{html.escape(g.method)} {g.share * 100:+.1f} %" + (f" (p {g.p:.2g} over {g.seeds} seeds)" if g.p is not None else "")
+              for g in method_fractions(rng, records) if g.method not in CONTROLS]
     text = (f"<strong>Dynamic range</strong> ({html.escape(rng.metric)}, world-oracle − noise): "
             f"{rng.oracle:.4f} − {rng.noise:.4f} = <strong>{rng.span:+.4f}</strong> "
             f"({rng.oracle_seeds} / {rng.noise_seeds} seeds)")

@@ -65,3 +65,14 @@ def test_bootstrap_ci_matches_scipy_and_is_seeded():
     assert bootstrap_ci([0.5, 0.5, 0.5]) == (0.5, 0.5)
     with pytest.raises(ValueError):
         bootstrap_ci([1.0])
+
+
+def test_t_interval_matches_scipy_and_refuses_one_value():
+    from bench.metrics.stats import t_interval
+
+    values = [0.012, -0.004, 0.021]
+    want = stats.t.interval(0.9, 2, loc=np.mean(values), scale=stats.sem(values))
+    assert t_interval(values, level=0.9) == pytest.approx(want)
+    assert t_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="at least 2"):
+        t_interval([0.1])

@@ -39,7 +39,7 @@ def test_range_is_oracle_minus_noise_on_the_headline_metric(record_factory):
     assert (rng.oracle, rng.noise, rng.oracle_seeds, rng.noise_seeds) == (pytest.approx(0.91), 0.70, 2, 1)
     assert rng.span == pytest.approx(0.21) and rng.real_only == pytest.approx(0.80)
     assert rng.fraction(0.85) == pytest.approx(0.05 / 0.21)
-    rows = {m: (gain, share) for m, gain, share, _ in method_fractions(rng, _records(record_factory))}
+    rows = {g.method: (g.gain, g.share) for g in method_fractions(rng, _records(record_factory))}
     assert rows["didgen"] == (pytest.approx(0.05), pytest.approx(0.05 / 0.21))
     assert rows["noise"][1] == pytest.approx(-0.10 / 0.21) and "real-only" not in rows
 
@@ -102,3 +102,26 @@ def test_a_table_that_read_records_of_a_task_shows_only_their_protocols():
     result = SimpleNamespace(profile="mini", cells={1: cell("cxr", [report]), 2: cell("cxr"), 3: cell("seg-aug"),
                                                     4: SimpleNamespace(query=None, records=[])})
     assert table_protocols(result) == {("cxr", "mini", "r" * 64), ("seg-aug", "mini", "")}
+
+
+def test_gains_over_seeds_carry_an_interval_and_the_paired_test_across_seeds(record_factory):
+    """Each seed's record is paired with its own real-only arm: the gain's t interval and the paired t-test across
+    seeds equal scipy's on the same values; one seed gives neither."""
+    from scipy import stats
+
+    ref = lambda d: {"reference": "real-only", "reference_metrics": {"dice": d}}  # noqa: E731
+    real = {0: 0.80, 1: 0.78, 2: 0.81}
+    method = {0: 0.83, 1: 0.80, 2: 0.85}
+    recs = [record_factory(method="world-oracle", seed=s, metrics={"dice": 0.9}, comparisons=ref(real[s])) for s in real]
+    recs += [record_factory(method="noise", seed=s, metrics={"dice": 0.7}, comparisons=ref(real[s])) for s in real]
+    recs += [record_factory(method="didgen", seed=s, metrics={"dice": method[s]}, comparisons=ref(real[s])) for s in real]
+    recs.append(record_factory(method="pgan", metrics={"dice": 0.79}, comparisons=ref(0.80)))
+    rng = next(iter(dynamic_ranges(recs).values()))
+    gains = {g.method: g for g in method_fractions(rng, recs)}
+    diffs = [method[s] - real[s] for s in real]
+    didgen = gains["didgen"]
+    assert didgen.seeds == 3 and didgen.gain == pytest.approx(sum(diffs) / 3)
+    assert didgen.p == pytest.approx(stats.ttest_rel(list(method.values()), list(real.values())).pvalue)
+    assert didgen.ci == pytest.approx(stats.t.interval(0.95, 2, loc=sum(diffs) / 3, scale=stats.sem(diffs)))
+    assert gains["pgan"].seeds == 1 and gains["pgan"].ci is None and gains["pgan"].p is None
+    assert "paired t-test across seeds p" in didgen.describe() and "(1 seed)" in gains["pgan"].describe()

@@ -66,8 +66,8 @@ def stack_pairs(samples: Sequence[Sample], size: int, what: str = "samples") -> 
     return torch.stack(images), torch.stack(masks)
 
 
-def save_pair_grid(images: torch.Tensor, masks: torch.Tensor, path: Path, n: int = 16) -> Path | None:
-    """A PNG grid of up to ``n`` image-mask pairs (image row above its mask row)."""
+def save_pair_grid(images: torch.Tensor, masks: torch.Tensor | None, path: Path, n: int = 16) -> Path | None:
+    """A PNG grid of up to ``n`` image-mask pairs (image row above its mask row); ``masks=None``: images only."""
     if len(images) == 0:
         return None
     import numpy as np
@@ -77,12 +77,15 @@ def save_pair_grid(images: torch.Tensor, masks: torch.Tensor, path: Path, n: int
     cols = min(8, n)
     rows = (n + cols - 1) // cols
     h, w = images.shape[-2:]
-    canvas = np.ones((rows * (2 * h + 4), cols * (w + 2), 3), dtype=np.uint8) * 255
+    cell_h = h + 2 if masks is None else 2 * h + 4
+    canvas = np.ones((rows * cell_h, cols * (w + 2), 3), dtype=np.uint8) * 255
     for k in range(n):
         r, c = divmod(k, cols)
-        y, x = r * (2 * h + 4), c * (w + 2)
-        canvas[y:y + h, x:x + w] = (images[k].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-        canvas[y + h + 1:y + 2 * h + 1, x:x + w] = (masks[k].numpy()[..., None] * 255).astype(np.uint8)
+        y, x = r * cell_h, c * (w + 2)
+        image = images[k].expand(3, -1, -1) if images[k].shape[0] == 1 else images[k]
+        canvas[y:y + h, x:x + w] = (image.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        if masks is not None:
+            canvas[y + h + 1:y + 2 * h + 1, x:x + w] = (masks[k].numpy()[..., None] * 255).astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(canvas).save(path)
     return path

@@ -391,9 +391,11 @@ class CxrTask(Task):
         higher = {k: not k.startswith("fd[") for k in metrics}
         artifacts = {}
         if c.grid_size:
-            from bench.tasks.derm_quality import _image_grid
+            from bench.tasks.common import save_pair_grid
 
-            artifacts["samples"] = str(_image_grid(fake[:c.grid_size], Path(ctx.work_dir) / "samples.png"))
+            grid = save_pair_grid(fake[:c.grid_size], None, Path(ctx.work_dir) / "samples.png", c.grid_size)
+            if grid is not None:
+                artifacts["samples"] = str(grid)
         return Evaluation(metrics=metrics, higher_is_better=higher, comparisons=comparisons, per_sample=rows,
                           counts=counts, artifacts=artifacts)
 

@@ -208,16 +208,9 @@ class DermQualityTask(Task):
         rows += [{"metric": key, "id": f"g{a}|g{b}", "value": float(v)} for (a, b), v in zip(pairs.tolist(), lp.double().tolist())]
         higher = {k: not k.startswith("fd[") for k in metrics}
         if c.grid_size:
-            grid = _image_grid(fake[:c.grid_size], Path(ctx.work_dir) / "samples.png")
-            artifacts["samples"] = str(grid)
+            grid = save_pair_grid(fake[:c.grid_size], None, Path(ctx.work_dir) / "samples.png", c.grid_size)
+            if grid is not None:
+                artifacts["samples"] = str(grid)
         return Evaluation(metrics=metrics, higher_is_better=higher, comparisons=comparisons, per_sample=rows,
                           counts={"generated": 0 if comparisons else len(fake), "scored": len(fake), "real_reference": len(real), "ms_ssim_pairs": n_pairs},
                           artifacts=artifacts)
-
-
-def _image_grid(images: torch.Tensor, path: Path) -> Path:
-    """A PNG grid of images (the pair-grid helper with an all-zero mask row)."""
-    masks = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool)
-    out = save_pair_grid(images, masks, path, len(images))
-    assert out is not None
-    return out

@@ -82,3 +82,24 @@ def test_generators_are_fitted_on_unlabelled_images():
     assert len(fit) == 6 and all(s.label is None for s in fit)
     assert all(torch.equal(a.image, b.image) and torch.equal(a.mask, b.mask) and a.prompt == b.prompt
                for a, b in zip(fit, data.splits["train"]))
+
+
+def test_sample_grid_draws_mask_rows_only_for_pairs(tmp_path):
+    """Image-only tasks (derm-quality, cxr) get a grid of images; pairs get each mask under its image."""
+    import numpy as np
+    from PIL import Image
+
+    from bench.tasks.common import save_pair_grid
+
+    images = torch.rand(10, 3, 8, 8)
+    only = np.asarray(Image.open(save_pair_grid(images, None, tmp_path / "a.png", 10)))
+    assert only.shape == (2 * (8 + 2), 8 * (8 + 2), 3)
+    assert np.array_equal(only[:8, :8], (images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    gray = np.asarray(Image.open(save_pair_grid(torch.rand(2, 1, 8, 8), None, tmp_path / "g.png")))
+    assert gray.shape == (10, 20, 3) and np.array_equal(gray[..., 0], gray[..., 2])
+    masks = torch.zeros(10, 8, 8, dtype=torch.bool)
+    masks[0, :4] = True
+    pairs = np.asarray(Image.open(save_pair_grid(images, masks, tmp_path / "b.png", 10)))
+    assert pairs.shape == (2 * (2 * 8 + 4), 8 * (8 + 2), 3)
+    assert pairs[9:13, :8].min() == 255 and pairs[13:17, :8].max() == 0  # mask row under image 0
+    assert save_pair_grid(images[:0], None, tmp_path / "c.png") is None

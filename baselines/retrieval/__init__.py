@@ -1,3 +1,3 @@
-from .method import Retrieval
+from .method import CxrRepairSelect, Retrieval
 
-__all__ = ["Retrieval"]
+__all__ = ["CxrRepairSelect", "Retrieval"]

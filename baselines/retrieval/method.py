@@ -6,7 +6,8 @@ Fit: the corpus is the training reports' ``corpus_section`` texts, whole (``unit
 embedded once by the CLIP text tower. Generate: the image's CLIP embedding, cosine similarity to every corpus text,
 the ``topk`` most similar texts joined by a space are the report (CXR-RePaiR-k; ``run_test.py``). With
 ``select_topk`` > 0 (CXR-RePaiR-Select, ``create_select.py``): the top-1 report is labelled, and unless it is
-"No Finding" it is replaced by the top-``select_topk`` report.
+"No Finding" it is replaced by the top-``select_topk`` report; ``cxr-repair-select`` registers that with its
+defaults (``CxrRepairSelect``).
 mini: mini-clip (stage 2 trained on cxr-mini images with their IU X-ray reports); paper: a local transformers
 CLIPModel folder (CXR-RePaiR's CXR CLIP converted to transformers), nothing is downloaded.
 """
@@ -181,3 +182,22 @@ class Retrieval(GeneratorBase):
             ranked = [[self.corpus[j] for j in row] for row in order]
             for report in select_reports(ranked, self.config.topk, self.config.select_topk):
                 yield Sample(report=report)
+
+
+@dataclass(frozen=True)
+class CxrRepairSelectConfig(RetrievalConfig):
+    """The retrieval options with CXR-RePaiR-Select's defaults: a sentence corpus, top-1 or top-6 sentences."""
+
+    unit: Literal["report", "sentence"] = "sentence"
+    topk: int = 1
+    select_topk: int = 6
+
+
+class CxrRepairSelect(Retrieval):
+    """CXR-RePaiR-Select (``cxr-repair-select``; Endo et al. 2021, thesis Table 6.3): sentence retrieval, one
+    sentence for an image whose top sentence the labeler calls "No Finding", six otherwise (the authors'
+    ``create_select.py`` combines their CXR-RePaiR-1 and CXR-RePaiR-6 outputs this way)."""
+
+    Config = CxrRepairSelectConfig
+    version: ClassVar[str] = "1"
+    options_added_later: ClassVar[frozenset[str]] = frozenset()

@@ -119,7 +119,7 @@ def test_select_rule_follows_create_select():
 
 
 def test_cxr_repair_select_generates_one_or_six_corpus_sentences(tmp_path):
-    from baselines.cxr_repair_select import CxrRepairSelect
+    from baselines.retrieval import CxrRepairSelect
     from bench.metrics.chexlabel import CATEGORIES, label_report
     from bench.registry import METHODS
 

@@ -1,3 +1,0 @@
-from .method import CxrRepairSelect
-
-__all__ = ["CxrRepairSelect"]

@@ -369,11 +369,15 @@ def test_a_run_killed_while_writing_its_record_is_completed_by_the_rerun(tmp_pat
 
 
 # -- submissions: what the submitter sees, and nothing stored --------------------------------------------------------
+#: A shipped record with per-sample scores: DiDGen on the calibrated S_2.5k twin, seed 0 (issue 23's campaign).
+SHIPPED_DIDGEN = "seg-aug__didgen__derm-mini__mini__s0__e4f9b7e6"
+
 def _shipped_didgen(dest: Path) -> tuple[dict, Path]:
     from bench.leaderboard.submit import default_leaderboard_dir
 
-    src = sorted(default_leaderboard_dir().glob("seg-aug__didgen__derm-mini__mini__s0__*.json"))[0]
+    src = default_leaderboard_dir() / f"{SHIPPED_DIDGEN}.json"
     record = json.loads(src.read_text())
+    record.pop("provenance")  # the forger drops the content hashes too: each check below must catch its edit alone
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(src.parent / record["per_sample_file"], dest / record["per_sample_file"])
     return record, dest / "r.json"
@@ -399,10 +403,10 @@ FORGED = {
     "seed that the run id does not name": (lambda r: r.update(seed=3),
                                            "the run id says seed 's0', the record says 's3'"),
     "gain that does not recompute": (lambda r: r["comparisons"]["relative_gain"].update(iou=0.5),
-                                     "comparisons.relative_gain.iou is 0.5, the per-sample scores give -0.0109"),
+                                     "comparisons.relative_gain.iou is 0.5, the per-sample scores give -0.0110"),
     "t-test that does not recompute": (lambda r: r["comparisons"]["paired_ttest"]["dice"].update(p=1e-30),
                                        "comparisons.paired_ttest.dice (p = 1e-30) does not recompute from the "
-                                       "per-sample scores (p = 1.11"),
+                                       "per-sample scores (p = 0.00784"),
     "nested JSON": (None, "not a record: the JSON is nested too deeply to read"),
 }
 

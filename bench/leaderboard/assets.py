@@ -17,6 +17,7 @@ th, td { border: 1px solid #d6dbe1; padding: 4px 7px; text-align: right; white-s
 th { white-space: normal; vertical-align: bottom; overflow-wrap: anywhere; max-width: 8em; }
 th.short { white-space: nowrap; overflow-wrap: normal; }
 td.method { white-space: normal; min-width: 11em; max-width: 16em; }
+td.value { white-space: normal; min-width: 5.5em; }
 td.method .variant { display: block; font-size: 0.8em; color: #5a6472; overflow-wrap: anywhere; }
 .ci { color: #5a6472; font-size: 0.85em; }
 .verified { color: #1a7f37; font-weight: 600; }

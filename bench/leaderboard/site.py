@@ -93,7 +93,7 @@ def _fmt(value: float | None, std: float | None = None) -> str:
         return "—"
     digits = 4 if abs(value) < 10 else 2
     text = f"{value:.{digits}f}"
-    return text + (f" ± {std:.{digits}f}" if std is not None else "")
+    return text + (f" ±\u00a0{std:.{digits}f}" if std is not None else "")  # a narrow column wraps before the ±
 
 
 def _arrow(info: dict[str, Any] | None) -> str:
@@ -300,11 +300,11 @@ def _leader_table(recs: list[dict[str, Any]]) -> str:
             label += f'<span class="variant">{esc(variant)}</span>'
         cells = [f'<td data-value="{rank}">{rank}</td>', f'<td class="text method">{label}</td>',
                  f'<td data-value="{len(runs)}">{len(runs)}</td>',
-                 f'<td data-value="{mean!r}">{esc(_fmt(mean, std))}</td>' if mean is not None else '<td data-value="">—</td>']
+                 f'<td class="value" data-value="{mean!r}">{esc(_fmt(mean, std))}</td>' if mean is not None else '<td data-value="">—</td>']
         gain = entry_gain(runs, main, per_sample_csv) if task_id in TASKS else None
         if gain is not None:
-            cells.append(f'<td data-value="{gain.value!r}">{gain.value * 100:+.2f} % '
-                         f'<span class="ci">[{gain.low * 100:+.2f}, {gain.high * 100:+.2f}]</span></td>')
+            cells.append(f'<td class="value" data-value="{gain.value!r}">{gain.value * 100:+.2f}\u00a0% '
+                         f'<span class="ci">[{gain.low * 100:+.2f},\u00a0{gain.high * 100:+.2f}]</span></td>')
             cells.append(f'<td data-value="{gain.p!r}">{gain.p:.2g}</td>' if gain.p is not None else '<td data-value="">—</td>')
         else:
             gains = [((r.get("comparisons") or {}).get("relative_gain") or {}).get(main) for r in runs]
@@ -316,7 +316,7 @@ def _leader_table(recs: list[dict[str, Any]]) -> str:
             values = [r["metrics"][m] for r in runs if isinstance(r["metrics"].get(m), (int, float))]
             if values:
                 m_mean, m_std = mean_std(values)
-                cells.append(f'<td data-value="{m_mean!r}">{esc(_fmt(m_mean, m_std))}</td>')
+                cells.append(f'<td class="value" data-value="{m_mean!r}">{esc(_fmt(m_mean, m_std))}</td>')
             else:
                 cells.append('<td data-value="">—</td>')
         links = " ".join(f'<a href="records/{esc(r["run_id"])}.json">s{r["seed"]}</a>' for r in runs)

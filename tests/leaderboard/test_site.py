@@ -23,7 +23,7 @@ def test_site_pages_links_and_protocol_separation(tmp_path, site_records) -> Non
     # two protocols: two ranked tables, never merged
     assert page.count('<table class="sortable leaderboard">') == 2
     first, second = page.split('<table class="sortable leaderboard">')[1:3]
-    assert "0.8200 ± 0.0283" in first and "r-c-0" not in first  # classic-aug: mean ± std over seeds 0, 1
+    assert "0.8200 ±\u00a00.0283" in first and "r-c-0" not in first  # classic-aug: mean ± std over seeds 0, 1
     assert "0.5000" in second and "r-a-0" not in second
     assert "aaaaaaaaaaaa" in page and "bbbbbbbbbbbb" in page and "mini" in page
     for link in re.findall(r'href="(records/[^"]+)"', page + index):

@@ -108,9 +108,10 @@ def test_the_seg_aug_page_ranks_entries_with_gain_ci_and_verified_mark_without_h
     records.mkdir()
     for path in default_leaderboard_dir().glob("seg-aug__*"):
         shutil.copy(path, records / path.name)
-    verified = sorted(records.glob("seg-aug__didgen__*.json"))[0]
-    (records / f"{verified.stem}.verified.yaml").write_text(
-        "matched: true\nexact: true\ndate: '2026-12-05'\nenvironment: test\n")
+    first = sorted(records.glob("seg-aug__didgen__*.json"))[0]
+    for verified in records.glob(f"seg-aug__didgen__*__{first.stem.rsplit('__', 1)[1]}.json"):  # every seed of its entry
+        (records / f"{verified.stem}.verified.yaml").write_text(
+            "matched: true\nexact: true\ndate: '2026-12-05'\nenvironment: test\n")
     out = tmp_path / "site"
     build_site([records], out, generated="2026-12-05T00:00:00Z")
     browser.set_window_size(1366, 900)

@@ -173,11 +173,11 @@ class Retrieval(GeneratorBase):
 
     def generate(self, conditions: Sequence[Condition], ctx: RunContext) -> Iterator[Sample]:
         clip, bs = self._clip(), self.config.batch_size
+        depth = min(max(self.config.topk, self.config.select_topk), len(self.corpus))
         for start in range(0, len(conditions), bs):
             chunk = conditions[start:start + bs]
             emb = clip.images(torch.stack([c.reference if c.reference.shape[0] == 3 else c.reference.expand(3, -1, -1)
                                            for c in chunk]))
-            depth = min(max(self.config.topk, self.config.select_topk), len(self.corpus))
             order = (emb @ self.embeddings.T).topk(depth, dim=1).indices.tolist()
             ranked = [[self.corpus[j] for j in row] for row in order]
             for report in select_reports(ranked, self.config.topk, self.config.select_topk):

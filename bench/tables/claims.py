@@ -94,7 +94,9 @@ def per_seed_gains(kind: str, got: list[tuple[Any, Any]]) -> tuple[tuple[int, ..
     return tuple(common), tuple(gain(kind, [a[s] for a, _ in by_seed], [b[s] for _, b in by_seed]) for s in common)
 
 
-def _gain_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | None, float | None, str]:
+def _gain_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | None, float | None, str, dict[str, Any]]:
+    """(from reported cells, from reproduced cells, detail, the per-seed fields of ``ClaimResult`` when every cell
+    has two or more common seeds: then the reproduced value is the mean of the per-seed claims)."""
     table = result.table
     pairs = _pairs(claim)
     rep_a, rep_b, missing_rep = [], [], 0
@@ -118,7 +120,13 @@ def _gain_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | Non
         n_cells = len({c for pair in pairs for c in pair})
         n_ok = len({c for pair in pairs for c in pair if result.cell(*c).mean is not None})
         detail = f"{n_ok}/{n_cells} cells reproduced"
-    return from_reported, from_reproduced, detail
+    over_seeds: dict[str, Any] = {}
+    if from_reproduced is not None:
+        seeds, per_seed = per_seed_gains(claim["kind"], got)
+        if len(seeds) >= 2:
+            from_reproduced = statistics.fmean(per_seed)
+            over_seeds = {"seeds": seeds, "per_seed": per_seed, "ci": t_interval(per_seed)}
+    return from_reported, from_reproduced, detail, over_seeds
 
 
 def _pvalue_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | None, float | None, str]:
@@ -151,17 +159,8 @@ def evaluate_claims(result: TableResult) -> list[ClaimResult]:
                                    None, reproduced, False, detail or "a p-value cannot be recomputed from the table",
                                    claim.get("note", ""), source=claim.get("source", ""), effect=effect))
             continue
-        reported, reproduced, detail = _gain_claim(claim, result)
-        seeds, per_seed, ci = (), (), None
-        if reproduced is not None:
-            got = [(result.cell(*a), result.cell(*b)) for a, b in _pairs(claim)]
-            seeds, per_seed = per_seed_gains(kind, got)
-            if len(seeds) >= 2:
-                reproduced, ci = statistics.fmean(per_seed), t_interval(per_seed)
-            else:
-                seeds, per_seed = (), ()
+        reported, reproduced, detail, over_seeds = _gain_claim(claim, result)
         out.append(ClaimResult(claim["id"], claim["text"], kind, stated.get("value"), stated.get("printed"),
                                reported, reproduced, bool(claim.get("percent", True)), detail, claim.get("note", ""),
-                               bool(claim.get("stated_matches_table", True)), claim.get("source", ""),
-                               seeds=seeds, per_seed=per_seed, ci=ci))
+                               bool(claim.get("stated_matches_table", True)), claim.get("source", ""), **over_seeds))
     return out

@@ -53,7 +53,7 @@ def sweep_command(
     skip_shipped: bool = typer.Option(False, "--skip-shipped", help="Do not run the runs whose record is already "
                                       "in results/leaderboard/ with the stage keys this run would have (a campaign "
                                       "resumed on a machine without its work dir); their tables read the shipped "
-                                      "records. A stale shipped record (other code or weights) runs again."),
+                                      "records. A stale shipped record (other code or weights, or made from a dirty working tree) runs again."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a sweep file's runs (each an ordinary `bench run` with its cache) on local workers or through submitit.

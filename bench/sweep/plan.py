@@ -189,19 +189,26 @@ def shipped_ids() -> set[str]:
 
 
 def shipped_stages() -> dict[str, dict[str, str]]:
-    """Run id -> the stage keys (``{"fit": "fit/<key>", ...}``) of its record in results/leaderboard/."""
+    """Run id -> the stage keys (``{"fit": "fit/<key>", ...}``) of its record in results/leaderboard/. A record made
+    from a working tree with uncommitted changes (``git_commit`` ending in ``-dirty``) also carries
+    ``DIRTY: <commit>``: no one can say which code made it, so ``--skip-shipped`` runs it again."""
     from bench.paths import leaderboard_dirs
 
     out: dict[str, dict[str, str]] = {}
     for folder in leaderboard_dirs():
         for path in folder.glob("*.json"):
             try:
-                stages = json.loads(path.read_text()).get("stages")
+                record = json.loads(path.read_text())
+                stages, commit = record.get("stages"), str((record.get("environment") or {}).get("git_commit", ""))
             except (OSError, ValueError, AttributeError):
                 continue
             if isinstance(stages, dict):
-                out.setdefault(path.stem, stages)
+                out.setdefault(path.stem, {**stages, **({DIRTY: commit} if commit.endswith("-dirty") else {})})
     return out
+
+
+#: Key of ``shipped_stages`` marking a record made from a dirty working tree.
+DIRTY = "dirty"
 
 
 def mark_shipped(runs: list[SweepRun], shipped: dict[str, dict[str, str]]) -> None:
@@ -224,12 +231,16 @@ def mark_shipped(runs: list[SweepRun], shipped: dict[str, dict[str, str]]) -> No
 
 
 def stale_stages(plan: Any, shipped: dict[str, dict[str, str]]) -> list[str] | None:
-    """None when ``plan``'s run id has no shipped record; else the stages whose shipped key differs from the planned
-    one (new code or weights since the record was made; [] = the shipped record is what this run would make)."""
+    """None when ``plan``'s run id has no shipped record; else why the shipped record is not what this run would
+    make: the stages whose shipped key differs from the planned one (new code or weights since the record was made),
+    or that it was made from a dirty working tree. [] = the shipped record is what this run would make."""
     stages = shipped.get(plan.run_id)
     if stages is None:
         return None
-    return [s for s, st in plan.stages.items() if st.key is None or stages.get(s) != f"{s}/{st.key}"]
+    stale = [s for s, st in plan.stages.items() if st.key is None or stages.get(s) != f"{s}/{st.key}"]
+    if DIRTY in stages:
+        stale.append(f"made from a dirty tree at {stages[DIRTY][:7]}")
+    return stale
 
 
 def duration(seconds: float | None) -> str:
@@ -302,7 +313,7 @@ def render_plan(sweep: Sweep, runs: list[SweepRun], work_dir: Path, workers: int
                  + ", ".join(f"{n} {s}" for s, n in todo.items()))
     n_shipped = sum(r.plan.run_id in shipped for r in runs)
     n_stale = sum(bool(stale_stages(r.plan, shipped)) for r in runs)
-    stale_note = (f" ({n_stale} stale: made with other code or weights, their stage keys differ; they run again)"
+    stale_note = (f" ({n_stale} stale: made with other code or weights, or from a dirty working tree; they run again)"
                   if n_stale else "")
     n_skipped = sum(r.shipped for r in runs)
     if n_skipped:

@@ -222,6 +222,43 @@ def test_skip_shipped_runs_only_the_runs_without_a_shipped_record(tmp_path, monk
     assert len(records) == 1 and records[0].startswith("seg-aug__real-only__") and first_id not in records
 
 
+def test_skip_shipped_runs_again_a_record_made_from_a_dirty_tree(tmp_path, monkeypatch):
+    """A shipped record with the planned stage keys but made from a working tree with uncommitted changes is not
+    skipped: nobody can say which code made it (issue 18: the shipped records must come from clean commits)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import bench.paths
+    import bench.sweep.plan as plan
+    from bench.cli import app
+    from bench.sweep.spec import load_sweep
+
+    sweep = write_sweep(tmp_path, "one", """  - {name: first, task: seg-aug, method: "helpers:NoisePairs"}
+""")
+    work, shipped_dir = tmp_path / "work", tmp_path / "leaderboard"
+    shipped_dir.mkdir()
+    monkeypatch.syspath_prepend(str(TESTS))
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    monkeypatch.setattr(bench.paths, "leaderboard_dirs", lambda: [shipped_dir])
+    first = plan.plan_sweep(load_sweep(sweep), work)[0].plan
+    stages = {s: f"{s}/{st.key}" for s, st in first.stages.items()}
+
+    def dry_run_with(commit: str) -> str:
+        (shipped_dir / f"{first.run_id}.json").write_text(json.dumps(
+            {"run_id": first.run_id, "stages": stages, "environment": {"git_commit": commit}}))
+        out = CliRunner().invoke(app, ["sweep", str(sweep), "--work-dir", str(work), "--dry-run", "--skip-shipped"],
+                                 env={"COLUMNS": "250"})
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    clean = dry_run_with("0123456789abcdef0123456789abcdef01234567")
+    assert "shipped: skipped" in clean and "--skip-shipped: 1 will not run" in clean
+    dirty = dry_run_with("0123456789abcdef0123456789abcdef01234567-dirty")
+    assert "shipped, stale (made from a dirty tree at 0123456)" in dirty
+    assert "will not run" not in dirty and "stages to compute: 1 fit, 1 generate, 1 evaluate" in dirty
+
+
 def test_skip_shipped_keeps_a_shipped_run_whose_outputs_a_run_to_do_reads(tmp_path, monkeypatch):
     """on-first reads first's generated masks (task.mask_source={run:first}) from the work dir: first is shipped,
     but on-first has to run, so first runs too."""

@@ -159,6 +159,9 @@ class RunContext:
             tasks must not call its collectives (``wait_for_everyone``, ``gather``): the others are not there.
         cache_dir: folder shared by all runs of one work dir (caches that outlive a stage,
             such as the real-only arm of a task or reference feature statistics).
+        reused: caches made in another environment (CPU kernel set, thread count) that this run read: what ->
+            that environment, or ``"unknown"``. Tasks add to it (``bench.store.computed_elsewhere``); the record
+            names it under ``environment.reused``, and ``bench verify`` then compares within tolerance.
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -170,6 +173,7 @@ class RunContext:
     progress: Callable[[str, int | None], Callable[..., None]] = field(default=lambda desc, total=None: _noop)
     accelerator: Any = None
     cache_dir: Path | None = None
+    reused: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_main_process(self) -> bool:

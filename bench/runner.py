@@ -34,8 +34,8 @@ from bench import config as cfg
 from bench.config import method_config_file
 from bench.interface import CONDITION_FIELDS, Condition, RunContext, Sample, capabilities_of, derive_seed
 from bench.registry import DATASETS, METHODS, TASKS, UnknownEntryError
-from bench.store import (NON_PROTOCOL_KEYS, SCHEMA_VERSION, atomic_write_text, environment, new_file_mode,  # noqa: F401
-                         protocol_hash, protocol_of, stable_hash,
+from bench.store import (NON_PROTOCOL_KEYS, SCHEMA_VERSION, atomic_write_text, computed_elsewhere,  # noqa: F401
+                         computed_here, environment, new_file_mode, protocol_hash, protocol_of, stable_hash,
                          utc_now, write_record)
 
 logger = logging.getLogger(__name__)
@@ -372,6 +372,20 @@ def progress_logger(desc: str, total: int | None = None, every_s: float | None =
 
 def _done(path: Path) -> bool:
     return (path / "done.json").exists()
+
+
+def _note_reused_stage(reused: dict[str, Any], stage: str, stage_dir: Path) -> None:
+    """Name a cached stage made in another environment (and, for an evaluation, the caches it read that were) in
+    ``reused``: the record then says which of its parts its own environment cannot repeat bit for bit."""
+    try:
+        info = json.loads((stage_dir / "done.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    noted = info.get("environment")
+    where = "unknown" if noted is None else computed_elsewhere(stage_dir, noted)
+    if where is not None:
+        reused[f"{stage} stage"] = where
+    reused.update(info.get("reused") or {})
 
 
 def _mark_done(path: Path, info: dict[str, Any]) -> None:
@@ -855,6 +869,7 @@ def _run_one(rc: RunConfig, track: dict[str, Any]) -> tuple[dict[str, Any], Path
     timings: dict[str, float] = {}
     peaks: dict[str, float] = {}
     cached: dict[str, bool] = {}
+    reused: dict[str, Any] = {}  # cached parts made in another environment (record: environment.reused)
 
     with progress_factory(rc.progress and ctx.is_main_process) as progress:
         ctx.progress = progress
@@ -879,6 +894,7 @@ def _run_one(rc: RunConfig, track: dict[str, Any]) -> tuple[dict[str, Any], Path
                 logger.info("[fit] cached: skipped (%s)", fit_dir)
                 method.load(fit_dir / "state")
                 cached["fit"] = True
+                _note_reused_stage(reused, "fit", fit_dir)
             else:
                 fit_dir.mkdir(parents=True, exist_ok=True)
                 stage_ctx = dataclasses.replace(ctx, work_dir=fit_dir)
@@ -888,7 +904,7 @@ def _run_one(rc: RunConfig, track: dict[str, Any]) -> tuple[dict[str, Any], Path
                     shutil.rmtree(state)
                 state.mkdir()
                 method.save(state)
-                _mark_done(fit_dir, {"key": fit_key})
+                _mark_done(fit_dir, {"key": fit_key, "environment": computed_here()})
                 cached["fit"] = False
             timings["fit"] = time.perf_counter() - t0
         peaks["fit"] = mem.peak_mb
@@ -907,11 +923,12 @@ def _run_one(rc: RunConfig, track: dict[str, Any]) -> tuple[dict[str, Any], Path
                 n_shards = (len(conditions) + rc.shard_size - 1) // rc.shard_size
                 synthetic = [s for k in range(n_shards) for s in load_shard(gen_dir / f"shard-{k:05d}")]
                 cached["generate"] = True
+                _note_reused_stage(reused, "generate", gen_dir)
             else:
                 synthetic = _generate_stage(method, conditions, gen_dir, dataclasses.replace(ctx, work_dir=gen_dir),
                                             rc.shard_size, task.needs, rc.method)
                 if ctx.is_main_process:
-                    _mark_done(gen_dir, {"key": gen_key, "n": len(synthetic)})
+                    _mark_done(gen_dir, {"key": gen_key, "n": len(synthetic), "environment": computed_here()})
                 cached["generate"] = False
             timings["generate"] = time.perf_counter() - t0
         peaks["generate"] = mem.peak_mb
@@ -930,12 +947,15 @@ def _run_one(rc: RunConfig, track: dict[str, Any]) -> tuple[dict[str, Any], Path
                 logger.info("[evaluate] cached: skipped (%s)", eval_dir)
                 evaluation = Evaluation(**json.loads((eval_dir / "evaluation.json").read_text()))
                 cached["evaluate"] = True
+                _note_reused_stage(reused, "evaluate", eval_dir)
             else:
                 eval_dir.mkdir(parents=True, exist_ok=True)
                 seed_everything(derive_seed(rc.seed, 3))
-                evaluation = task.evaluate(data, synthetic, dataclasses.replace(ctx, work_dir=eval_dir), rc.method)
+                eval_ctx = dataclasses.replace(ctx, work_dir=eval_dir, reused={})
+                evaluation = task.evaluate(data, synthetic, eval_ctx, rc.method)
                 atomic_write_text(eval_dir / "evaluation.json", json.dumps(_evaluation_to_json(evaluation)))
-                _mark_done(eval_dir, {"key": eval_key})
+                _mark_done(eval_dir, {"key": eval_key, "environment": computed_here(), "reused": eval_ctx.reused})
+                reused.update(eval_ctx.reused)
                 cached["evaluate"] = False
             timings["evaluate"] = time.perf_counter() - t0
         peaks["evaluate"] = mem.peak_mb
@@ -993,7 +1013,7 @@ def _run_one(rc: RunConfig, track: dict[str, Any]) -> tuple[dict[str, Any], Path
         "cached": cached,
         "stages": {"fit": f"fit/{fit_key}", "generate": f"generate/{gen_key}", "evaluate": f"evaluate/{eval_key}"},
         "peak_memory_mb": {k: round(v, 1) for k, v in peaks.items()},
-        "environment": environment(str(device)),
+        "environment": {**environment(str(device)), **({"reused": reused} if reused else {})},
     }
     path = write_record(record, records_dir)
     track["written"].clear()  # the record names them now

@@ -348,6 +348,59 @@ def environment(device: str) -> dict[str, Any]:
     }
 
 
+#: Environment fields that decide bit-for-bit repeatability on CPU (with torch's version).
+REPEATABILITY_KEYS = ("cpu_model", "cpu_capability", "torch_threads")
+
+
+def repeatability_key(env: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a record's ``environment`` that decide whether a rerun repeats it bit for bit."""
+    out = {k: env.get(k) for k in REPEATABILITY_KEYS}
+    out["torch"] = (env.get("packages") or {}).get("torch")
+    return out
+
+
+def computed_here() -> dict[str, Any]:
+    """The repeatability key of this process: where a cached result is made (stage, real-only arm, pretrained
+    model). A run that reads a cache made under another key (another CPU kernel set or thread count) cannot be
+    repeated bit for bit from its record's own environment, so the record names what it reused."""
+    try:
+        from importlib.metadata import version
+
+        torch_version: str | None = version("torch")
+    except Exception:  # noqa: BLE001 - torch not installed
+        torch_version = None
+    return {"cpu_model": cpu_model(), "cpu_capability": _cpu_capability(), "torch_threads": _torch_threads(),
+            "torch": torch_version}
+
+
+def _environment_file(path: Path) -> Path:
+    return path.with_name(f"{path.name}.env.json")
+
+
+def note_computed_here(path: Path) -> None:
+    """Write ``<path>.env.json`` beside a cache file or folder just made: the environment that made it."""
+    atomic_write_text(_environment_file(Path(path)), json.dumps(computed_here(), sort_keys=True))
+
+
+def computed_elsewhere(path: Path, noted: dict[str, Any] | None = None) -> dict[str, Any] | str | None:
+    """None when the cache at ``path`` was made in this process's environment; else that environment (``noted``,
+    or its ``.env.json``), or ``"unknown"`` for a cache made before environments were noted."""
+    if noted is None:
+        try:
+            noted = json.loads(_environment_file(Path(path)).read_text())
+        except (OSError, ValueError):
+            return "unknown"
+    return None if noted == computed_here() else noted
+
+
+def note_reuse(reused: dict[str, Any], what: str, path: Path) -> None:
+    """A run read the cache at ``path``: add it to ``reused`` (``RunContext.reused``) when another environment made
+    it."""
+    where = computed_elsewhere(path)
+    if where is not None:
+        reused[what] = where
+
+
 @lru_cache(maxsize=1)
 def cpu_model() -> str | None:
     """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``): with the kernel set and the thread

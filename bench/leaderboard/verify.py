@@ -22,8 +22,6 @@ from typing import Any
 #: metrics (values in [0, 1]) get an absolute tolerance, unbounded ones (FD) a relative one.
 ABS_TOLERANCE = 0.01
 REL_TOLERANCE = 0.05
-#: Environment fields that decide bit-for-bit repeatability on CPU.
-REPEATABILITY_KEYS = ("cpu_model", "cpu_capability", "torch_threads")
 
 
 class VerifyError(ValueError):
@@ -50,15 +48,23 @@ class Verification:
     """Values equal bit for bit (JSON/CSV round trip), whatever the mode."""
     notes: list[str] = field(default_factory=list)
     """What could not be compared, and why."""
+    reused: dict[str, Any] = field(default_factory=dict)
+    """The record's ``environment.reused``: cached parts made in another environment (a tolerance applies)."""
 
     @property
     def matched(self) -> bool:
         return not self.differences
 
     def summary(self) -> str:
+        why = []
+        if self.environment_differences:
+            why.append("the environment differs: " + ", ".join(
+                f"{k} {a} vs {b}" for k, (a, b) in self.environment_differences.items()))
+        if self.reused:
+            why.append("the record reused caches made in another environment: " + ", ".join(
+                f"{what} ({_where(env)})" for what, env in self.reused.items()))
         mode = ("exactly (same CPU model, kernels, threads and torch)" if self.exact else
-                f"within tolerance (abs {ABS_TOLERANCE}, rel {REL_TOLERANCE}) because the environment differs: "
-                + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in self.environment_differences.items()))
+                f"within tolerance (abs {ABS_TOLERANCE}, rel {REL_TOLERANCE}) because " + "; ".join(why))
         if self.matched:
             same = "" if self.exact else f"; {self.identical} of {self.compared} also identical"
             notes = "".join(f"; {n}" for n in self.notes)
@@ -66,10 +72,11 @@ class Verification:
         return f"not verified: {len(self.differences)} of {self.compared} values of {self.run_id} differ, compared {mode}"
 
 
-def environment_key(env: dict[str, Any]) -> dict[str, Any]:
-    out = {k: env.get(k) for k in REPEATABILITY_KEYS}
-    out["torch"] = env.get("packages", {}).get("torch")
-    return out
+def _where(env: Any) -> str:
+    if not isinstance(env, dict):
+        return str(env)
+    threads = env.get("torch_threads")
+    return f"{env.get('cpu_capability')}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def _close(a: Any, b: Any, exact: bool) -> bool:
@@ -145,7 +152,7 @@ def verify(record_path: Path, work_dir: Path | None = None, data_root: Path | No
     """Rerun the record at ``record_path`` and compare. ``sources``: a work dir holding the runs the record depends
     on (``task.mask_source``)."""
     from bench.runner import BenchError, RunConfig, run_one
-    from bench.store import RecordError, environment, read_record
+    from bench.store import RecordError, environment, read_record, repeatability_key
 
     try:
         record = read_record(record_path)
@@ -172,11 +179,12 @@ def verify(record_path: Path, work_dir: Path | None = None, data_root: Path | No
     finally:
         if work_dir is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    here, there = environment_key(environment("cpu")), environment_key(record.get("environment", {}))
+    here, there = repeatability_key(environment("cpu")), repeatability_key(record.get("environment", {}))
     there["torch_threads"] = recorded_threads
     here["torch_threads"] = threads or recorded_threads
     env_diff = {k: (there[k], here[k]) for k in here if there.get(k) != here.get(k)}
-    exact = not env_diff
+    reused = record.get("environment", {}).get("reused") or {}
+    exact = not env_diff and not reused
     notes = []
     if recorded_scores is None and rerun_scores is not None:
         # a record written before its task stored per-sample scores (derm-quality before 2026-12-05)
@@ -194,7 +202,7 @@ def verify(record_path: Path, work_dir: Path | None = None, data_root: Path | No
     identical = count - len(compare(record, rerun, recorded_scores, rerun_scores, True)[1])
     if rerun["run_id"] != record["run_id"]:
         diffs.insert(0, Difference("run_id", record["run_id"], rerun["run_id"]))
-    return Verification(record["run_id"], exact, env_diff, count, diffs, rerun["run_id"], identical, notes)
+    return Verification(record["run_id"], exact, env_diff, count, diffs, rerun["run_id"], identical, notes, reused)
 
 
 def _link_sources(record: dict[str, Any], scratch: Path, sources: Path | None) -> None:

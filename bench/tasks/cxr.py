@@ -33,6 +33,7 @@ import torch
 
 from bench.data.base import DataError
 from bench.interface import Capabilities, Condition, RunContext, Sample, derive_seed
+from bench.store import note_computed_here, note_reuse
 from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import open_dataset, resize_image, verify_read_splits
 
@@ -286,10 +287,13 @@ class CxrTask(Task):
         key = f"{data.checksums['train']}-{c.image_size}-{c.classifier_epochs}"
         cache = Path(ctx.cache_dir or ctx.work_dir) / "cxr" / f"label-cnn-{key[:24]}.safetensors"
         if cache.exists():
+            note_reuse(ctx.reused, "label classifier (cxr-mini-cnn)", cache)
             return load_scorer("cxr-mini-cnn", cache=cache)
         images = self._stack([train[i].image for i in range(len(train))])
         labels = torch.stack([train[i].labels for i in range(len(train))])
-        return load_scorer("cxr-mini-cnn", images, labels, cache=cache, epochs=c.classifier_epochs, seed=0)
+        scorer = load_scorer("cxr-mini-cnn", images, labels, cache=cache, epochs=c.classifier_epochs, seed=0)
+        note_computed_here(cache)
+        return scorer
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
         if self.config.output == "report":

@@ -25,7 +25,7 @@ import torch
 
 from bench.data.base import DataError
 from bench.interface import Condition, RunContext, Sample, derive_seed
-from bench.store import atomic_write_text, stable_hash
+from bench.store import atomic_write_text, note_computed_here, note_reuse, stable_hash
 from bench.tasks.base import CONFUSION_MATRIX_METRICS, Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import (generator_view, open_dataset, procedural_beside_real, prompt_form, remove_checkpoints,
                                 resize_image, resolution_text, training_text, verify_read_splits)
@@ -352,9 +352,11 @@ class DermClsTask(Task):
         path = Path(ctx.cache_dir or ctx.work_dir) / "arms" / f"cls-real-{model_id}-{key}.json"
         if path.exists():
             logger.info("real-only arm of %s: cached (%s)", model_id, path.name)
+            note_reuse(ctx.reused, f"real-only arm {model_id}", path)
             return json.loads(path.read_text())
         checkpoint = path.with_suffix(".ckpt")
         arm = self._run_arm(k, model_id, train, val, evals, ctx, "real-only", checkpoint)
+        note_computed_here(path)
         atomic_write_text(path, json.dumps(arm))
         checkpoint.unlink(missing_ok=True)
         return arm

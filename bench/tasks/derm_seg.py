@@ -31,7 +31,7 @@ import torch
 from bench.data.base import DataError
 from bench.data.validate import verify_samples
 from bench.interface import Condition, RunContext, Sample, derive_seed
-from bench.store import atomic_write_text, stable_hash
+from bench.store import atomic_write_text, note_computed_here, note_reuse, stable_hash
 from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import (generator_view, open_dataset, procedural_beside_real, prompt_form, remove_checkpoints,
                                 resolution_text, save_pair_grid, stack_pairs, training_text)
@@ -554,12 +554,14 @@ class SegAugTask(Task):
             identity["fold"] = fold
         key = stable_hash(identity, 16)
         path = Path(ctx.cache_dir or ctx.work_dir) / "arms" / f"real-{model_id}-{key}.json"
+        label = "real-only" if fold is None else f"real-only fold {fold}"
         if path.exists():
             logger.info("real-only arm of %s: cached (%s)", model_id, path.name)
+            note_reuse(ctx.reused, f"{label} arm {model_id}", path)
             return json.loads(path.read_text())
         checkpoint = path.with_suffix(".ckpt")
-        label = "real-only" if fold is None else f"real-only fold {fold}"
         arm = self._run_arm(model_index, model_id, *real, val, tests, ctx, label, checkpoint=checkpoint)
+        note_computed_here(path)
         atomic_write_text(path, json.dumps(arm))
         checkpoint.unlink(missing_ok=True)
         shutil.rmtree(nnunet_folder(checkpoint), ignore_errors=True)

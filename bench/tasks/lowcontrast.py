@@ -36,7 +36,7 @@ import torch
 
 from bench.data.base import DataError
 from bench.interface import Condition, RunContext, Sample, derive_seed
-from bench.store import atomic_path, atomic_write_text, stable_hash
+from bench.store import atomic_path, atomic_write_text, note_computed_here, note_reuse, stable_hash
 from bench.tasks.base import Evaluation, SampleScores, Task, TaskData
 from bench.tasks.common import (generator_view, open_dataset, procedural_beside_real, prompt_form, remove_checkpoints,
                                 resolution_text, save_pair_grid, stack_pairs, training_text)
@@ -379,6 +379,7 @@ class LowContrastTask(Task):
         model = self._new_model(model_id)
         if weights.exists() and scores_file.exists():
             logger.info("pretrained %s: cached (%s)", model_id, weights.name)
+            note_reuse(ctx.reused, f"pretrained {model_id}", weights)
             model.load_state_dict(load_file(str(weights)))
             info = json.loads(scores_file.read_text())
         else:
@@ -391,6 +392,7 @@ class LowContrastTask(Task):
                     "scores": {}}
             with atomic_path(weights) as tmp:  # concurrent runs of a seed share it
                 save_file({n: t.detach().contiguous() for n, t in model.state_dict().items()}, str(tmp))
+            note_computed_here(weights)
             checkpoint.unlink(missing_ok=True)
         changed = False
         for split, (images, masks, checksum) in evals.items():  # scores per split, keyed by the split's checksum

@@ -105,3 +105,36 @@ def test_a_record_whose_scores_file_predates_the_split_column(smoke_record, tmp_
     result = verify(record_path)
     assert result.matched, [vars(d) for d in result.differences]
     assert "only the 'test' rows compared" in result.summary()
+
+
+def test_a_record_names_the_caches_it_reused_from_another_environment(tmp_path):
+    """The real-only arm is cached across the methods of a seed, the stages across runs: a run that reads one made
+    on another CPU kernel set or thread count (a campaign spanning machines) names it under environment.reused,
+    and `bench verify` then compares within tolerance, saying why."""
+    work = tmp_path / "work"
+
+    def run(method):
+        return run_one(RunConfig(task="seg-aug", method=method, profile="smoke", seed=1, sets=FAST, work_dir=work,
+                                 threads=1, progress=False))
+
+    first, _ = run("classic-aug")
+    assert "reused" not in first["environment"]
+    (arm,) = [p for p in (work / "cache" / "arms").glob("real-unet-*.json") if not p.name.endswith(".env.json")]
+    noted = arm.with_name(arm.name + ".env.json")
+    elsewhere = {**json.loads(noted.read_text()), "cpu_capability": "NO AVX"}
+    noted.write_text(json.dumps(elsewhere))
+
+    record, path = run("noise")
+    assert record["environment"]["reused"] == {"real-only arm unet": elsewhere}
+    result = verify(path)
+    assert result.matched and not result.exact and not result.environment_differences
+    assert ("within tolerance (abs 0.01, rel 0.05) because the record reused caches made in another environment: "
+            "real-only arm unet (NO AVX, 1 thread)") in result.summary()
+
+    # the same run again reads all three stages from the cache: a stage from before environments were noted is
+    # "unknown", and the evaluation passes on the arm it reused
+    done = work / record["stages"]["fit"] / "done.json"
+    done.write_text(json.dumps({k: v for k, v in json.loads(done.read_text()).items() if k != "environment"}))
+    again, _ = run("noise")
+    assert again["cached"] == {"fit": True, "generate": True, "evaluate": True}
+    assert again["environment"]["reused"] == {"fit stage": "unknown", "real-only arm unet": elsewhere}

@@ -72,12 +72,19 @@ def test_a_missing_source_run_is_one_error_line(tmp_path):
 
 
 def test_a_shipped_mini_record_reruns_here():
+    from bench.store import computed_here, repeatability_key
+
     shipped = project_dir() / "results" / "leaderboard" / "derm-quality__real-only__derm-mini__mini__s0__0786e6e2.json"
+    record = json.loads(shipped.read_text())
     result = verify(shipped)
     assert result.matched, [vars(d) for d in result.differences]
-    # made before records named their CPU: compared within tolerance, and the verdict says why
-    assert not result.exact and "cpu_model" in result.environment_differences
-    assert "within tolerance" in result.summary()
+    # exact only where the record was made in this environment; elsewhere (or made before records named their
+    # CPU) compared within tolerance, and the verdict says why
+    here = {**computed_here(), "torch_threads": record["environment"].get("torch_threads")}  # verify reruns at those
+    made_here = repeatability_key(record["environment"]) == here and not record["environment"].get("reused")
+    assert result.exact == made_here
+    if not made_here:
+        assert result.environment_differences and "within tolerance" in result.summary()
 
 
 def test_a_matched_verification_is_stamped_beside_the_record(smoke_record, tmp_path):

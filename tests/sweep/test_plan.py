@@ -65,8 +65,9 @@ def test_ch4_sweep_plans_the_run_ids_of_the_shipped_records(ch4_plan):
     tasks = {r.spec.task for r in runs}  # other chapters' shipped records (concept, ...) are not this sweep's,
     methods = {r.spec.method for r in runs}  # nor the controls measured beside it (world-oracle, noise: issue 23)
     hashes = {r.plan.protocol_hash for r in runs}  # nor other campaigns' runs of the same methods (MedDiff-FT's)
+    seeds = {r.config.seed for r in runs}  # nor the calibrated campaign's seeds 1 and 2 of the same protocols
     shipped = {p.stem: rec for p in SHIPPED.glob("*.json") if (rec := json.loads(p.read_text()))["task"]["id"] in tasks
-               and rec["method"]["id"] in methods and rec["protocol_hash"] in hashes}
+               and rec["method"]["id"] in methods and rec["protocol_hash"] in hashes and rec["seed"] in seeds}
     independent = [r for r in runs if not r.spec.references()]
     assert len(independent) == 23 and len(shipped) == 31
     assert sorted(r.plan.run_id for r in independent) == sorted(  # the same commands give the same run ids

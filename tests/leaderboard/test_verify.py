@@ -145,3 +145,29 @@ def test_a_record_names_the_caches_it_reused_from_another_environment(tmp_path):
     again, _ = run("noise")
     assert again["cached"] == {"fit": True, "generate": True, "evaluate": True}
     assert again["environment"]["reused"] == {"fit stage": "unknown", "real-only arm unet": elsewhere}
+
+
+def test_across_environments_per_sample_scores_are_compared_by_their_means_per_model_and_arm():
+    """Another CPU kernel set trains other segmenters: single images move (busi-mini: one IoU 0.33 -> 0.81) while
+    the means hold. Within tolerance the rows must be the same rows and each column's mean per model, arm and split
+    must agree; exact mode still compares every value."""
+    from bench.leaderboard.verify import compare
+
+    def rows(dice):
+        return [{"model": "unet", "arm": arm, "id": f"img{i}", "dice": str(d)}
+                for arm, values in (("real-only", dice), ("augmented", [0.8, 0.8]))
+                for i, d in enumerate(values)]
+
+    record = {"metrics": {"dice": 0.8}}
+    recorded, rerun = rows([0.33, 0.95]), rows([0.81, 0.47])  # each image moved, the arm's mean 0.64 held
+    count, diffs, notes = compare(record, record, recorded, rerun, exact=False)
+    assert diffs == [] and count == 1 + 2 + 4  # the metric, two group means, four row ids
+    assert "one by one, 2 of 4 moved by more than the tolerance" in notes[0]
+    exact = compare(record, record, recorded, rerun, exact=True)[1]
+    assert [d.where for d in exact] == ["per_sample[unet/real-only/img0].dice", "per_sample[unet/real-only/img1].dice"]
+
+    shifted = rows([0.81, 0.55])  # the arm's mean moved by 0.04
+    (diff,) = compare(record, record, recorded, shifted, exact=False)[1]
+    assert diff.where == "per_sample[unet/real-only].mean(dice)" and diff.rerun == pytest.approx(0.68)
+    other_rows = [{**r, "id": "img9"} if r["id"] == "img1" and r["arm"] == "real-only" else r for r in rerun]
+    assert [d.where for d in compare(record, record, recorded, other_rows, exact=False)[1]] == ["per_sample[1] row"]

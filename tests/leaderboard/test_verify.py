@@ -171,3 +171,12 @@ def test_across_environments_per_sample_scores_are_compared_by_their_means_per_m
     assert diff.where == "per_sample[unet/real-only].mean(dice)" and diff.rerun == pytest.approx(0.68)
     other_rows = [{**r, "id": "img9"} if r["id"] == "img1" and r["arm"] == "real-only" else r for r in rerun]
     assert [d.where for d in compare(record, record, recorded, other_rows, exact=False)[1]] == ["per_sample[1] row"]
+
+
+def test_the_tolerance_of_an_unbounded_value_near_zero_is_absolute():
+    from bench.leaderboard.verify import _close
+
+    assert _close(-0.020, -0.026, exact=False)  # a mean logit: 26 % relative, 0.006 absolute (cxr-mini on AVX-512)
+    assert not _close(-0.02, -0.04, exact=False)
+    assert _close(100.0, 104.9, exact=False) and not _close(100.0, 106.0, exact=False)  # FD: 5 % relative
+    assert not _close(-0.020, -0.026, exact=True)

@@ -113,14 +113,16 @@ ROW_KEYS = ("model", "arm", "split", "id")
 
 
 def compare(recorded: dict[str, Any], rerun: dict[str, Any], recorded_scores: list[dict[str, str]] | None,
-            rerun_scores: list[dict[str, str]] | None, exact: bool) -> tuple[int, list[Difference], list[str]]:
+            rerun_scores: list[dict[str, str]] | None, exact: bool,
+            categorical: tuple[str, ...] = ()) -> tuple[int, list[Difference], list[str]]:
     """Compare metrics, per-model values, comparisons and per-sample scores; return (count, differences, notes).
 
     Exact: every per-sample value too. Within tolerance (another environment): the rows must be the same rows (ids,
     models, arms, splits), and each score column's mean per model, arm and split must agree; single rows are not
     compared one by one, because a segmenter or classifier trained with other CPU kernels is another trained model:
     rerunning the busi-mini real-only record on AVX-512 moved one image's IoU from 0.33 to 0.81 while the means held
-    (benchmarks/verify_across_cpus.md)."""
+    (benchmarks/verify_across_cpus.md). ``categorical``: columns holding class labels (a task's truth and prediction
+    columns), which have no mean; across environments the share of changed predictions is only reported."""
     left: dict[str, Any] = {}
     right: dict[str, Any] = {}
     for section in ("metrics", "per_model", "comparisons", "n"):
@@ -142,7 +144,7 @@ def compare(recorded: dict[str, Any], rerun: dict[str, Any], recorded_scores: li
                     if not _close(va, vb, exact):
                         diffs.append(Difference(f"per_sample[{_row_name(ra) or i}].{k}", ra.get(k), rb.get(k)))
         else:
-            n_rows, n_diffs, note = _compare_row_means(a, b)
+            n_rows, n_diffs, note = _compare_row_means(a, b, categorical)
             count += n_rows
             diffs.extend(n_diffs)
             notes.append(note)
@@ -153,7 +155,8 @@ def _row_name(row: dict[str, str]) -> str:
     return "/".join(str(row.get(c)) for c in ("model", "arm", "id") if c in row)
 
 
-def _compare_row_means(a: list[dict[str, str]], b: list[dict[str, str]]) -> tuple[int, list[Difference], str]:
+def _compare_row_means(a: list[dict[str, str]], b: list[dict[str, str]],
+                       categorical: tuple[str, ...] = ()) -> tuple[int, list[Difference], str]:
     """Within tolerance: the same rows in the same order, then each score column's mean per (model, arm, split)."""
     diffs: list[Difference] = []
     ids_a = [tuple(r.get(k) for k in ROW_KEYS) for r in a]
@@ -162,29 +165,33 @@ def _compare_row_means(a: list[dict[str, str]], b: list[dict[str, str]]) -> tupl
         if x != y:
             diffs.append(Difference(f"per_sample[{i}] row", _row_name(a[i]), _row_name(b[i])))
             break
-    means_a, means_b = _group_means(a), _group_means(b)
+    means_a, means_b = _group_means(a, categorical), _group_means(b, categorical)
     keys = sorted(set(means_a) | set(means_b))
     diffs += [Difference(k, means_a.get(k), means_b.get(k)) for k in keys
               if not _close(means_a.get(k), means_b.get(k), exact=False)]
-    moved = total = 0
+    moved = total = changed = 0
     for ra, rb in zip(a, b):
-        for k in set(ra) - set(ROW_KEYS):
+        changed += any(ra.get(k) != rb.get(k) for k in categorical)
+        for k in set(ra) - set(ROW_KEYS) - set(categorical):
             va, vb = _number(ra.get(k)), _number(rb.get(k))
             if isinstance(va, float) and isinstance(vb, float):
                 total += 1
                 moved += not _close(va, vb, exact=False)
     note = (f"per-sample scores compared as {len(keys)} means per model, arm and split; one by one, {moved} of "
             f"{total} moved by more than the tolerance (another environment trains other models)")
+    if categorical:
+        note += f"; {changed} of {len(a)} rows predict another class"
     return len(keys) + len(ids_a), diffs, note
 
 
-def _group_means(rows: list[dict[str, str]]) -> dict[str, float]:
+def _group_means(rows: list[dict[str, str]], categorical: tuple[str, ...] = ()) -> dict[str, float]:
     sums: dict[str, list[float]] = {}
+    skip = {*ROW_KEYS, *categorical, "fold"}
     for row in rows:
         group = "/".join(str(row[k]) for k in ROW_KEYS[:3] if k in row)
         for k, v in row.items():
             x = _number(v)
-            if k not in ROW_KEYS and isinstance(x, float) and not math.isnan(x):
+            if k not in skip and isinstance(x, float) and not math.isnan(x):
                 sums.setdefault(f"per_sample[{group}].mean({k})" if group else f"per_sample.mean({k})", []).append(x)
     return {k: math.fsum(v) / len(v) for k, v in sums.items()}
 
@@ -245,6 +252,8 @@ def verify(record_path: Path, work_dir: Path | None = None, data_root: Path | No
     there["torch_threads"] = recorded_threads
     here["torch_threads"] = threads or recorded_threads
     env_diff = {k: (there[k], here[k]) for k in here if there.get(k) != here.get(k)}
+    from bench.registry import TASKS
+
     reused = record.get("environment", {}).get("reused") or {}
     exact = not env_diff and not reused
     notes = []
@@ -255,12 +264,12 @@ def verify(record_path: Path, work_dir: Path | None = None, data_root: Path | No
     elif recorded_scores and rerun_scores and "split" in rerun_scores[0] and "split" not in recorded_scores[0]:
         # a record written before the file had a split column (seg-aug's transfer-set rows): its rows are the
         # headline split's
-        from bench.registry import TASKS
-
         headline = getattr(getattr(TASKS.get(record["task"]["id"]), "sample_scores", None), "split", None) or "test"
         rerun_scores = [{k: v for k, v in r.items() if k != "split"} for r in rerun_scores if r["split"] == headline]
         notes.append(f"only the '{headline}' rows compared: the record's per-sample file has no split column")
-    count, diffs, compare_notes = compare(record, rerun, recorded_scores, rerun_scores, exact)
+    spec = getattr(TASKS.get(record["task"]["id"]), "sample_scores", None)
+    categorical = tuple(getattr(spec, "confusion", None) or ())
+    count, diffs, compare_notes = compare(record, rerun, recorded_scores, rerun_scores, exact, categorical)
     notes += compare_notes
     every, not_identical, _ = compare(record, rerun, recorded_scores, rerun_scores, True)
     identical = every - len(not_identical)

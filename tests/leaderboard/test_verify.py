@@ -180,3 +180,16 @@ def test_the_tolerance_of_an_unbounded_value_near_zero_is_absolute():
     assert not _close(-0.02, -0.04, exact=False)
     assert _close(100.0, 104.9, exact=False) and not _close(100.0, 106.0, exact=False)  # FD: 5 % relative
     assert not _close(-0.020, -0.026, exact=True)
+
+
+def test_class_predictions_have_no_mean_across_environments():
+    """skin-tone's per-sample file holds label and pred (class indices): their 'mean' is no score. Across
+    environments they are left out of the means and the verdict counts the rows that predict another class."""
+    from bench.leaderboard.verify import compare
+
+    recorded = [{"id": "a", "label": "0", "pred": "0", "p[I-II]": "0.6"}, {"id": "b", "label": "2", "pred": "2", "p[I-II]": "0.1"}]
+    rerun = [{"id": "a", "label": "0", "pred": "1", "p[I-II]": "0.605"}, {"id": "b", "label": "2", "pred": "2", "p[I-II]": "0.1"}]
+    count, diffs, notes = compare({}, {}, recorded, rerun, exact=False, categorical=("label", "pred"))
+    assert diffs == [] and count == 1 + 2  # mean(p[I-II]) and two row ids
+    assert notes[0].endswith("1 of 2 rows predict another class")
+    assert [d.where for d in compare({}, {}, recorded, rerun, exact=False)[1]] == ["per_sample.mean(pred)"]

@@ -73,6 +73,9 @@ class Verification:
             notes = "".join(f"; {n}" for n in self.notes)
             return f"verified: {self.compared} values of {self.run_id} reproduced {mode}{same}{notes}"
         notes = "".join(f"; {n}" for n in self.notes)
+        if self.environment_differences:  # a task that trains models in its evaluation moves beyond the tolerance
+            notes += "; an exact check needs the record's " + ", ".join(
+                f"{k} {a}" for k, (a, _) in self.environment_differences.items())
         return (f"not verified: {len(self.differences)} of {self.compared} values of {self.run_id} differ, compared "
                 f"{mode}{notes}")
 

@@ -193,3 +193,10 @@ def test_class_predictions_have_no_mean_across_environments():
     assert diffs == [] and count == 1 + 2  # mean(p[I-II]) and two row ids
     assert notes[0].endswith("1 of 2 rows predict another class")
     assert [d.where for d in compare({}, {}, recorded, rerun, exact=False)[1]] == ["per_sample.mean(pred)"]
+
+
+def test_a_difference_across_environments_says_where_an_exact_check_can_be_made():
+    from bench.leaderboard.verify import Difference, Verification
+
+    result = Verification("r", False, {"cpu_capability": ("AVX2", "AVX512")}, 11, [Difference("metrics.f1", 0.5, 0.54)])
+    assert result.summary().endswith("an exact check needs the record's cpu_capability AVX2")

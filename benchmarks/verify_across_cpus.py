@@ -54,16 +54,20 @@ def measure(record_path: Path, work_dir: Path, keep_stamp: bool = False) -> dict
     for section in ("metrics", "per_model", "comparisons"):
         levels[section] = _moved(_numbers(_flatten("", record.get(section, {}))),
                                  _numbers(_flatten("", rerun.get(section, {}))))
+    from bench.registry import TASKS
+
+    categorical = tuple(getattr(getattr(TASKS.get(record["task"]["id"]), "sample_scores", None), "confusion", None) or ())
     a = _rows(record_path.parent / record["per_sample_file"]) if record.get("per_sample_file") else []
     b = _rows(work_dir / "records" / rerun["per_sample_file"]) if rerun.get("per_sample_file") else []
     singles = {}
     for i, (ra, rb) in enumerate(zip(a, b)):
         for k in ra:
             x, y = _number(ra[k]), _number(rb.get(k))
-            if isinstance(x, float) and isinstance(y, float) and math.isfinite(x) and math.isfinite(y):
+            if (k not in categorical and isinstance(x, float) and isinstance(y, float) and math.isfinite(x)
+                    and math.isfinite(y)):
                 singles[f"{i}.{k}"] = (x, y)
     levels["per-sample, one by one"] = _moved({k: v[0] for k, v in singles.items()}, {k: v[1] for k, v in singles.items()})
-    levels["per-sample means"] = _moved(_group_means(a), _group_means(b))
+    levels["per-sample means"] = _moved(_group_means(a, categorical), _group_means(b, categorical))
     return {"run_id": record["run_id"], "made": f"{record['environment'].get('cpu_capability')}, "
             f"{record['environment'].get('torch_threads')} thr", "verdict": result.summary(), "levels": levels,
             "matched": result.matched}
@@ -82,7 +86,8 @@ def main() -> None:
              "(benchmarks/verify_across_cpus.py)", "",
              "Per record and level: values over the tolerance / values compared, and the largest move of a value in "
              "[0, 1]. `bench verify` compares the record-level values and the per-sample means across environments; "
-             "the single per-sample values are shown for scale.", "",
+             "the single per-sample values (class predictions left out) are shown for scale. Reruns made once from "
+             "scratch on this machine; the verdict column is `bench verify`'s at the commit that wrote this file.", "",
              "| record | made on | metrics | per model | comparisons | per-sample means | per-sample, one by one "
              "| verified |", "|---|---|---|---|---|---|---|---|"]
     for path in args.records:

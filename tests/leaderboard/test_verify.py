@@ -200,3 +200,21 @@ def test_a_difference_across_environments_says_where_an_exact_check_can_be_made(
 
     result = Verification("r", False, {"cpu_capability": ("AVX2", "AVX512")}, 11, [Difference("metrics.f1", 0.5, 0.54)])
     assert result.summary().endswith("an exact check needs the record's cpu_capability AVX2")
+
+
+def test_the_submitting_guide_shows_what_bench_verify_prints(smoke_record, tmp_path):
+    """docs/submitting.md section 4 quotes bench verify's verdicts on this smoke record, as is and with one per-sample
+    Dice edited (the guide's command is the fixture's run)."""
+    guide = (project_dir() / "docs" / "submitting.md").read_text()
+    assert verify(smoke_record).summary() in guide
+    record, scores = _copy(smoke_record, tmp_path / "edited")
+    rows = list(csv.DictReader(scores.open()))
+    rows[3]["dice"] = str(round(float(rows[3]["dice"]) * 0.5 + 0.25, 6))
+    with scores.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    edited = verify(record)
+    assert edited.summary() in guide
+    (diff,) = edited.differences
+    assert f"  {diff.where}: recorded {diff.recorded}, rerun {diff.rerun}" in guide

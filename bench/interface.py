@@ -160,7 +160,7 @@ class RunContext:
         cache_dir: folder shared by all runs of one work dir (caches that outlive a stage,
             such as the real-only arm of a task or reference feature statistics).
         reused: caches made in another environment (CPU kernel set, thread count) that this run read: what ->
-            that environment, or ``"unknown"``. Tasks add to it (``bench.store.computed_elsewhere``); the record
+            that environment, or ``"unknown"``. Tasks add to it (``bench.store.note_reuse``); the record
             names it under ``environment.reused``, and ``bench verify`` then compares within tolerance.
     """
 

@@ -34,8 +34,8 @@ from bench import config as cfg
 from bench.config import method_config_file
 from bench.interface import CONDITION_FIELDS, Condition, RunContext, Sample, capabilities_of, derive_seed
 from bench.registry import DATASETS, METHODS, TASKS, UnknownEntryError
-from bench.store import (NON_PROTOCOL_KEYS, SCHEMA_VERSION, atomic_write_text, computed_elsewhere,  # noqa: F401
-                         computed_here, environment, new_file_mode, protocol_hash, protocol_of, stable_hash,
+from bench.store import (NON_PROTOCOL_KEYS, SCHEMA_VERSION, atomic_write_text, computed_here,  # noqa: F401
+                         environment, made_elsewhere, new_file_mode, protocol_hash, protocol_of, stable_hash,
                          utc_now, write_record)
 
 logger = logging.getLogger(__name__)
@@ -381,8 +381,7 @@ def _note_reused_stage(reused: dict[str, Any], stage: str, stage_dir: Path) -> N
         info = json.loads((stage_dir / "done.json").read_text())
     except (OSError, ValueError):
         info = {}
-    noted = info.get("environment")
-    where = "unknown" if noted is None else computed_elsewhere(stage_dir, noted)
+    where = made_elsewhere(info.get("environment"))
     if where is not None:
         reused[f"{stage} stage"] = where
     reused.update(info.get("reused") or {})

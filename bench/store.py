@@ -363,14 +363,18 @@ def computed_here() -> dict[str, Any]:
     """The repeatability key of this process: where a cached result is made (stage, real-only arm, pretrained
     model). A run that reads a cache made under another key (another CPU kernel set or thread count) cannot be
     repeated bit for bit from its record's own environment, so the record names what it reused."""
-    try:
-        from importlib.metadata import version
-
-        torch_version: str | None = version("torch")
-    except Exception:  # noqa: BLE001 - torch not installed
-        torch_version = None
     return {"cpu_model": cpu_model(), "cpu_capability": _cpu_capability(), "torch_threads": _torch_threads(),
-            "torch": torch_version}
+            "torch": _torch_version()}
+
+
+@lru_cache(maxsize=1)
+def _torch_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return None
 
 
 def _environment_file(path: Path) -> Path:
@@ -382,15 +386,21 @@ def note_computed_here(path: Path) -> None:
     atomic_write_text(_environment_file(Path(path)), json.dumps(computed_here(), sort_keys=True))
 
 
-def computed_elsewhere(path: Path, noted: dict[str, Any] | None = None) -> dict[str, Any] | str | None:
-    """None when the cache at ``path`` was made in this process's environment; else that environment (``noted``,
-    or its ``.env.json``), or ``"unknown"`` for a cache made before environments were noted."""
+def made_elsewhere(noted: dict[str, Any] | None) -> dict[str, Any] | str | None:
+    """None when ``noted`` (the environment a cache was made in) is this process's; else ``noted``, or
+    ``"unknown"`` for a cache made before environments were noted."""
     if noted is None:
-        try:
-            noted = json.loads(_environment_file(Path(path)).read_text())
-        except (OSError, ValueError):
-            return "unknown"
+        return "unknown"
     return None if noted == computed_here() else noted
+
+
+def computed_elsewhere(path: Path) -> dict[str, Any] | str | None:
+    """``made_elsewhere`` for the cache at ``path``, from its ``.env.json``."""
+    try:
+        noted = json.loads(_environment_file(Path(path)).read_text())
+    except (OSError, ValueError):
+        noted = None
+    return made_elsewhere(noted)
 
 
 def note_reuse(reused: dict[str, Any], what: str, path: Path) -> None:

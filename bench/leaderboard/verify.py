@@ -224,7 +224,7 @@ def verify(record_path: Path, work_dir: Path | None = None, data_root: Path | No
     """Rerun the record at ``record_path`` and compare. ``sources``: a work dir holding the runs the record depends
     on (``task.mask_source``)."""
     from bench.runner import BenchError, RunConfig, run_one
-    from bench.store import RecordError, environment, read_record, repeatability_key
+    from bench.store import RecordError, computed_here, read_record, repeatability_key
 
     try:
         record = read_record(record_path)
@@ -251,12 +251,12 @@ def verify(record_path: Path, work_dir: Path | None = None, data_root: Path | No
     finally:
         if work_dir is None:
             shutil.rmtree(scratch, ignore_errors=True)
-    here, there = repeatability_key(environment("cpu")), repeatability_key(record.get("environment", {}))
-    there["torch_threads"] = recorded_threads
-    here["torch_threads"] = threads or recorded_threads
+    here = {**computed_here(), "torch_threads": threads or recorded_threads}
+    there = {**repeatability_key(record.get("environment", {})), "torch_threads": recorded_threads}
     env_diff = {k: (there[k], here[k]) for k in here if there.get(k) != here.get(k)}
     from bench.registry import TASKS
 
+    spec = getattr(TASKS.get(record["task"]["id"]), "sample_scores", None)
     reused = record.get("environment", {}).get("reused") or {}
     exact = not env_diff and not reused
     notes = []
@@ -267,10 +267,9 @@ def verify(record_path: Path, work_dir: Path | None = None, data_root: Path | No
     elif recorded_scores and rerun_scores and "split" in rerun_scores[0] and "split" not in recorded_scores[0]:
         # a record written before the file had a split column (seg-aug's transfer-set rows): its rows are the
         # headline split's
-        headline = getattr(getattr(TASKS.get(record["task"]["id"]), "sample_scores", None), "split", None) or "test"
+        headline = getattr(spec, "split", None) or "test"
         rerun_scores = [{k: v for k, v in r.items() if k != "split"} for r in rerun_scores if r["split"] == headline]
         notes.append(f"only the '{headline}' rows compared: the record's per-sample file has no split column")
-    spec = getattr(TASKS.get(record["task"]["id"]), "sample_scores", None)
     categorical = tuple(getattr(spec, "confusion", None) or ())
     count, diffs, compare_notes = compare(record, rerun, recorded_scores, rerun_scores, exact, categorical)
     notes += compare_notes

@@ -54,6 +54,8 @@ def sweep_command(
                                       "in results/leaderboard/ with the stage keys this run would have (a campaign "
                                       "resumed on a machine without its work dir); their tables read the shipped "
                                       "records. A stale shipped record (other code or weights, or made from a dirty working tree) runs again."),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="Only the runs whose names match this shell "
+                                             "glob (repeatable), with the runs they depend on: --only 'seg-*'."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run a sweep file's runs (each an ordinary `bench run` with its cache) on local workers or through submitit.
@@ -82,6 +84,14 @@ def sweep_command(
     except SweepError as exc:
         _fail(f"sweep {exc}")
         return
+    whole = len(sweep.runs)
+    try:
+        sweep = sweep.only(only) if only else sweep
+    except SweepError as exc:
+        _fail(f"sweep {sweep.path}: {exc}")
+    if only:
+        typer.echo(f"--only {' '.join(only)}: {len(sweep.runs)} of the sweep's {whole} runs (with the runs they "
+                   "depend on)")
     spec = sweep.launcher
     for key, value in (("kind", launcher), ("workers", workers), ("cluster", cluster), ("partition", partition),
                        ("gpus", gpus), ("cpus", cpus), ("mem_gb", mem_gb), ("time", time_limit),

@@ -32,6 +32,8 @@ then means ``NAME@s<s>``. Nothing here imports torch: a malformed file is report
 """
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import itertools
 import json
 import re
@@ -143,6 +145,23 @@ class Sweep:
 
     def profiles(self) -> list[str]:
         return sorted({r.profile for r in self.runs})
+
+    def only(self, patterns: list[str]) -> Sweep:
+        """The sweep cut to the runs whose names match one of ``patterns`` (shell globs: ``seg-*``,
+        ``cls-didgen@s1``) and the runs they depend on (``after``, ``{run:NAME}``), in the file's order."""
+        names = [r.name for r in self.runs]
+        for pattern in patterns:
+            if not fnmatch.filter(names, pattern):
+                raise SweepError(f"--only '{pattern}' matches no run of the sweep (its runs: "
+                                 f"{', '.join(names[:4])}{', ...' if len(names) > 4 else ''})")
+        keep = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+        by_name, todo = self.by_name(), list(keep)
+        while todo:
+            for dep in by_name[todo.pop()].deps:
+                if dep not in keep:
+                    keep.add(dep)
+                    todo.append(dep)
+        return dataclasses.replace(self, runs=[r for r in self.runs if r.name in keep])
 
 
 # --- loading -------------------------------------------------------------------------------------------------------

@@ -216,3 +216,40 @@ def test_the_reproduce_sweeps_and_the_readme_example_parse():
     example = parse_sweep(yaml.safe_load(block), REPO / "docs/reproduce/example.yaml")
     assert [r.name for r in example.runs] == ["seg-real-only-s2.5k", "seg-real-only-s1k", "seg-didgen-s2.5k",
                                               "seg-didgen-s1k", "seg-controlnet-s1k"]
+
+
+ONLY = """
+    name: only
+    defaults: {profile: smoke, threads: 1}
+    grid:
+      - {name: "real-{sets}", task: seg-aug, method: real-only, seeds: [0, 1], sets: {a: {}, b: {task.n_real: 20}}}
+      - {name: "gen-{sets}", task: seg-aug, method: classic-aug, seeds: [0, 1], sets: {a: {}, b: {task.n_real: 20}},
+         after: ["real-{sets}"]}
+    runs:
+      - {name: on-gen, task: seg-aug, method: real-only, set: {task.mask_source: "{run:gen-b}"}}
+      - {name: alone, task: seg-aug, method: classic-aug}
+"""
+
+
+def test_only_keeps_the_matching_runs_and_the_runs_they_depend_on(tmp_path):
+    sweep = load_sweep(write(tmp_path, ONLY))
+    assert [r.name for r in sweep.only(["gen-b@s1"]).runs] == ["real-b@s1", "gen-b@s1"]
+    assert [r.name for r in sweep.only(["on-gen"]).runs] == ["real-b@s0", "gen-b@s0", "on-gen"]  # {run:} and after
+    assert [r.name for r in sweep.only(["real-*", "alone"]).runs] == [
+        "real-a@s0", "real-a@s1", "real-b@s0", "real-b@s1", "alone"]  # the file's order
+    assert sweep.only(["*"]).runs == sweep.runs
+    with pytest.raises(SweepError, match=r"^--only 'gen-c\*' matches no run of the sweep \(its runs: real-a@s0, "):
+        sweep.only(["gen-*", "gen-c*"])
+
+
+def test_only_on_the_command_line_says_what_it_kept_and_refuses_a_pattern_matching_nothing(tmp_path, cli):
+    path = write(tmp_path, ONLY)
+    out = cli.invoke(app, ["sweep", str(path), "--only", "gen-a@*", "--dry-run", "--work-dir", str(tmp_path / "w")],
+                     env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("--only gen-a@*: 4 of the sweep's 10 runs (with the runs they depend on)\n")
+    assert "sweep only (" in out.output and ": 4 runs, work dir" in out.output
+    bad = cli.invoke(app, ["sweep", str(path), "--only", "nothing", "--dry-run"])
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
+    assert bad.output.startswith(f"error: sweep {path}: --only 'nothing' matches no run of the sweep")
+    assert not (tmp_path / "w").exists()

@@ -20,7 +20,7 @@ SWEEP = REPO / "docs/reproduce/ch4-mini-calibrated.yaml"
 
 def _hash(config_file: Path, sets: list[str]) -> str:
     resolved = resolve(RunConfig(task="seg-aug", method="real-only", profile="mini", config_file=config_file, sets=sets))
-    shipped = next(json.loads(p.read_text()) for p in sorted(default_leaderboard_dir().glob("seg-aug__*.json")))
+    shipped = next(json.loads(p.read_text()) for p in sorted(default_leaderboard_dir().glob("seg-aug__*__derm-mini__*.json")))
     checksums = expected_split_checksums(resolved.task_config, shipped["dataset"]["splits"])
     return protocol_hash("seg-aug", resolved.task_cls.version, protocol_of(resolved.task_config, resolved.task_cls), checksums)
 

@@ -18,7 +18,8 @@ def _plain_run_hash(task: str, method: str, profile: str = "mini", **kw) -> tupl
     """The protocol hash `bench run --task T --method M --profile P` gets (split checksums from the dataset
     definitions, as `bench submit` recomputes them; split names from a shipped record of the task)."""
     resolved = resolve(RunConfig(task=task, method=method, profile=profile, **kw))
-    splits = next(r["dataset"]["splits"] for r in SHIPPED if r["task"]["id"] == task)
+    dataset = resolved.task_config.dataset
+    splits = next(r["dataset"]["splits"] for r in SHIPPED if r["task"]["id"] == task and r["dataset"]["id"] == dataset)
     if getattr(resolved.task_config, "transfer_dataset", "absent") is None:  # e.g. the MedDiff-FT / DiffBoost twins
         splits = {k: v for k, v in splits.items() if k != "transfer"}
     checksums = expected_split_checksums(resolved.task_config, splits)

@@ -243,6 +243,12 @@ def stale_stages(plan: Any, shipped: dict[str, dict[str, str]]) -> list[str] | N
     return stale
 
 
+def known_stale(plan: Any, shipped: dict[str, dict[str, str]]) -> list[str]:
+    """``stale_stages`` without the stages whose keys are unknown until the run's dependencies have run (a seg-aug
+    run on another run's generated masks, planned in a fresh work dir): the dry run cannot call those stale yet."""
+    return [s for s in stale_stages(plan, shipped) or [] if s not in plan.stages or plan.stages[s].key is not None]
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -286,8 +292,10 @@ def render_plan(sweep: Sweep, runs: list[SweepRun], work_dir: Path, workers: int
     for run in runs:
         rc = run.config
         stale = stale_stages(run.plan, shipped)
+        known = known_stale(run.plan, shipped)
         record = "finished" if run.plan.finished else ("" if stale is None else "shipped" if not stale else
-                                                         f"shipped, stale ({', '.join(stale)})")
+                                                         f"shipped, stale ({', '.join(known)})" if known else
+                                                         "shipped (compared once its dependencies have run)")
         if run.shipped:
             record = "shipped: skipped"
         rows.append([run.name, rc.task, rc.method, str(rc.seed), *(stage_cell(run, s) for s in STAGES),
@@ -312,7 +320,7 @@ def render_plan(sweep: Sweep, runs: list[SweepRun], work_dir: Path, workers: int
     lines.append(f"finished: {finished} of {len(runs)} runs; stages to compute: "
                  + ", ".join(f"{n} {s}" for s, n in todo.items()))
     n_shipped = sum(r.plan.run_id in shipped for r in runs)
-    n_stale = sum(bool(stale_stages(r.plan, shipped)) for r in runs)
+    n_stale = sum(bool(known_stale(r.plan, shipped)) for r in runs)
     stale_note = (f" ({n_stale} stale: made with other code or weights, or from a dirty working tree; they run again)"
                   if n_stale else "")
     n_skipped = sum(r.shipped for r in runs)

@@ -87,8 +87,9 @@ def test_the_refusals_shown_in_the_guide_are_what_bench_submit_prints(tmp_path, 
 
     from bench.cli import app
     from bench.leaderboard.submit import default_leaderboard_dir
+    from bench.store import with_provenance
 
-    src = default_leaderboard_dir() / "seg-aug__didgen__derm-mini__mini__s0__87d26ad0.json"
+    src = default_leaderboard_dir() / "seg-aug__didgen__derm-mini__mini__s0__e4f9b7e6.json"
     text = DOC.read_text(encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     for case, (edit, scores_edit) in _didgen_edits().items():
@@ -96,9 +97,12 @@ def test_the_refusals_shown_in_the_guide_are_what_bench_submit_prints(tmp_path, 
         folder = tmp_path / "sub" / case
         folder.mkdir(parents=True)
         scores = (src.parent / record["per_sample_file"]).read_text()
+        for named in src.parent.glob(f"{src.stem}.*.png"):  # its sample grid: the content hashes cover it
+            (folder / named.name).write_bytes(named.read_bytes())
         (folder / record["per_sample_file"]).write_text(scores_edit(scores) if scores_edit else scores)
         edit(record)
-        (folder / "r.json").write_text(json.dumps(record))
+        # resealed as a forger would: anyone can recompute the content hashes, the checks below them must hold
+        (folder / "r.json").write_text(json.dumps(with_provenance(record, folder)))
         out = CliRunner().invoke(app, ["submit", f"sub/{case}/r.json", "--leaderboard", "lb"])
         line = next(ln for ln in out.output.splitlines() if ln.startswith("refused "))
         assert f"`{line}`" in text, line

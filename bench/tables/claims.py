@@ -17,6 +17,14 @@ from the reported cells, and the value recomputed from the reproduced cells. Whe
 cell of a gain claim was reproduced at two or more common seeds, the reproduced claim is
 computed per seed (treatment and reference of the same seed) and given as the mean over
 seeds with a 95 % Student-t interval: seeds, not one run's digits, set its precision.
+
+Each reproduced claim also gets a *reading* of its direction (``ClaimResult.reading``), by a fixed rule that looks
+at seeds only, never at how close the value comes to the stated one:
+
+- a gain claim is *supported* when its 95 % interval over seeds lies on the stated side of zero, *contradicted* when
+  it lies on the other side, and *unresolved* when it contains zero or fewer than two seeds were run;
+- a p-value claim (the papers' "the treatment is significantly better") is *supported* when every seed's paired test
+  has p < 0.05 with a gain, *contradicted* when every seed's has p < 0.05 with a loss, and *unresolved* otherwise.
 """
 from __future__ import annotations
 
@@ -68,6 +76,42 @@ class ClaimResult:
     per_seed: tuple[float, ...] = ()
     ci: tuple[float, float] | None = None
     """95 % Student-t interval of the mean of ``per_seed``."""
+    seed_tests: tuple[tuple[float, float | None], ...] = ()
+    """For a reproduced p-value: each seed's (p, relative gain) of the records it was read from."""
+
+    @property
+    def reading(self) -> str:
+        """'supported', 'contradicted' or 'unresolved: <why>' for the reproduced claim's direction over seeds (the
+        module's rule); '' when nothing was reproduced."""
+        if self.from_reproduced is None:
+            return ""
+        if self.kind == "paired_ttest_p":
+            return _pvalue_reading(self.seed_tests)
+        direction = self.stated if self.stated else self.from_reported
+        if not direction:
+            return "unresolved: the claim states no direction"
+        if self.ci is None:
+            return "unresolved: one seed, no interval"
+        low, high = self.ci
+        if low > 0 or high < 0:
+            return "supported" if (low > 0) == (direction > 0) else "contradicted"
+        return "unresolved: the 95% interval contains 0"
+
+
+#: The significance level of the p-value claims' reading.
+ALPHA = 0.05
+
+
+def _pvalue_reading(tests: tuple[tuple[float, float | None], ...]) -> str:
+    if any(g is None for _, g in tests):
+        return "unresolved: a record has no gain beside its p-value"
+    if len(tests) < 2:
+        return "unresolved: one seed"
+    if all(p < ALPHA and g > 0 for p, g in tests):
+        return "supported"
+    if all(p < ALPHA and g < 0 for p, g in tests):
+        return "contradicted"
+    return f"unresolved: p < {ALPHA} with a gain in {sum(p < ALPHA and g > 0 for p, g in tests)} of {len(tests)} seeds"
 
 
 def gain(kind: str, a: list[float], b: list[float]) -> float:
@@ -129,22 +173,23 @@ def _gain_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | Non
     return from_reported, from_reproduced, detail, over_seeds
 
 
-def _pvalue_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | None, float | None, str]:
-    """(median p over seeds, mean relative gain of the same records, detail)."""
+def _pvalue_claim(claim: dict[str, Any], result: TableResult
+                  ) -> tuple[float | None, float | None, str, tuple[tuple[float, float | None], ...]]:
+    """(median p over seeds, mean relative gain of the same records, detail, each seed's (p, gain))."""
     cell = result.cell(*claim["cell"])
-    ps, gains = [], []
+    tests: list[tuple[float, float | None]] = []
     for rec in cell.records:
         comparisons = rec.get("comparisons") or {}
         test = (comparisons.get("paired_ttest") or {}).get(claim["metric"]) or {}
         if isinstance(test.get("p"), (int, float)):
-            ps.append(float(test["p"]))
             gain_value = (comparisons.get("relative_gain") or {}).get(claim["metric"])
-            if isinstance(gain_value, (int, float)):
-                gains.append(float(gain_value))
-    if not ps:
-        return None, None, "no reproduced run with a paired t-test" if cell.records else "cell not reproduced"
-    detail = f"median over {len(ps)} seed(s)" if len(ps) > 1 else ""
-    return statistics.median(ps), statistics.mean(gains) if len(gains) == len(ps) else None, detail
+            tests.append((float(test["p"]), float(gain_value) if isinstance(gain_value, (int, float)) else None))
+    if not tests:
+        return None, None, "no reproduced run with a paired t-test" if cell.records else "cell not reproduced", ()
+    detail = f"median over {len(tests)} seed(s)" if len(tests) > 1 else ""
+    gains = [g for _, g in tests if g is not None]
+    effect = statistics.mean(gains) if len(gains) == len(tests) else None
+    return statistics.median(p for p, _ in tests), effect, detail, tuple(tests)
 
 
 def evaluate_claims(result: TableResult) -> list[ClaimResult]:
@@ -154,10 +199,11 @@ def evaluate_claims(result: TableResult) -> list[ClaimResult]:
         kind = claim["kind"]
         stated = claim.get("stated") or {}
         if kind == "paired_ttest_p":
-            reproduced, effect, detail = _pvalue_claim(claim, result)
+            reproduced, effect, detail, tests = _pvalue_claim(claim, result)
             out.append(ClaimResult(claim["id"], claim["text"], kind, stated.get("value"), stated.get("printed"),
                                    None, reproduced, False, detail or "a p-value cannot be recomputed from the table",
-                                   claim.get("note", ""), source=claim.get("source", ""), effect=effect))
+                                   claim.get("note", ""), source=claim.get("source", ""), effect=effect,
+                                   seed_tests=tests))
             continue
         reported, reproduced, detail, over_seeds = _gain_claim(claim, result)
         out.append(ClaimResult(claim["id"], claim["text"], kind, stated.get("value"), stated.get("printed"),

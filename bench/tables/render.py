@@ -181,11 +181,12 @@ def _claim_rows(result: TableResult) -> list[tuple[ClaimResult, list[str]]]:
             reproduced += f" [95% CI {low}, {high}; {len(claim.seeds)} seeds]"
             per_seed = ", ".join(f"s{s} {fmt_claim_value(v, claim)}" for s, v in zip(claim.seeds, claim.per_seed))
             detail = "; ".join(x for x in (f"per seed: {per_seed}", detail) if x)
-        rows.append((claim, [claim.text, stated, fmt_claim_value(claim.from_reported, claim), reproduced, detail]))
+        rows.append((claim, [claim.text, stated, fmt_claim_value(claim.from_reported, claim), reproduced,
+                             claim.reading or "—", detail]))
     return rows
 
 
-CLAIM_HEAD = ["Claim", "Stated", "From reported cells", "From reproduced cells", "Detail"]
+CLAIM_HEAD = ["Claim", "Stated", "From reported cells", "From reproduced cells", "Reading over seeds", "Detail"]
 
 
 def _md_escape(text: str) -> str:
@@ -202,7 +203,7 @@ def to_markdown(result: TableResult) -> str:
     out += ["", LEGEND, *(["", *contributed_summary(result)] if contributed_summary(result) else [])]
     claims = _claim_rows(result)
     if claims:
-        out += ["", "Derived claims:", "", "| " + " | ".join(CLAIM_HEAD) + " |", "|---|---:|---:|---:|---|"]
+        out += ["", "Derived claims:", "", "| " + " | ".join(CLAIM_HEAD) + " |", "|---|---:|---:|---:|---|---|"]
         out += ["| " + " | ".join(_md_escape(x) for x in line) + " |" for _, line in claims]
     if t.notes:
         out += ["", "Notes:", ""] + [f"- {n}" for n in t.notes]
@@ -259,9 +260,9 @@ def to_latex(result: TableResult) -> str:
     out += [r"\bottomrule", r"\end{tabular}"]
     claims = _claim_rows(result)
     if claims:
-        out += [r"\par\medskip", r"\begin{tabular}{lrrr}", r"\toprule",
-                " & ".join(CLAIM_HEAD[:4]) + r" \\", r"\midrule"]
-        out += [" & ".join(latex_escape(x) for x in line[:4]) + r" \\" for _, line in claims]
+        out += [r"\par\medskip", r"\begin{tabular}{lrrrl}", r"\toprule",
+                " & ".join(CLAIM_HEAD[:5]) + r" \\", r"\midrule"]
+        out += [" & ".join(latex_escape(x) for x in line[:5]) + r" \\" for _, line in claims]
         out += [r"\bottomrule", r"\end{tabular}"]
     out.append(r"\end{table}")
     return "\n".join(out) + "\n"

@@ -67,6 +67,24 @@ def test_pvalue_claim_reads_the_records_ttest(record_factory) -> None:
             for s, p in ((0, 0.01), (1, 0.03), (2, 0.02))]
     claim = next(c for c in evaluate_claims(reproduce_table(table, "mini", recs)) if c.id == "ttest")
     assert claim.from_reproduced == 0.02 and "median over 3 seed(s)" in claim.detail
+    assert claim.reading == "unresolved: a record has no gain beside its p-value"
+
+
+@pytest.mark.parametrize(("tests", "reading"), [
+    (((0.01, 0.02), (0.03, 0.01), (0.001, 0.04)), "supported"),
+    (((1e-9, -0.01), (1e-4, -0.02)), "contradicted"),
+    (((0.01, 0.02), (0.20, 0.01), (0.001, 0.04)), "unresolved: p < 0.05 with a gain in 2 of 3 seeds"),
+    (((0.01, 0.02), (0.01, -0.01)), "unresolved: p < 0.05 with a gain in 1 of 2 seeds"),
+    (((1e-9, 0.02),), "unresolved: one seed"),
+])
+def test_a_pvalue_claim_reads_supported_only_when_every_seed_is_significant_with_a_gain(record_factory, tests,
+                                                                                         reading) -> None:
+    recs = [record_factory(method="didgen", seed=s, n={"real_train": 520}, per_model={"unet": {"iou": 0.7}},
+                           comparisons={"paired_ttest": {"iou": {"t": 2.0, "p": p, "n": 10, "mean_diff": g}},
+                                        "relative_gain": {"iou": g}})
+            for s, (p, g) in enumerate(tests)]
+    claim = next(c for c in evaluate_claims(reproduce_table(load_table("thesis-4.5"), "mini", recs)) if c.id == "ttest")
+    assert claim.reading == reading
 
 
 def test_a_reproduced_pvalue_shows_the_sign_of_its_effect(record_factory) -> None:
@@ -118,7 +136,24 @@ def test_a_claim_over_seeds_is_the_mean_of_per_seed_claims_with_a_t_interval(rec
     text = to_markdown(result)
     assert f"[95% CI {low * 100:+.2f}%, {high * 100:+.2f}%; 3 seeds]" in text
     assert "per seed: s0 +2.86%, s1 +0.00%, s2 +2.90%" in text
+    assert claim.reading == "unresolved: the 95% interval contains 0" and low < 0 < high
+    assert "| Reading over seeds |" in text and "| unresolved: the 95% interval contains 0 |" in text
     # one common seed: the point from the cells' means (DiDGen's over seeds 0 and 3), no interval
     one = reproduce_table(table, "mini", [r for r in records if r["seed"] in (0, 3)])
     claim = next(c for c in evaluate_claims(one) if c.id == "gain-iou-s1k")
     assert claim.ci is None and claim.seeds == () and claim.from_reproduced == pytest.approx((0.72 + 0.90) / 2 / 0.70 - 1)
+    assert claim.reading == "unresolved: one seed, no interval"
+
+
+@pytest.mark.parametrize(("aug", "reading"), [
+    ({0: 0.72, 1: 0.745, 2: 0.70}, "supported"),  # +2.9 %, +3.5 %, +1.4 %: the interval lies above 0
+    ({0: 0.68, 1: 0.70, 2: 0.66}, "contradicted"),  # -2.9 %, -2.8 %, -4.3 %: below 0, against the stated +3.26 %
+])
+def test_a_gain_claim_reads_its_direction_from_the_interval_over_seeds(record_factory, aug, reading) -> None:
+    models = ["unet", "attention-unet", "dcsau-net", "xbound-former"]
+    orig = {0: 0.70, 1: 0.72, 2: 0.69}
+    records = [record_factory(method=m, seed=s, per_model={k: {"iou": v, "dice": v} for k in models})
+               for m, arm in (("real-only", orig), ("didgen", aug)) for s, v in arm.items()]
+    claim = next(c for c in evaluate_claims(reproduce_table(load_table("thesis-4.5"), "mini", records))
+                 if c.id == "gain-iou-s1k")
+    assert claim.stated > 0 and claim.reading == reading

@@ -37,6 +37,7 @@ from bench.registry import DATASETS, METHODS, TASKS, UnknownEntryError
 from bench.store import (NON_PROTOCOL_KEYS, SCHEMA_VERSION, atomic_write_text, computed_here,  # noqa: F401
                          environment, made_elsewhere, new_file_mode, protocol_hash, protocol_of, stable_hash,
                          utc_now, write_record)
+from bench.variants import later_option_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -643,16 +644,9 @@ class StageKeys:
     def hashed_method_cfg(self) -> dict[str, Any]:
         """The method config as the stage keys and run id hash it: without the options of the method's
         ``options_added_later`` while they have their Config default (existing records keep their run ids)."""
-        later = getattr(self.method_cls, "options_added_later", frozenset())
-        config_cls = getattr(self.method_cls, "Config", None)
-        if not later or config_cls is None or not dataclasses.is_dataclass(config_cls):
+        defaults = {k: json.dumps(v, default=str) for k, v in later_option_defaults(self.method_cls).items()}
+        if not defaults:
             return self.method_cfg
-        defaults = {}
-        for f in dataclasses.fields(config_cls):
-            if f.name in later:
-                value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                defaults[f.name] = json.dumps(cfg.to_dict(value) if dataclasses.is_dataclass(value) else value,
-                                              default=str)
         return {k: v for k, v in self.method_cfg.items()
                 if k not in defaults or json.dumps(v, default=str) != defaults[k]}
 

@@ -40,6 +40,23 @@ def method_defaults(method_id: str, profile: str) -> dict[str, Any] | None:
         return None
 
 
+def later_option_defaults(method_cls: type) -> dict[str, Any]:
+    """The Config defaults of the method's ``options_added_later`` (options added after records of it shipped; at
+    these values they keep those records' behaviour), as plain config values (a dataclass as its dict)."""
+    from bench import config as cfg
+
+    config_cls = getattr(method_cls, "Config", None)
+    later = getattr(method_cls, "options_added_later", frozenset())
+    if not later or config_cls is None or not dataclasses.is_dataclass(config_cls):
+        return {}
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name in later:
+            value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out[f.name] = cfg.to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
 def with_later_keys(config: dict[str, Any], task_cls: type, method_cls: type) -> dict[str, Any]:
     """A record's ``{"task": ..., "method": ...}`` configs with the keys added after it was written filled in at the
     values that keep its behaviour (the task's ``inputs_left_out_at`` and ``protocol_left_out_at``, the Config default of the method's
@@ -48,13 +65,8 @@ def with_later_keys(config: dict[str, Any], task_cls: type, method_cls: type) ->
     for key, value in {**getattr(task_cls, "inputs_left_out_at", {}), **getattr(task_cls, "protocol_left_out_at", {})}.items():
         task.setdefault(key, value)
     method = dict(config.get("method") or {})
-    config_cls = getattr(method_cls, "Config", None)
-    later = getattr(method_cls, "options_added_later", frozenset())
-    if later and config_cls is not None and dataclasses.is_dataclass(config_cls):
-        for f in dataclasses.fields(config_cls):
-            if f.name in later and f.name not in method:
-                value = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-                method[f.name] = json.loads(json.dumps(value))
+    for key, value in later_option_defaults(method_cls).items():
+        method.setdefault(key, json.loads(json.dumps(value)))
     return {**config, "task": task, "method": method}
 
 

@@ -770,6 +770,7 @@ def plan_run(rc: RunConfig, data_cache: dict[str, Any] | None = None) -> RunPlan
         if data_key not in data_cache:
             data_cache[data_key] = task.load(ctx)
         data = data_cache[data_key]
+        task.adopt(data)  # loaded by another run's task instance: the state its keys read
     except DataError as exc:
         raise BenchError(str(exc)) from None
     task_cfg, method_cfg = task.recorded_config(to_dict(resolved.task_config), work_dir), to_dict(resolved.method_config)

@@ -206,6 +206,11 @@ class Task:
     def load(self, ctx: RunContext) -> TaskData:
         raise NotImplementedError
 
+    def adopt(self, data: TaskData) -> None:
+        """Take over ``data`` that another instance of this task with the same protocol config loaded (``plan_run``
+        shares loaded data between the runs of a sweep): set what ``load`` would have set on this instance and its
+        keys read (skin-tone's fit identity). Default: nothing."""
+
     def fit_set(self, data: TaskData) -> Sequence[Sample]:
         """The samples the generator is fitted on."""
         return data.splits["train"]

@@ -167,8 +167,12 @@ class SkinToneTask(Task):
         for name, samples in splits.items():
             if len(samples) == 0:
                 raise DataError(f"split '{name}' of task skin-tone is empty")
-        self._fit_checksums = {k: v for k, v in checksums.items() if k != "train"}
-        return TaskData(c.test_dataset, splits, checksums, {"test_labels": labels})
+        data = TaskData(c.test_dataset, splits, checksums, {"test_labels": labels})
+        self.adopt(data)
+        return data
+
+    def adopt(self, data: TaskData) -> None:
+        self._fit_checksums = {k: v for k, v in data.checksums.items() if k != "train"}
 
     def fit_identity(self) -> dict[str, Any]:
         c = self.config

@@ -51,10 +51,22 @@ class DynamicRange:
             return None
         return (value - reference) / self.span
 
+    def where_real_only_sits(self) -> str:
+        """Where the real-only arm sits in the range, and a warning when it is below the negative control (then
+        training on images that carry no information beats it, and a gain over it is partly that); '' without it."""
+        if self.real_only is None:
+            return ""
+        if not self.span:
+            return f"real-only {self.real_only:.4f}"
+        share = (self.real_only - self.noise) / self.span
+        text = f"real-only {self.real_only:.4f} sits at {share * 100:.0f} % of it"
+        if share < 0:
+            text += (", below the negative control: training on images that carry no information already beats it, "
+                     "so a gain over real-only here is partly that; read a method against noise")
+        return text
+
     def describe(self) -> str:
-        real = "" if self.real_only is None else (
-            f"; real-only {self.real_only:.4f} sits at {(self.real_only - self.noise) / self.span * 100:.0f} % of it"
-            if self.span else f"; real-only {self.real_only:.4f}")
+        real = f"; {self.where_real_only_sits()}" if self.real_only is not None else ""
         return (f"{self.task} ({self.profile}, protocol {self.protocol[:12]}), {self.metric}: world-oracle "
                 f"{self.oracle:.4f} ({self.oracle_seeds} seed{'s' * (self.oracle_seeds != 1)}) - noise {self.noise:.4f} "
                 f"({self.noise_seeds} seed{'s' * (self.noise_seeds != 1)}) = {self.span:+.4f}{real}")
@@ -237,7 +249,7 @@ def section_html(records: Sequence[dict[str, Any]]) -> str:
             f"{rng.oracle:.4f} − {rng.noise:.4f} = <strong>{rng.span:+.4f}</strong> "
             f"({rng.oracle_seeds} / {rng.noise_seeds} seeds)")
     if rng.real_only is not None and rng.span:
-        text += f"; real-only {rng.real_only:.4f} sits at {(rng.real_only - rng.noise) / rng.span * 100:.0f} % of it"
+        text += f"; {html.escape(rng.where_real_only_sits())}"
     if shares:
         text += ". Gain over real-only as a share of the range: " + ", ".join(shares)
     return f'<p class="meta dynamic-range" title="(method - real-only) / (world-oracle - noise)">{text}.</p>'

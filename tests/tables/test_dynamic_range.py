@@ -61,6 +61,17 @@ def test_lower_is_better_keeps_the_reading(record_factory):
     assert rng.span == -30.0 and rng.fraction(15.0) == pytest.approx(1 / 6)  # better than real-only: positive
 
 
+def test_a_reference_arm_below_the_negative_control_is_said_to_be(record_factory):
+    """lowcontrast's real-only arm (the pretrained segmenters, not fine-tuned) scores below the arm fine-tuned on noise
+    images: the range says that a gain over real-only is then partly the fine-tuning itself."""
+    ref = {"reference_metrics": {"dice": 0.40}}
+    recs = [record_factory(method="world-oracle", metrics={"dice": 0.54}, comparisons=ref),
+            record_factory(method="noise", metrics={"dice": 0.47}, comparisons=ref)]
+    text = next(iter(dynamic_ranges(recs).values())).describe()
+    assert "real-only 0.4000 sits at -100 % of it, below the negative control" in text
+    assert "below the negative control" not in next(iter(dynamic_ranges(_records(record_factory)).values())).describe()
+
+
 def test_bench_table_prints_the_range_and_each_gain(tmp_path, record_factory, write_record_dir):
     folder = write_record_dir(tmp_path / "records", _records(record_factory))
     out = CliRunner().invoke(app, ["table", "thesis-4.5", "--records", str(folder)])

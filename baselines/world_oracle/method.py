@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,6 +36,17 @@ WORLD_SAMPLERS: dict[str, tuple[str, str]] = {
 }
 #: Condition meta keys a world's sampler draws from (concept-mini: which scene's concepts, and which of them).
 CONDITION_KEYS: dict[str, tuple[str, ...]] = {"concept-mini": ("scene", "kind")}
+#: Worlds whose sampler can draw a contrast class (``match_contrast``).
+CONTRAST_WORLDS = frozenset({"derm-mini", "ph2-mini"})
+
+
+@dataclass(frozen=True)
+class WorldOracleConfig:
+    match_contrast: bool = False
+    """derm-mini: draw each lesion of its condition's contrast class (``meta["low_contrast"]``, which lowcontrast's
+    conditions carry: ITA difference below 30 degrees) instead of the world's mix (about 22 % low contrast). The
+    positive control of lowcontrast, whose synthetic images stand in for low-contrast lesions
+    (docs/reproduce/ch5-mini.yaml); off, the oracle draws as before."""
 
 
 def _import(target: str) -> Any:
@@ -49,9 +61,11 @@ class WorldOracle(GeneratorBase):
     capabilities: ClassVar[Capabilities] = Capabilities(accepts=frozenset({"mask", "label", "labels", "prompt"}),
                                                         returns=frozenset({"image", "mask", "label", "prompt"}))
     version: ClassVar[str] = "1"
+    Config = WorldOracleConfig
+    options_added_later: ClassVar[frozenset[str]] = frozenset({"match_contrast"})
 
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
+    def __init__(self, config: WorldOracleConfig | None = None) -> None:
+        super().__init__(config or WorldOracleConfig())
         self.world: dict[str, Any] | None = None
         self.image_size: int | None = None
 
@@ -65,6 +79,9 @@ class WorldOracle(GeneratorBase):
             raise DataError(f"world-oracle needs a procedural world with a generator ({', '.join(WORLD_SAMPLERS)}); "
                             f"the fit set (sample '{sample_id}') is not from one: there is no 'perfect synthetic "
                             "data' for real datasets")
+        if self.config.match_contrast and world.get("dataset") not in CONTRAST_WORLDS:
+            raise DataError(f"world-oracle: method.match_contrast needs a world with contrast classes "
+                            f"({', '.join(sorted(CONTRAST_WORLDS))}), not {world.get('dataset')}")
         self.world = {k: v for k, v in world.items() if k != "concepts"}
         scenes = {s.meta["scene"]: list(s.meta["world"]["concepts"]) for s in train
                   if "concepts" in ((s.meta or {}).get("world") or {})}
@@ -92,6 +109,8 @@ class WorldOracle(GeneratorBase):
             # label vectors (cxr-mini's findings) only for the worlds that draw from them
             vector = {} if cond.labels is None else {"labels": cond.labels.tolist()}
             vector.update({k: cond.meta.get(k) for k in CONDITION_KEYS.get(self.world["dataset"], ())})
+            if self.config.match_contrast and cond.meta.get("low_contrast") is not None:
+                vector["low_contrast"] = bool(cond.meta["low_contrast"])
             image, mask, meta = sample_fn(self.world, key, size, label=cond.label, shape=shape, **vector)
             label = meta.get("label")  # worlds without classes (the CT / MRI slices) have none
             yield Sample(image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),

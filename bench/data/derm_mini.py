@@ -355,23 +355,31 @@ ORACLE_SPLIT_CODE = 3
 
 
 def oracle_sample(world: dict[str, Any], key: int, size: int, label: int | None = None,
-                  shape: np.ndarray | None = None, max_draws: int = 100_000) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+                  shape: np.ndarray | None = None, low_contrast: bool | None = None,
+                  max_draws: int = 100_000) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """A fresh sample of the world described by ``world`` (`DermMini.world_spec`), never one of its splits:
-    the ``key``-th draw of the oracle stream, of class ``label`` (the first draw from ``key`` on whose class matches:
-    the world's class-conditional distribution) and with lesion ``shape`` when given."""
+    the ``key``-th draw of the oracle stream, of class ``label`` and, when ``low_contrast`` is given, of that
+    contrast class (``meta["low_contrast"]``: lesion-skin ITA difference below 30 degrees) (the first draw from ``key``
+    on that matches: the world's conditional distribution), with lesion ``shape`` when given."""
     difficulty = Difficulty.parse(world.get("difficulty"))
+    hard = None if difficulty.is_default() else difficulty
     seed = int(world["world_seed"])
-    index = int(key)
-    if label is not None:
-        if not 0 <= int(label) < len(CLASS_NAMES):
-            raise ValueError(f"derm-mini: class index {label} out of range 0..{len(CLASS_NAMES) - 1}")
-        for draw in range(max_draws):
-            index = int(key) * max_draws + draw
-            if draw_label(seed, ORACLE_SPLIT_CODE, index) == int(label):
-                break
-        else:
-            raise ValueError(f"derm-mini: no sample of class {CLASS_NAMES[int(label)]} in {max_draws} draws")
-    return render(seed, ORACLE_SPLIT_CODE, index, size, None if difficulty.is_default() else difficulty, shape)
+    if label is not None and not 0 <= int(label) < len(CLASS_NAMES):
+        raise ValueError(f"derm-mini: class index {label} out of range 0..{len(CLASS_NAMES) - 1}")
+    if label is None and low_contrast is None:
+        return render(seed, ORACLE_SPLIT_CODE, int(key), size, hard, shape)
+    for draw in range(max_draws):
+        index = int(key) * max_draws + draw
+        if label is not None and draw_label(seed, ORACLE_SPLIT_CODE, index) != int(label):
+            continue
+        if low_contrast is None:
+            return render(seed, ORACLE_SPLIT_CODE, index, size, hard, shape)
+        out = render(seed, ORACLE_SPLIT_CODE, index, size, hard, shape)
+        if out[2]["low_contrast"] == bool(low_contrast):
+            return out
+    wanted = ", ".join(x for x in (label is not None and f"class {CLASS_NAMES[int(label)]}",
+                                   low_contrast is not None and f"low_contrast={bool(low_contrast)}") if x)
+    raise ValueError(f"derm-mini: no sample of {wanted} in {max_draws} draws")
 
 
 def _add_distractors(rng: np.random.Generator, lab: np.ndarray, alpha: np.ndarray, colour: tuple[float, float, float],

@@ -317,7 +317,8 @@ class LowContrastTask(Task):
             for i in data.extra["low_contrast"]:
                 s = train[i]
                 k = len(out)
-                meta = {"index": k, "source_index": i, "source_id": s.meta.get("id", str(i)), "copy": copy}
+                meta = {"index": k, "source_index": i, "source_id": s.meta.get("id", str(i)), "copy": copy,
+                        "low_contrast": True}  # selected as such (world-oracle's match_contrast draws this class)
                 if generated is not None:
                     meta["mask_source"] = f"generated-{k}"
                 out.append(Condition(mask=s.mask if generated is None else generated[k], reference=s.image, meta=meta))

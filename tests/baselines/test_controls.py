@@ -9,7 +9,7 @@ from baselines.noise import Noise
 from baselines.world_oracle import WorldOracle
 from bench.data.base import DataError
 from bench.data.derm_mini import CLASS_NAMES, DermMini, render
-from bench.interface import Condition, RunContext, Sample
+from bench.interface import Condition, RunContext, Sample, derive_seed
 from bench.runner import RunConfig, run_one
 
 
@@ -35,6 +35,40 @@ def test_world_oracle_draws_fresh_samples_of_the_fit_worlds_difficulty(tmp_path)
     free = list(gen.generate([Condition(meta={"index": i}) for i in range(3)], RunContext(seed=3)))
     assert all(s.mask.any() and s.mask.shape == (64, 64) for s in free)
     assert not torch.equal(free[0].mask, free[1].mask)
+
+
+def test_world_oracle_matches_the_conditions_contrast_class_when_asked():
+    """lowcontrast's conditions are low-contrast lesions: with match_contrast the oracle draws that class (perfect
+    synthetic low-contrast data); without it, the world's mix as before (the same images as an unchanged oracle)."""
+    from baselines.world_oracle.method import WorldOracleConfig
+    from bench.data.derm_mini import oracle_sample
+
+    train = DermMini(sizes={"train": 4}).load("train")
+    conds = [Condition(mask=train[i].mask, meta={"index": i, "low_contrast": True}) for i in range(4)]
+    plain, matched = WorldOracle(), WorldOracle(WorldOracleConfig(match_contrast=True))
+    for gen in (plain, matched):
+        gen.fit(train, RunContext(seed=5))
+    keys = [derive_seed(5, 23, i) for i in range(4)]
+    shapes = [c.mask.numpy().astype(bool) for c in conds]
+    drawn = [oracle_sample(matched.world, k, 64, shape=m, low_contrast=True) for k, m in zip(keys, shapes)]
+    assert all(meta["low_contrast"] for _, _, meta in drawn)
+    for s, (image, _, _) in zip(matched.generate(conds, RunContext(seed=5)), drawn):
+        assert torch.equal(s.image, torch.from_numpy(image).permute(2, 0, 1))
+    for s, k, m in zip(plain.generate(conds, RunContext(seed=5)), keys, shapes):  # the condition's flag is ignored
+        assert torch.equal(s.image, torch.from_numpy(oracle_sample(plain.world, k, 64, shape=m)[0]).permute(2, 0, 1))
+    # the world's own mix has high-contrast lesions too; a class that never occurs is one error
+    assert not all(oracle_sample(plain.world, k, 64)[2]["low_contrast"] for k in range(20))
+    with pytest.raises(ValueError, match="no sample of low_contrast=True in 3 draws"):
+        oracle_sample({**plain.world, "difficulty": {"low_contrast_rate": 0.0}}, 0, 64, low_contrast=True, max_draws=3)
+
+
+def test_match_contrast_needs_a_world_with_contrast_classes():
+    from baselines.world_oracle.method import WorldOracleConfig
+    from bench.data.ultrasound_mini import BusiMini
+
+    train = BusiMini(sizes={"train": 2}).load("train")
+    with pytest.raises(DataError, match="match_contrast needs a world with contrast classes"):
+        WorldOracle(WorldOracleConfig(match_contrast=True)).fit(train, RunContext(seed=0))
 
 
 def test_world_oracle_refuses_real_data():

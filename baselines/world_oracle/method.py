@@ -65,7 +65,7 @@ class WorldOracle(GeneratorBase):
     options_added_later: ClassVar[frozenset[str]] = frozenset({"match_contrast"})
 
     def __init__(self, config: WorldOracleConfig | None = None) -> None:
-        super().__init__(config or WorldOracleConfig())
+        super().__init__(config)  # None: the Config defaults
         self.world: dict[str, Any] | None = None
         self.image_size: int | None = None
 

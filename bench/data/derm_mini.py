@@ -372,10 +372,8 @@ def oracle_sample(world: dict[str, Any], key: int, size: int, label: int | None 
         index = int(key) * max_draws + draw
         if label is not None and draw_label(seed, ORACLE_SPLIT_CODE, index) != int(label):
             continue
-        if low_contrast is None:
-            return render(seed, ORACLE_SPLIT_CODE, index, size, hard, shape)
         out = render(seed, ORACLE_SPLIT_CODE, index, size, hard, shape)
-        if out[2]["low_contrast"] == bool(low_contrast):
+        if low_contrast is None or out[2]["low_contrast"] == bool(low_contrast):
             return out
     wanted = ", ".join(x for x in (label is not None and f"class {CLASS_NAMES[int(label)]}",
                                    low_contrast is not None and f"low_contrast={bool(low_contrast)}") if x)

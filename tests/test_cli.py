@@ -68,8 +68,8 @@ def test_results_and_table_list_fit_120_columns(cli, monkeypatch):
         assert len(out.output.splitlines()) > 5
         assert max(map(len, out.output.splitlines())) <= 120, (args, max(out.output.splitlines(), key=len))
         if args[0] == "results":  # sections name their protocol, with the hash beside
-            assert 'seg-aug | derm-mini | mini | protocol seg-aug/mini@v1 "S_1k twin, 4 segmenters" (c0ccbbf7)' \
-                in out.output.splitlines()
+            assert ('seg-aug | derm-mini | mini | protocol seg-aug/mini@v2 "S_1k twin, 4 segmenters, calibrated world" '
+                    '(6c729d3b)') in out.output.splitlines()
 
 
 def test_list_shows_ids_and_matrix(cli):
@@ -91,7 +91,7 @@ def test_list_fits_the_terminal_with_methods_in_rows(cli, monkeypatch):
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert max(map(len, lines)) <= 120, max(lines, key=len)
-    assert any(ln.split()[:2] == ["seg-aug/mini@v1", "*"] and ln.endswith(" S_1k twin, 4 segmenters")
+    assert any(ln.split()[:2] == ["seg-aug/mini@v2", "*"] and ln.endswith(" S_1k twin, 4 segmenters, calibrated world")
                for ln in lines)  # the leaderboard protocols, named; * = what a plain run runs
     header = next(i for i, ln in enumerate(lines) if ln.startswith("compatibility"))
     from bench.registry import TASKS

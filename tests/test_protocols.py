@@ -30,7 +30,7 @@ def _plain_run_hash(task: str, method: str, profile: str = "mini", **kw) -> tupl
 @pytest.mark.parametrize("task", ["seg-aug", "derm-cls", "derm-quality"])
 def test_a_plain_run_lands_in_the_protocol_of_the_shipped_records(task) -> None:
     full, proto = _plain_run_hash(task, "real-only")
-    assert proto is not None and proto.default and proto.name == f"{task}/mini@v1"
+    assert proto is not None and proto.default and proto.name == f"{task}/mini@v{2 if task == 'seg-aug' else 1}"
     shipped = {r["protocol_hash"] for r in SHIPPED if r["task"]["id"] == task and r["method"]["id"] == "real-only"}
     assert full in shipped
     assert full.startswith(proto.hash)
@@ -38,7 +38,8 @@ def test_a_plain_run_lands_in_the_protocol_of_the_shipped_records(task) -> None:
 
 def test_every_pinned_hash_is_what_its_settings_give() -> None:
     pinned = [p for p in protocols.load().values() if p.hash]
-    assert {p.name for p in pinned} >= {"seg-aug/mini@v1", "seg-aug/mini-s2.5k@v1", "derm-cls/mini@v1"}
+    assert {p.name for p in pinned} >= {"seg-aug/mini@v1", "seg-aug/mini-s2.5k@v1", "seg-aug/mini@v2",
+                                        "seg-aug/mini-s2.5k@v2", "derm-cls/mini@v1"}  # retired ones keep theirs
     for proto in pinned:
         full, resolved = _plain_run_hash(proto.task, "real-only", proto.profile, protocol=proto.name)
         assert resolved == proto
@@ -49,9 +50,9 @@ def test_every_shipped_record_runs_a_named_protocol_and_both_seg_scales_are_name
     names = {r["run_id"]: protocols.record_protocol(r) for r in SHIPPED}
     assert all(names.values()), [k for k, v in names.items() if v is None]
     seg = {names[r["run_id"]].name for r in SHIPPED if r["task"]["id"] == "seg-aug"}
-    assert seg >= {"seg-aug/mini@v1", "seg-aug/mini-s2.5k@v1"}
-    record = next(r for r in SHIPPED if r["protocol_hash"].startswith("c0ccbbf7"))
-    assert protocols.describe(record) == 'seg-aug/mini@v1 "S_1k twin, 4 segmenters" (c0ccbbf7)'
+    assert seg >= {"seg-aug/mini@v2", "seg-aug/mini-s2.5k@v2"}
+    record = next(r for r in SHIPPED if r["protocol_hash"].startswith("6c729d3b"))
+    assert protocols.describe(record) == 'seg-aug/mini@v2 "S_1k twin, 4 segmenters, calibrated world" (6c729d3b)'
 
 
 def test_protocol_choice_dataset_and_unknown_names() -> None:
@@ -61,7 +62,7 @@ def test_protocol_choice_dataset_and_unknown_names() -> None:
     other = resolve(RunConfig(task="seg-aug", method="real-only", dataset="isic2018-task1"))
     assert other.protocol is None and list(other.task_config.segmenters) == ["unet", "attention-unet"]
     with pytest.raises(BenchError, match="unknown protocol 'seg-aug/mini@v9' for task seg-aug .mini.; use one of "
-                                         "seg-aug/mini@v1"):
+                                         "seg-aug/mini@v2"):
         resolve(RunConfig(task="seg-aug", method="real-only", protocol="seg-aug/mini@v9"))
     with pytest.raises(BenchError, match="a protocol of task derm-cls in the mini profile, not of seg-aug"):
         resolve(RunConfig(task="seg-aug", method="real-only", protocol="derm-cls/mini@v1"))
@@ -85,12 +86,13 @@ def test_a_bad_protocols_file_is_one_error(tmp_path) -> None:
 def test_site_sections_and_record_list_show_the_name_with_the_hash_beside() -> None:
     from bench.leaderboard.site import _protocol_cell, _section_heading
 
-    record = next(r for r in SHIPPED if r["protocol_hash"].startswith("44a07134"))
+    record = next(r for r in SHIPPED if r["protocol_hash"].startswith("76f0fa5b"))
     heading = _section_heading("mini", "derm-mini", record["protocol_hash"], record)
-    assert heading.startswith('<h2 id="mini-derm-mini-44a07134d91b">Protocol <code>seg-aug/mini-s2.5k@v1</code> — '
-                              "S_2.5k twin, 4 segmenters (<code title=")
+    assert heading.startswith(f'<h2 id="mini-derm-mini-{record["protocol_hash"][:12]}">Protocol '
+                              "<code>seg-aug/mini-s2.5k@v2</code> — S_2.5k twin, 4 segmenters, calibrated world "
+                              "(<code title=")
     assert "Thesis Table 4.5&#x27;s S_2.5k rows" in heading  # the protocol's description under the heading
-    assert _protocol_cell(record).startswith("<code>seg-aug/mini-s2.5k@v1</code> (<code title=")
+    assert _protocol_cell(record).startswith("<code>seg-aug/mini-s2.5k@v2</code> (<code title=")
     unnamed = dict(record, protocol_hash="0" * 64)
     assert "no named protocol" in _section_heading("mini", "derm-mini", "0" * 64, unnamed)
 

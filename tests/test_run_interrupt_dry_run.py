@@ -64,7 +64,8 @@ def test_dry_run_names_the_protocol_stages_and_estimate_and_writes_nothing(tmp_p
     work = tmp_path / "w"
     text = report(RunConfig(task="seg-aug", method="real-only", profile="mini", work_dir=work))
     lines = text.splitlines()
-    assert lines[1] == 'protocol: seg-aug/mini@v1 "S_1k twin, 4 segmenters" (c0ccbbf7; the shipped records\' section)'
+    assert lines[1] == ('protocol: seg-aug/mini@v2 "S_1k twin, 4 segmenters, calibrated world" (6c729d3b; the shipped '
+                        "records' section)")
     assert "task config:" in lines and "method config:" in lines and "  n_real: 200" in lines
     assert "  segmenters: [unet, attention-unet, dcsau-net, xbound-former]" in lines
     # the shipped real-only records hold this run's stage timings: an estimate, not 'unknown'
@@ -75,7 +76,7 @@ def test_dry_run_names_the_protocol_stages_and_estimate_and_writes_nothing(tmp_p
     # --set moving the run off the protocol says so
     off = report(RunConfig(task="seg-aug", method="real-only", profile="mini", sets=["task.n_real=100"],
                            work_dir=work)).splitlines()[1]
-    assert off.startswith("protocol: ") and "no named protocol: --config/--set changed the settings of seg-aug/mini@v1" \
+    assert off.startswith("protocol: ") and "no named protocol: --config/--set changed the settings of seg-aug/mini@v2" \
         in off and "no shipped record has it" in off
     assert max(map(len, lines)) <= 120
 

@@ -63,7 +63,8 @@ def test_the_guides_package_lands_beside_the_shipped_methods(tmp_path) -> None:
     # the guide's first command, word for word: the plain mini run is the shipped records' S_1k-twin protocol
     (dry,) = commands("bench run --task seg-aug --method tone-shift --profile mini --seed 0 --dry-run")
     planned = bench(*dry[1:]).stdout
-    assert 'protocol: seg-aug/mini@v1 "S_1k twin, 4 segmenters" (c0ccbbf7; the shipped records\' section)' in planned
+    assert ('protocol: seg-aug/mini@v2 "S_1k twin, 4 segmenters, calibrated world" (6c729d3b; the shipped records\' '
+            'section)') in planned
     assert not (tmp_path / "bench-runs").exists()  # a dry run writes nothing
 
     # smoke, at the tiny S_1k twin: the paper's real-only arm (in this process) and the package's method (through

@@ -16,10 +16,6 @@ from bench.sweep.spec import load_sweep
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "results" / "leaderboard"
 FAST = ["task.segmenters=[unet]", "task.max_epochs=1", "task.n_generate=8"]
-#: The 8 shipped records conditioned on DiDGen's masks were run with task.mask_source=<the campaign machine's path
-#: to DiDGen's record>, and their run ids hash that path; commit 0a9cea6 later rewrote the mask_source they state to
-#: DiDGen's run id without recomputing the run id. Today's `bench run` (either form) gives the ids planned below.
-CAMPAIGN_PATH = "/work/runs/w/records/{}.json"
 
 
 def smoke(method: str, work_dir: Path, *sets: str) -> RunConfig:
@@ -61,54 +57,38 @@ def ch4_plan(tmp_path_factory):
 
 
 def test_ch4_sweep_plans_the_run_ids_of_the_shipped_records(ch4_plan):
+    """Every shipped record of the campaign's protocols, methods and seeds is a run the sweep plans: same run id,
+    stated configs and protocol (the same commands give the same run ids), the runs on DiDGen's masks included."""
     sweep, runs, work = ch4_plan
     tasks = {r.spec.task for r in runs}  # other chapters' shipped records (concept, ...) are not this sweep's,
-    methods = {r.spec.method for r in runs}  # nor the controls measured beside it (world-oracle, noise: issue 23)
+    methods = {r.spec.method for r in runs}
     hashes = {r.plan.protocol_hash for r in runs}  # nor other campaigns' runs of the same methods (MedDiff-FT's)
-    seeds = {r.config.seed for r in runs}  # nor the calibrated campaign's seeds 1 and 2 of the same protocols
+    seeds = {r.config.seed for r in runs}
     shipped = {p.stem: rec for p in SHIPPED.glob("*.json") if (rec := json.loads(p.read_text()))["task"]["id"] in tasks
                and rec["method"]["id"] in methods and rec["protocol_hash"] in hashes and rec["seed"] in seeds}
-    independent = [r for r in runs if not r.spec.references()]
-    assert len(independent) == 23 and len(shipped) == 31
-    assert sorted(r.plan.run_id for r in independent) == sorted(  # the same commands give the same run ids
-        i for i, rec in shipped.items() if not rec["config"]["task"].get("mask_source"))
-    for r in independent:
-        rec = shipped[r.plan.run_id]
+    planned = {r.plan.run_id: r for r in runs if r.plan.run_id}
+    assert len(runs) == 87 and set(shipped) <= set(planned)
+    on_didgen = [i for i in shipped if planned[i].spec.references()]
+    assert on_didgen and len(shipped) >= 40  # the calibrated campaign's records land as they are made
+    for run_id, rec in shipped.items():
+        r = planned[run_id]
         stated = with_later_keys(rec["config"], type(r.plan.resolved.task), r.plan.resolved.method_cls)
-        assert r.plan.task_config == stated["task"] and r.plan.method_config == stated["method"]
-        assert r.plan.protocol_hash == rec["protocol_hash"]
-
-    didgen = next(r for r in runs if r.name == "seg-didgen-s1k").plan.run_id
-    on_didgen = [r for r in runs if r.spec.references()]
-    stale = {i: rec for i, rec in shipped.items() if rec["config"]["task"].get("mask_source")}
-    assert len(on_didgen) == len(stale) == 8
-    from bench.store import stable_hash
-
-    for r in on_didgen:
-        # the dependency resolved to the shipped DiDGen record's run id: configs and protocol equal a shipped record
-        assert r.plan.task_config["mask_source"] == didgen
-        stated = {i: with_later_keys(rec["config"], type(r.plan.resolved.task), r.plan.resolved.method_cls)
-                  for i, rec in stale.items()}
-        match = [i for i, rec in stale.items() if rec["method"]["id"] == r.spec.method
-                 and stated[i]["task"] == r.plan.task_config and stated[i]["method"] == r.plan.method_config]
-        assert len(match) == 1, r.name
-        rec = stale.pop(match[0])
-        assert rec["protocol_hash"] == r.plan.protocol_hash
-        # ... and its run id is the one the runner computes with the path the campaign passed as mask_source
-        legacy = {"conditioning": "generated-masks", "mask_source": CAMPAIGN_PATH.format(didgen)}
-        assert match[0].endswith(stable_hash({"protocol": r.plan.protocol_hash, "method": r.spec.method,
-                                              "config": rec["config"]["method"], "version": rec["method"]["version"],
-                                              "inputs": legacy}, 8))
-    assert not stale
+        assert r.plan.task_config == stated["task"] and r.plan.method_config == stated["method"], r.name
+        assert r.plan.protocol_hash == rec["protocol_hash"] and r.config.seed == rec["seed"]
+    for run_id in on_didgen:  # conditioned on the masks of the same seed's S_1k DiDGen run, named by its run id
+        r = planned[run_id]
+        assert r.plan.task_config["mask_source"] == next(x.plan.run_id for x in runs
+                                                         if x.name == f"seg-didgen-s1k@s{r.config.seed}")
 
 
 def test_the_scripts_record_path_and_the_sweeps_run_id_give_one_run_id(ch4_plan, tmp_path):
-    """ch4-mini.sh passed DiDGen's record file as mask_source; the sweep passes its run id: one run either way."""
+    """A mask_source given as DiDGen's record file (as the first campaign's script did) or as its run id (as the
+    sweep does): one run either way."""
     _, runs, _ = ch4_plan
-    didgen = next(r for r in runs if r.name == "seg-didgen-s1k").plan.run_id
+    didgen = next(r for r in runs if r.name == "seg-didgen-s1k@s0").plan.run_id
     (tmp_path / "records").mkdir()
     shutil.copy(SHIPPED / f"{didgen}.json", tmp_path / "records")
-    run = next(r for r in runs if r.name == "seg-controlnet-s1k")
+    run = next(r for r in runs if r.name == "seg-controlnet-s1k@s0")
     by_path = RunConfig(**{**run.config.__dict__, "work_dir": tmp_path, "sets": [
         s if not s.startswith("task.mask_source=") else f"task.mask_source={tmp_path / 'records' / didgen}.json"
         for s in run.config.sets]})
@@ -121,16 +101,19 @@ def test_dry_run_prints_the_plan_estimates_and_tables(ch4_plan):
                                       "--threads", "1"], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
     out = result.output
-    assert out.startswith(f"sweep ch4-mini ({sweep.path}): 31 runs") and "fills thesis-4.1, thesis-4.2" in out
-    row = next(line for line in out.splitlines() if line.startswith("seg-didgen-s1k "))
-    assert "shared (seg-didgen-s2.5k)" in row and "seg-aug__didgen__derm-mini__mini__s0__b8d95116" in row
+    assert out.startswith(f"sweep ch4-mini ({sweep.path}): 87 runs") and "fills thesis-4.1, thesis-4.2" in out
+    row = next(line for line in out.splitlines() if line.startswith("seg-didgen-s1k@s0 "))
+    assert "shared (seg-didgen-s2.5k@s0)" in row and "seg-aug__didgen__derm-mini__mini__s0__79715bda" in row
     lines = out.splitlines()
-    at = next(k for k, line in enumerate(lines) if line.startswith("seg-controlnet-s1k "))
-    assert "run (after deps)" in lines[at] and "seg-real-only-s1k," in lines[at]  # after: one name a line
-    assert lines[at + 1].strip() == "seg-didgen-s1k"
-    assert "finished: 0 of 31 runs" in out and "shipped: 23 of 31 planned run ids" in out
+    at = next(k for k, line in enumerate(lines) if line.startswith("seg-controlnet-s1k@s0 "))
+    assert "run (after deps)" in lines[at] and "seg-real-only-s1k@s0," in lines[at]  # after: one name a line
+    assert lines[at + 1].strip() == "seg-didgen-s1k@s0"
+    # its generate key waits for DiDGen's masks: the shipped record is compared then, not called stale now
+    assert lines[at].endswith("shipped (compared once its dependencies have run)")
+    shipped = re.search(r"shipped: (\d+) of 87 planned run ids", out)
+    assert "finished: 0 of 87 runs" in out and shipped and int(shipped.group(1)) >= 40
     hours = re.search(r"estimated cost: (\d+)h(\d+)m of runs", out)
-    assert hours and 5 <= int(hours.group(1)) <= 9, out  # the shipped records' stage timings: about 6.5 h
+    assert hours and 10 <= int(hours.group(1)) <= 30, out  # the shipped records' stage timings: about 16 h
     assert "on 2 workers x 1 thread(s) about" in out
     assert f"bench table thesis-4.7 --profile mini --records {work / 'records'}" in out
 

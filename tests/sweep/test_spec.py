@@ -202,13 +202,14 @@ def test_the_reproduce_sweeps_and_the_readme_example_parse():
 
     ch4 = load_sweep(REPO / "docs/reproduce/ch4-mini.yaml", table_ids())
     ch5 = load_sweep(REPO / "docs/reproduce/ch5-mini.yaml", table_ids())
-    assert len(ch4.runs) == 31 and ch4.tables == [f"thesis-4.{k}" for k in range(1, 8)]
+    assert len(ch4.runs) == 87 and ch4.tables == [f"thesis-4.{k}" for k in range(1, 8)]
     assert len(ch5.runs) == 73 and ch5.tables == ["thesis-5.1", "thesis-5.2", "thesis-5.3", "thesis-5.4",
                                                         "thesis-5.5"]
-    on_didgen = [r for r in ch4.runs if r.references()]
-    assert len(on_didgen) == 8 and all(r.references() == ["seg-didgen-s1k"] for r in on_didgen)
-    scale = {r.name: r.name.rsplit("-", 1)[1] for r in on_didgen}
-    assert all(r.deps == [f"seg-real-only-{scale[r.name]}", "seg-didgen-s1k"] for r in on_didgen)  # after: templates
+    on_didgen = [r for r in ch4.runs if r.references()]  # 4 baselines x 2 scales x 3 seeds
+    assert len(on_didgen) == 24 and all(r.references() == [f"seg-didgen-s1k@s{r.seed}"] for r in on_didgen)
+    scale = {r.name: r.name.split("@")[0].rsplit("-", 1)[1] for r in on_didgen}
+    assert all(r.deps == [f"seg-real-only-{scale[r.name]}@s{r.seed}", f"seg-didgen-s1k@s{r.seed}"]
+               for r in on_didgen)  # after: templates, per seed
     assert not list((REPO / "docs/reproduce").glob("*.sh"))
     readme = (REPO / "README.md").read_text()
     assert "bench sweep docs/reproduce/ch4-mini.yaml" in readme and "mini.sh" not in readme

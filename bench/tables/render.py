@@ -75,33 +75,33 @@ def header_line(result: TableResult) -> str:
     return line
 
 
-def proxy_metrics(result: TableResult, col: str) -> list[str]:
-    """Metric keys a column's reproduced cells read in this profile where the paper profile reads another metric
-    (``fd[mini-clip]`` for FID, ``ms_ssim[win=3]``...): the column measures a proxy, and its header says so."""
+def _cell_proxy(result: TableResult, row: str, col: str) -> str | None:
+    """The metric a reproduced cell reads in this profile where the paper profile reads another (``fd[mini-clip]``
+    for FID, ``ms_ssim[win=3]``...), else None."""
     t = result.table
-    out = set()
-    for r in t.rows:
-        query, paper = t.cell_query(r.key, col, result.profile), t.cell_query(r.key, col, "paper")
-        if query is not None and (paper is None or query.metric != paper.metric):
-            out.add(query.metric)
-    return sorted(out)
+    query, paper = t.cell_query(row, col, result.profile), t.cell_query(row, col, "paper")
+    return query.metric if query is not None and (paper is None or query.metric != paper.metric) else None
+
+
+def proxy_metrics(result: TableResult, col: str) -> list[str]:
+    """Metric keys a column's reproduced cells read as proxies: the column measures a proxy, and its header says so."""
+    return sorted({m for r in result.table.rows if (m := _cell_proxy(result, r.key, col)) is not None})
 
 
 def row_proxies(result: TableResult) -> dict[str, str]:
-    """Row key -> its proxy metric, for tables whose metric changes along the rows (Table 3.1: CLIP-I, CLIP-T, DINO
-    ... per row): when every column reads one proxy in a row, the row label names it instead of every column
-    header listing them all. Empty when a column reads at most one proxy."""
+    """Row key -> its proxy metric, for tables whose proxies change along the rows (Table 3.1: CLIP-I, CLIP-T, DINO
+    ... per row; Table 4.7: only the mask-diversity row): when every column reads one proxy in a row, the row label
+    names it. Empty when each column reads one proxy in all its rows (or none), which its header then names, and
+    when proxies vary along the rows and the columns alike (the headers list them)."""
     t = result.table
-    if all(len(proxy_metrics(result, c.key)) <= 1 for c in t.columns):
+    grid = {(r.key, c.key): _cell_proxy(result, r.key, c.key) for r in t.rows for c in t.columns}
+    if all(len({grid[r.key, c.key] for r in t.rows}) == 1 for c in t.columns):
         return {}
     out = {}
     for r in t.rows:
-        found = set()
-        for c in t.columns:
-            query, paper = t.cell_query(r.key, c.key, result.profile), t.cell_query(r.key, c.key, "paper")
-            found.add(query.metric if query is not None and (paper is None or query.metric != paper.metric) else None)
+        found = {grid[r.key, c.key] for c in t.columns}
         if len(found) != 1:
-            return {}  # proxies vary along columns too: the headers list them
+            return {}
         metric = found.pop()
         if metric is not None:
             out[r.key] = metric

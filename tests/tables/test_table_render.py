@@ -107,3 +107,14 @@ def test_a_table_whose_metric_changes_along_its_rows_names_the_proxy_per_row():
     text = render(result, "md")
     assert "| Single concept: DINO ↑ (reproduced as dino[mini-clip-patches,single]) |" in text
     assert "Custom Diffusion reproduced |" in text and "reproduced as clip_i" not in text.split("\n|---")[0]
+
+
+def test_a_proxy_in_one_row_only_is_named_on_that_row_not_on_every_column():
+    """Table 4.7: IoU and Dice rows read IoU and Dice in every profile, only the mask-diversity row reads a proxy
+    (LPIPS on a random AlexNet trunk): the header naming it would claim every cell of the column is that proxy."""
+    text = to_markdown(reproduce_table(load_table("thesis-4.7"), "mini", []))
+    head, body = text.split("\n|---", 1)
+    assert "reproduced as" not in head.splitlines()[-1]
+    lpips_row = next(line for line in body.splitlines() if line.startswith("| Mask LPIPS"))
+    assert "(reproduced as lpips_diversity[masks,alex-random])" in lpips_row
+    assert all("reproduced as" not in line for line in body.splitlines() if line.startswith(("| IoU", "| Dice")))

@@ -307,7 +307,7 @@ def _leader_table(recs: list[dict[str, Any]]) -> str:
                          f'<span class="ci">[{gain.low * 100:+.2f},\u00a0{gain.high * 100:+.2f}]</span></td>')
             cells.append(f'<td data-value="{gain.p!r}">{gain.p:.2g}</td>' if gain.p is not None else '<td data-value="">—</td>')
         else:
-            gains = [((r.get("comparisons") or {}).get("relative_gain") or {}).get(main) for r in runs]
+            gains = [recorded_gain(r, main) for r in runs]
             gains = [g for g in gains if isinstance(g, (int, float))]
             cells.append(f'<td data-value="{np.mean(gains)!r}">{np.mean(gains) * 100:+.2f} %</td>' if gains
                          else '<td data-value="">—</td>')
@@ -324,6 +324,23 @@ def _leader_table(recs: list[dict[str, Any]]) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return ('<div class="scroll"><table class="sortable leaderboard"><thead><tr>' + "".join(head) + "</tr></thead><tbody>\n"
             + "\n".join(rows) + "\n</tbody></table></div>")
+
+
+def recorded_gain(record: dict[str, Any], metric: str) -> float | None:
+    """The record's relative gain on ``metric`` (mean over models of method / real-only - 1); for a metric outside its
+    ``relative_gain`` (derm-cls states it for the weighted metrics only), rebuilt from the per-model values of both
+    arms."""
+    comparisons = record.get("comparisons") or {}
+    gain = (comparisons.get("relative_gain") or {}).get(metric)
+    if isinstance(gain, (int, float)):
+        return float(gain)
+    mine, ref = record.get("per_model") or {}, comparisons.get("reference_per_model") or {}
+    pairs = {m: (v.get(metric), (ref.get(m) or {}).get(metric)) for m, v in mine.items()}
+    if not pairs or not all(isinstance(a, (int, float)) and isinstance(b, (int, float)) for a, b in pairs.values()):
+        return None
+    from bench.metrics.stats import relative_gain_or_none
+
+    return relative_gain_or_none({m: a for m, (a, _) in pairs.items()}, {m: b for m, (_, b) in pairs.items()})
 
 
 def _gallery(recs: list[dict[str, Any]], out: Path) -> tuple[str, int]:

@@ -137,9 +137,15 @@ class DermClsTask(Task):
 
     id: ClassVar[str] = "derm-cls"
     version: ClassVar[int] = 1
-    description: ClassVar[str] = "train classifiers on real + generated minority-class images; weighted P/R/F1"
+    description: ClassVar[str] = ("train classifiers on real + generated minority-class images; weighted P/R/F1 "
+                                  "(the thesis's tables), ranked by balanced accuracy")
     needs: ClassVar[frozenset[str]] = frozenset({"image"})
-    main_metric: ClassVar[str] = "f1_weighted"
+    # The leaderboard's ranking metric and the dynamic range's: the generators add the six minority classes only, and
+    # weighted metrics weight classes by test support (NV, never generated, is two thirds of it), so they barely see
+    # what the augmentation is for. On the mini twin at 3 seeds the controls do not separate on f1_weighted
+    # (world-oracle +0.034 over real-only, paired p 0.21) and do on balanced accuracy (+0.119, p 0.0086; noise -0.016,
+    # p 0.59). The paper tables keep the thesis's weighted metrics.
+    main_metric: ClassVar[str] = "balanced_accuracy"
     sample_scores: ClassVar[SampleScores] = SampleScores((), not_recomputed=CONFUSION_MATRIX_METRICS,
                                                                  confusion=("label", "pred"))
     Config = DermClsConfig

@@ -88,3 +88,17 @@ def test_config_variants_of_one_method_are_separate_rows(tmp_path) -> None:
     rows = re.findall(r'<a href="records/[^"]+">(didgen)</a>(?:<span class="variant">([^<]*)</span>)?', page)
     assert rows == [("didgen", ""), ("didgen", "ca_guidance=False")]  # ranked: dice 0.91 before 0.80
     assert "0.9100" in page and "0.8000" in page
+
+
+def test_a_gain_the_record_does_not_state_is_rebuilt_from_both_arms_per_model() -> None:
+    """derm-cls states relative gains for the weighted metrics only; its ranking metric (balanced accuracy) gets the
+    papers' gain (mean over classifiers of method / real-only - 1) from the per-model values of both arms."""
+    from bench.leaderboard.site import recorded_gain
+
+    record = {"per_model": {"a": {"balanced_accuracy": 0.45, "f1_weighted": 0.7}, "b": {"balanced_accuracy": 0.30}},
+              "comparisons": {"relative_gain": {"f1_weighted": 0.02},
+                              "reference_per_model": {"a": {"balanced_accuracy": 0.30}, "b": {"balanced_accuracy": 0.30}}}}
+    assert recorded_gain(record, "f1_weighted") == 0.02
+    assert recorded_gain(record, "balanced_accuracy") == pytest.approx((0.45 / 0.30 - 1 + 0.0) / 2)
+    assert recorded_gain(record, "accuracy") is None  # neither stated nor in both arms
+    assert recorded_gain({"per_model": {}, "comparisons": {}}, "balanced_accuracy") is None

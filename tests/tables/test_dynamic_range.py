@@ -136,3 +136,14 @@ def test_gains_over_seeds_carry_an_interval_and_the_paired_test_across_seeds(rec
     assert didgen.ci == pytest.approx(stats.t.interval(0.95, 2, loc=sum(diffs) / 3, scale=stats.sem(diffs)))
     assert gains["pgan"].seeds == 1 and gains["pgan"].ci is None and gains["pgan"].p is None
     assert "paired t-test across seeds p" in didgen.describe() and "(1 seed)" in gains["pgan"].describe()
+
+
+def test_derm_cls_reads_its_range_on_balanced_accuracy(record_factory):
+    """derm-cls generates minority classes only: its range (and ranking) is on balanced accuracy, which the weighted
+    metrics of the thesis's tables would hide under the majority class."""
+    ref = {"reference": "real-only", "reference_metrics": {"f1_weighted": 0.64, "balanced_accuracy": 0.30}}
+    recs = [record_factory(task="derm-cls", method=m, comparisons=ref,
+                           metrics={"f1_weighted": f1, "balanced_accuracy": ba})
+            for m, f1, ba in (("world-oracle", 0.65, 0.42), ("noise", 0.63, 0.29))]
+    (rng,) = dynamic_ranges(recs, preferred=["f1_weighted"]).values()
+    assert rng.metric == "balanced_accuracy" and rng.span == pytest.approx(0.13)

@@ -117,4 +117,6 @@ def variant_label(record: dict[str, Any]) -> str:
     on seg-aug with ``task.conditioning=generated-masks``."""
     task = (record.get("config") or {}).get("task") or {}
     task_changes = _changes(task, _task_input_defaults(record["task"]["id"], record["profile"]), "task.")
-    return ", ".join(method_changes(record) + task_changes)
+    # a value naming a run of the record's own seed (seg-aug's mask_source: the DiDGen run of that seed) reads the
+    # seed as *, so that the seeds of one variant share its label
+    return ", ".join(method_changes(record) + task_changes).replace(f"__s{record.get('seed')}__", "__s*__")

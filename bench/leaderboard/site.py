@@ -334,6 +334,8 @@ def recorded_gain(record: dict[str, Any], metric: str) -> float | None:
     gain = (comparisons.get("relative_gain") or {}).get(metric)
     if isinstance(gain, (int, float)):
         return float(gain)
+    if comparisons.get("reference") in (None, (record.get("method") or {}).get("id")):
+        return None  # the reference arm itself: no gain to state
     mine, ref = record.get("per_model") or {}, comparisons.get("reference_per_model") or {}
     pairs = {m: (v.get(metric), (ref.get(m) or {}).get(metric)) for m, v in mine.items()}
     if not pairs or not all(isinstance(a, (int, float)) and isinstance(b, (int, float)) for a, b in pairs.values()):

@@ -95,10 +95,33 @@ def test_a_gain_the_record_does_not_state_is_rebuilt_from_both_arms_per_model() 
     papers' gain (mean over classifiers of method / real-only - 1) from the per-model values of both arms."""
     from bench.leaderboard.site import recorded_gain
 
-    record = {"per_model": {"a": {"balanced_accuracy": 0.45, "f1_weighted": 0.7}, "b": {"balanced_accuracy": 0.30}},
-              "comparisons": {"relative_gain": {"f1_weighted": 0.02},
+    record = {"method": {"id": "didgen"},
+              "per_model": {"a": {"balanced_accuracy": 0.45, "f1_weighted": 0.7}, "b": {"balanced_accuracy": 0.30}},
+              "comparisons": {"reference": "real-only", "relative_gain": {"f1_weighted": 0.02},
                               "reference_per_model": {"a": {"balanced_accuracy": 0.30}, "b": {"balanced_accuracy": 0.30}}}}
     assert recorded_gain(record, "f1_weighted") == 0.02
     assert recorded_gain(record, "balanced_accuracy") == pytest.approx((0.45 / 0.30 - 1 + 0.0) / 2)
     assert recorded_gain(record, "accuracy") is None  # neither stated nor in both arms
     assert recorded_gain({"per_model": {}, "comparisons": {}}, "balanced_accuracy") is None
+    itself = {**record, "method": {"id": "real-only"}, "comparisons": {**record["comparisons"], "reference": "real-only"}}
+    assert recorded_gain(itself, "balanced_accuracy") is None  # the real-only record is its own reference arm
+
+
+def test_seeds_conditioned_on_their_own_seeds_masks_are_one_entry(tmp_path) -> None:
+    """A seg-aug baseline on generated masks names the DiDGen run of its own seed (task.mask_source): its seeds are
+    one entry, not one per seed (the calibrated ControlNet, ZestGuide and Attn-Refocus rows were split so)."""
+    from bench.variants import variant_label
+    from tests.leaderboard.conftest import base_record, dump
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for seed in (0, 1):
+        task = {"conditioning": "generated-masks", "mask_source": f"seg-aug__didgen__derm-mini__mini__s{seed}__79715bda"}
+        record = base_record(run_id=f"c{seed}", method={"id": "controlnet", "version": "1"}, seed=seed,
+                             config={"task": task, "method": {}})
+        assert "mask_source=seg-aug__didgen__derm-mini__mini__s*__79715bda" in variant_label(record)
+        dump(folder / f"c{seed}.json", record)
+    build_site([folder], tmp_path / "site", generated="2026-11-25T00:00:00Z")
+    page = (tmp_path / "site" / "task-seg-aug.html").read_text()
+    assert len(re.findall(r'<a href="records/[^"]+">controlnet</a>', page)) == 1
+    assert 'href="records/c0.json">s0</a> <a href="records/c1.json">s1</a>' in page

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,18 +57,76 @@ def _gain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (ma / mb - 1).mean(axis=-1)
 
 
+def _bootstrap(gain_of: list[Callable[[np.ndarray], np.ndarray]], sizes: list[int], n: int,
+               seed: int) -> tuple[float, float, float]:
+    """(gain, 2.5 %, 97.5 %) over seeds: ``gain_of[k](idx)`` is seed k's gain for image resamples ``idx`` of shape
+    (draws, images); the point value uses every image once."""
+    rng = np.random.default_rng(seed)
+    point = float(np.mean([fn(np.arange(size)[None])[0] for fn, size in zip(gain_of, sizes)]))
+    draws = np.zeros(n)
+    for fn, size in zip(gain_of, sizes):
+        draws += fn(rng.integers(0, size, size=(n, size)))
+    draws /= len(gain_of)
+    low, high = np.nanpercentile(draws, [2.5, 97.5])
+    return point, float(low), float(high)
+
+
 def bootstrap_gain(pairs: list[tuple[np.ndarray, np.ndarray]], n: int = N_BOOTSTRAP,
                    seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
     """(gain, 2.5 %, 97.5 %) of the mean relative gain over seeds, images resampled within each seed."""
-    rng = np.random.default_rng(seed)
-    point = float(np.mean([_gain(a, b) for a, b in pairs]))
-    draws = np.zeros(n)
-    for a, b in pairs:
-        idx = rng.integers(0, a.shape[1], size=(n, a.shape[1]))
-        draws += _gain(a[:, idx].transpose(1, 0, 2), b[:, idx].transpose(1, 0, 2))
-    draws /= len(pairs)
-    low, high = np.nanpercentile(draws, [2.5, 97.5])
-    return point, float(low), float(high)
+    def gain_of(a: np.ndarray, b: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda idx: _gain(a[:, idx].transpose(1, 0, 2), b[:, idx].transpose(1, 0, 2))
+
+    return _bootstrap([gain_of(a, b) for a, b in pairs], [a.shape[1] for a, _ in pairs], n, seed)
+
+
+def balanced_accuracy(labels: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """Mean per-class recall over the classes present in ``labels`` (sklearn's ``balanced_accuracy_score``), for
+    stacked resamples: labels (draws, images), correct (draws, models, images) -> (draws, models)."""
+    recalls = []
+    for c in np.unique(labels):
+        mask = (labels == c)[:, None, :]
+        count = mask.sum(axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recalls.append(np.where(count > 0, (correct & mask).sum(axis=-1) / count, np.nan))
+    return np.nanmean(np.stack(recalls), axis=0)
+
+
+def bootstrap_balanced_gain(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n: int = N_BOOTSTRAP,
+                            seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
+    """`bootstrap_gain` of balanced accuracy, from (labels, method correct, reference correct) per seed: a resample
+    draws images with their labels, and each classifier's per-class recalls are recomputed on it."""
+    def gain_of(labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        def gain(idx: np.ndarray) -> np.ndarray:
+            drawn = labels[idx]
+            mine = balanced_accuracy(drawn, a[:, idx].transpose(1, 0, 2))
+            ref = balanced_accuracy(drawn, b[:, idx].transpose(1, 0, 2))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return (mine / ref - 1).mean(axis=-1)
+        return gain
+
+    return _bootstrap([gain_of(*t) for t in triples], [len(t[0]) for t in triples], n, seed)
+
+
+def _confusion_arms(csv_path: Path, label: str, pred: str, arm: str, reference: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(labels, method correct, reference correct) of a confusion-matrix task's test rows: labels (images,),
+    correct (models, images) as booleans, images in the same order; None when the arms do not match."""
+    rows: dict[str, dict[str, dict[str, tuple[str, str]]]] = defaultdict(lambda: defaultdict(dict))
+    with Path(csv_path).open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("split", "test") == "test" and label in row and pred in row:
+                rows[row["arm"]][row["model"]][row["id"]] = (row[label], row[pred])
+    mine, ref = rows.get(arm), rows.get(reference)
+    if not mine or not ref or set(mine) != set(ref):
+        return None
+    models = sorted(mine)
+    ids = sorted(set.intersection(*(set(mine[m]) & set(ref[m]) for m in models)))
+    if len(ids) < 2 or any(mine[m][i][0] != ref[m][i][0] for m in models for i in ids):
+        return None
+    labels = np.array([mine[models[0]][i][0] for i in ids])
+    correct = [np.array([[arms[m][i][1] == arms[m][i][0] for i in ids] for m in models]) for arms in (mine, ref)]
+    return labels, correct[0], correct[1]
 
 
 def entry_gain(runs: list[dict[str, Any]], metric: str, csv_of: Any) -> Gain | None:
@@ -76,7 +135,11 @@ def entry_gain(runs: list[dict[str, Any]], metric: str, csv_of: Any) -> Gain | N
     from bench.registry import TASKS
 
     spec = getattr(TASKS.get(runs[0]["task"]["id"]), "sample_scores", None)
-    if spec is None or metric not in spec.columns or runs[0]["method"]["id"] == spec.reference_arm:
+    if spec is None or runs[0]["method"]["id"] == spec.reference_arm:
+        return None
+    if metric == "balanced_accuracy" and spec.confusion is not None:
+        return _balanced_entry_gain(runs, spec, csv_of)
+    if metric not in spec.columns:
         return None
     pairs = []
     for rec in runs:
@@ -91,3 +154,17 @@ def entry_gain(runs: list[dict[str, Any]], metric: str, csv_of: Any) -> Gain | N
     ps = [((r.get("comparisons") or {}).get("paired_ttest") or {}).get(metric, {}).get("p") for r in runs]
     ps = [p for p in ps if isinstance(p, (int, float))]
     return Gain(value, low, high, float(np.median(ps)) if ps else None, len(runs))
+
+
+def _balanced_entry_gain(runs: list[dict[str, Any]], spec: Any, csv_of: Any) -> Gain | None:
+    """`entry_gain` of balanced accuracy for a task scored by per-image classes (derm-cls): no paired test is
+    stated for it, so ``p`` is None."""
+    triples = []
+    for rec in runs:
+        path = csv_of(rec)
+        arms = _confusion_arms(path, *spec.confusion, spec.arm, spec.reference_arm) if path is not None else None
+        if arms is None:
+            return None
+        triples.append(arms)
+    value, low, high = bootstrap_balanced_gain(triples)
+    return Gain(value, low, high, None, len(runs))

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.metrics.classification import stacked_balanced_accuracy
+
 N_BOOTSTRAP = 2000
 BOOTSTRAP_SEED = 0
 
@@ -29,25 +31,52 @@ class Gain:
     n_seeds: int
 
 
-def _arms(csv_path: Path, metric: str, arm: str, reference: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(method, reference) score matrices of shape (models, images), images in the same order, or None."""
-    scores: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+def _paired_rows(csv_path: Path, fields: tuple[str, ...], arm: str, reference: str
+                 ) -> tuple[list[str], list[str], dict[str, dict[str, tuple[str, ...]]], dict[str, dict[str, tuple[str, ...]]]] | None:
+    """The test rows of both arms as model -> id -> the ``fields`` values, with the models and the ids both arms
+    hold (sorted); None when a column is missing, the arms' models differ or fewer than two ids are shared."""
+    rows: dict[str, dict[str, dict[str, tuple[str, ...]]]] = defaultdict(lambda: defaultdict(dict))
     with Path(csv_path).open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
-            if row.get("split", "test") != "test" or metric not in row:
+            if row.get("split", "test") != "test" or any(f not in row for f in fields):
                 continue
             try:
-                scores[row["arm"]][row["model"]][row["id"]] = float(row[metric])
-            except (KeyError, ValueError):
+                rows[row["arm"]][row["model"]][row["id"]] = tuple(row[f] for f in fields)
+            except KeyError:
                 return None
-    mine, ref = scores.get(arm), scores.get(reference)
+    mine, ref = rows.get(arm), rows.get(reference)
     if not mine or not ref or set(mine) != set(ref):
         return None
     models = sorted(mine)
     ids = sorted(set.intersection(*(set(mine[m]) & set(ref[m]) for m in models)))
-    if len(ids) < 2:
+    return (models, ids, mine, ref) if len(ids) >= 2 else None
+
+
+def _arms(csv_path: Path, metric: str, arm: str, reference: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(method, reference) score matrices of shape (models, images), images in the same order, or None."""
+    paired = _paired_rows(csv_path, (metric,), arm, reference)
+    if paired is None:
         return None
-    return (np.array([[mine[m][i] for i in ids] for m in models]), np.array([[ref[m][i] for i in ids] for m in models]))
+    models, ids, mine, ref = paired
+    try:
+        return tuple(np.array([[float(rows[m][i][0]) for i in ids] for m in models]) for rows in (mine, ref))
+    except ValueError:
+        return None
+
+
+def _confusion_arms(csv_path: Path, label: str, pred: str, arm: str, reference: str
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(labels, method correct, reference correct) of a confusion-matrix task's test rows: labels (images,),
+    correct (models, images) as booleans, images in the same order; None when the arms do not match."""
+    paired = _paired_rows(csv_path, (label, pred), arm, reference)
+    if paired is None:
+        return None
+    models, ids, mine, ref = paired
+    if any(mine[m][i][0] != ref[m][i][0] for m in models for i in ids):
+        return None
+    labels = np.array([mine[models[0]][i][0] for i in ids])
+    correct = [np.array([[rows[m][i][1] == rows[m][i][0] for i in ids] for m in models]) for rows in (mine, ref)]
+    return labels, correct[0], correct[1]
 
 
 def _gain(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -80,18 +109,6 @@ def bootstrap_gain(pairs: list[tuple[np.ndarray, np.ndarray]], n: int = N_BOOTST
     return _bootstrap([gain_of(a, b) for a, b in pairs], [a.shape[1] for a, _ in pairs], n, seed)
 
 
-def balanced_accuracy(labels: np.ndarray, correct: np.ndarray) -> np.ndarray:
-    """Mean per-class recall over the classes present in ``labels`` (sklearn's ``balanced_accuracy_score``), for
-    stacked resamples: labels (draws, images), correct (draws, models, images) -> (draws, models)."""
-    recalls = []
-    for c in np.unique(labels):
-        mask = (labels == c)[:, None, :]
-        count = mask.sum(axis=-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            recalls.append(np.where(count > 0, (correct & mask).sum(axis=-1) / count, np.nan))
-    return np.nanmean(np.stack(recalls), axis=0)
-
-
 def bootstrap_balanced_gain(triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n: int = N_BOOTSTRAP,
                             seed: int = BOOTSTRAP_SEED) -> tuple[float, float, float]:
     """`bootstrap_gain` of balanced accuracy, from (labels, method correct, reference correct) per seed: a resample
@@ -99,34 +116,13 @@ def bootstrap_balanced_gain(triples: list[tuple[np.ndarray, np.ndarray, np.ndarr
     def gain_of(labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         def gain(idx: np.ndarray) -> np.ndarray:
             drawn = labels[idx]
-            mine = balanced_accuracy(drawn, a[:, idx].transpose(1, 0, 2))
-            ref = balanced_accuracy(drawn, b[:, idx].transpose(1, 0, 2))
+            mine = stacked_balanced_accuracy(drawn, a[:, idx].transpose(1, 0, 2))
+            ref = stacked_balanced_accuracy(drawn, b[:, idx].transpose(1, 0, 2))
             with np.errstate(divide="ignore", invalid="ignore"):
                 return (mine / ref - 1).mean(axis=-1)
         return gain
 
     return _bootstrap([gain_of(*t) for t in triples], [len(t[0]) for t in triples], n, seed)
-
-
-def _confusion_arms(csv_path: Path, label: str, pred: str, arm: str, reference: str
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(labels, method correct, reference correct) of a confusion-matrix task's test rows: labels (images,),
-    correct (models, images) as booleans, images in the same order; None when the arms do not match."""
-    rows: dict[str, dict[str, dict[str, tuple[str, str]]]] = defaultdict(lambda: defaultdict(dict))
-    with Path(csv_path).open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("split", "test") == "test" and label in row and pred in row:
-                rows[row["arm"]][row["model"]][row["id"]] = (row[label], row[pred])
-    mine, ref = rows.get(arm), rows.get(reference)
-    if not mine or not ref or set(mine) != set(ref):
-        return None
-    models = sorted(mine)
-    ids = sorted(set.intersection(*(set(mine[m]) & set(ref[m]) for m in models)))
-    if len(ids) < 2 or any(mine[m][i][0] != ref[m][i][0] for m in models for i in ids):
-        return None
-    labels = np.array([mine[models[0]][i][0] for i in ids])
-    correct = [np.array([[arms[m][i][1] == arms[m][i][0] for i in ids] for m in models]) for arms in (mine, ref)]
-    return labels, correct[0], correct[1]
 
 
 def entry_gain(runs: list[dict[str, Any]], metric: str, csv_of: Any) -> Gain | None:

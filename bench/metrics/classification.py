@@ -72,6 +72,19 @@ def classification_scores(
     return out
 
 
+def stacked_balanced_accuracy(labels: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """`classification_scores`' balanced accuracy (mean recall over the classes present in ``labels``) for many label
+    draws at once, as a bootstrap needs: labels (draws, images), correct (draws, models, images) as booleans ->
+    (draws, models)."""
+    recalls = []
+    for c in np.unique(labels):
+        mask = (labels == c)[:, None, :]
+        count = mask.sum(axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recalls.append(np.where(count > 0, (correct & mask).sum(axis=-1) / count, np.nan))
+    return np.nanmean(np.stack(recalls), axis=0)
+
+
 def support_weighted_mean(per_class: Mapping[str, float] | Sequence[float], support: Mapping[str, int] | Sequence[int]) -> float:
     """Support-weighted mean of class-wise scores, ``sum_c n_c s_c / sum_c n_c``.
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from bench.leaderboard.ranking import balanced_accuracy, bootstrap_balanced_gain, bootstrap_gain, entry_gain
+from bench.leaderboard.ranking import bootstrap_balanced_gain, bootstrap_gain, entry_gain
+from bench.metrics.classification import stacked_balanced_accuracy
 from bench.leaderboard.submit import default_leaderboard_dir
 
 
@@ -13,7 +14,7 @@ def test_balanced_accuracy_is_sklearns_on_every_resample():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, size=(5, 40))
     preds = rng.integers(0, 4, size=(5, 3, 40))
-    ours = balanced_accuracy(labels, preds == labels[:, None, :])
+    ours = stacked_balanced_accuracy(labels, preds == labels[:, None, :])
     expected = [[balanced_accuracy_score(labels[d], preds[d, m]) for m in range(3)] for d in range(5)]
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
 

@@ -135,6 +135,25 @@ def dynamic_ranges(records: Sequence[dict[str, Any]], preferred: Sequence[str] =
     return out
 
 
+def _by_variant(rng: DynamicRange, records: Sequence[dict[str, Any]]
+                ) -> list[tuple[tuple[str, str], list[dict[str, Any]]]]:
+    """The records of ``rng``'s protocol grouped by (method id, display label), one group per config variant: a
+    variant (DiDGen without CA guidance) is its own entry, never a seed of the default run. The label is the method
+    id, with the variant in parentheses when the method has more than one under this protocol."""
+    from bench.variants import variant_label
+
+    variants: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for rec in records:
+        if (rec["task"]["id"], rec["profile"], rec["protocol_hash"]) == (rng.task, rng.profile, rng.protocol):
+            variants[rec["method"]["id"]][variant_label(rec)].append(rec)
+    groups = []
+    for method, by_label in variants.items():
+        for variant, recs in by_label.items():
+            alone = len(by_label) == 1  # one variant: the method id says it (seg-aug's baselines on DiDGen masks)
+            groups.append(((method, method if alone or not variant else f"{method} ({variant})"), recs))
+    return sorted(groups, key=lambda g: g[0])
+
+
 @dataclass(frozen=True)
 class MethodGain:
     """A method's gain over real-only under one protocol, over its seeds (each seed paired with its own real-only
@@ -160,12 +179,8 @@ def method_fractions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> li
     real-only arm (``reference_metrics``)."""
     from bench.metrics.stats import paired_ttest, t_interval
 
-    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in records:
-        if (rec["task"]["id"], rec["profile"], rec["protocol_hash"]) == (rng.task, rng.profile, rng.protocol):
-            by_method[rec["method"]["id"]].append(rec)
     out = []
-    for method, recs in sorted(by_method.items()):
+    for (method, label), recs in _by_variant(rng, records):
         if method == "real-only":
             continue
         pairs = []
@@ -180,7 +195,41 @@ def method_fractions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> li
             if len(pairs) >= 2:
                 ci = t_interval(gains)
                 p = paired_ttest([v for v, _ in pairs], [r for _, r in pairs])["p"]
-            out.append(MethodGain(method, gain, gain / rng.span, len(gains), ci, p))
+            out.append(MethodGain(label, gain, gain / rng.span, len(gains), ci, p))
+    return out
+
+
+@dataclass(frozen=True)
+class MethodPosition:
+    """Where a method sits in the range when its records have no real-only arm to be paired with (derm-quality's
+    FD, MS-SSIM and LPIPS score a generated set, not an augmented training run): ``(value - noise) / span``, 0 % at
+    the negative control and 100 % at the positive one (for lower-is-better metrics too), mean over its seeds."""
+
+    method: str
+    value: float
+    share: float
+    seeds: int
+
+    def describe(self, metric: str) -> str:
+        return (f"{metric} {self.value:.4f} = {self.share * 100:.0f} % of the way from noise to world-oracle "
+                f"({self.seeds} seed{'s' * (self.seeds != 1)}; no real-only arm to pair with)")
+
+
+def method_positions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> list[MethodPosition]:
+    """Per method under ``rng``'s protocol whose records hold the metric but no real-only reference for it (so
+    `method_fractions` has no gain to give): its mean value over seeds and its position in the range. Real-only
+    and the controls are left out (the range's own ends and reference)."""
+    out = []
+    for (method, label), recs in _by_variant(rng, records):
+        if method == "real-only" or method in CONTROLS or not rng.span:
+            continue
+        newest = _newest_per_seed(recs)
+        if any(_reference(r, rng.metric) is not None for r in newest):
+            continue  # paired with real-only: method_fractions reads it
+        values = [v for v in (_value(r, rng.metric) for r in newest) if v is not None]
+        if values:
+            value = statistics.fmean(values)
+            out.append(MethodPosition(label, value, (value - rng.noise) / rng.span, len(values)))
     return out
 
 
@@ -218,6 +267,8 @@ def footer_lines(result: Any, records: Sequence[dict[str, Any]]) -> list[str]:
         gains = method_fractions(rng, records)
         for g in sorted(gains, key=lambda g: g.method in CONTROLS):  # the controls last: the range's own check
             lines.append(f"  - {g.method}{' (control)' if g.method in CONTROLS else ''}: {g.describe()}")
+        for pos in sorted(method_positions(rng, records), key=lambda p: -p.share):
+            lines.append(f"  - {pos.method}: {pos.describe(rng.metric)}")
     return lines
 
 
@@ -252,4 +303,8 @@ def section_html(records: Sequence[dict[str, Any]]) -> str:
         text += f"; {html.escape(rng.where_real_only_sits())}"
     if shares:
         text += ". Gain over real-only as a share of the range: " + ", ".join(shares)
+    positions = [f"{html.escape(p.method)} {p.share * 100:.0f} %"
+                 for p in sorted(method_positions(rng, records), key=lambda p: -p.share)]
+    if positions:
+        text += ". Position between noise (0 %) and world-oracle (100 %): " + ", ".join(positions)
     return f'<p class="meta dynamic-range" title="(method - real-only) / (world-oracle - noise)">{text}.</p>'

@@ -6,7 +6,7 @@ import typer
 from typer.testing import CliRunner
 
 from bench.tables.cli import table_command
-from bench.tables.dynamic_range import dynamic_ranges, method_fractions
+from bench.tables.dynamic_range import dynamic_ranges, method_fractions, method_positions, section_html
 
 app = typer.Typer()
 app.command("table")(table_command)
@@ -147,3 +147,38 @@ def test_derm_cls_reads_its_range_on_balanced_accuracy(record_factory):
             for m, f1, ba in (("world-oracle", 0.65, 0.42), ("noise", 0.63, 0.29))]
     (rng,) = dynamic_ranges(recs, preferred=["f1_weighted"]).values()
     assert rng.metric == "balanced_accuracy" and rng.span == pytest.approx(0.13)
+
+
+def test_a_method_without_a_real_only_arm_is_placed_between_the_controls(record_factory):
+    """derm-quality scores generated sets (FD, lower is better) with no real-only arm to pair with: each method is
+    placed on the range instead, 0 % at noise and 100 % at world-oracle, mean over its seeds."""
+    fd = "fd[mini-clip]"
+    recs = [record_factory(task="derm-quality", method="world-oracle", metrics={fd: 2.0}),
+            record_factory(task="derm-quality", method="noise", metrics={fd: 222.0}),
+            record_factory(task="derm-quality", method="real-only", metrics={fd: 1.9}),
+            record_factory(task="derm-quality", method="didgen", seed=0, metrics={fd: 100.0}),
+            record_factory(task="derm-quality", method="didgen", seed=1, metrics={fd: 124.0}),
+            record_factory(task="derm-quality", method="pgan", metrics={fd: 250.0})]
+    rng = next(iter(dynamic_ranges(recs).values()))
+    assert method_fractions(rng, recs) == []  # nothing is paired with real-only
+    got = {p.method: (p.value, p.share, p.seeds) for p in method_positions(rng, recs)}
+    assert got == {"didgen": (112.0, pytest.approx(0.5), 2), "pgan": (250.0, pytest.approx(-28 / 220), 1)}
+    assert "didgen 50 %, pgan -13 %" in section_html(recs)
+    # a method paired with real-only is read as a gain (method_fractions), never placed as well
+    seg = _records(record_factory)
+    assert method_positions(next(iter(dynamic_ranges(seg).values())), seg) == []
+
+
+def test_a_config_variant_is_its_own_entry_never_a_seed_of_the_default_run(record_factory):
+    """Table 4.7's DiDGen without CA guidance is a seed-0 didgen record of the same protocol as the default DiDGen:
+    read as the newest seed-0 record of `didgen`, it replaced the default run's seed 0 in the gain."""
+    ref = {"reference_metrics": {"dice": 0.80}}
+    recs = _records(record_factory)[:4] + [
+        record_factory(method="didgen", seed=0, metrics={"dice": 0.85}, comparisons=ref),
+        record_factory(method="didgen", seed=1, metrics={"dice": 0.83}, comparisons=ref),
+        record_factory(method="didgen", seed=0, metrics={"dice": 0.70}, comparisons=ref, created="2026-12-01T00:00:00Z",
+                       method_config={"ca_guidance": False}, run_id="seg-aug__didgen__derm-mini__mini__s0__dddddddd")]
+    rng = next(iter(dynamic_ranges(recs).values()))
+    rows = {g.method: (g.gain, g.seeds) for g in method_fractions(rng, recs)}
+    assert rows["didgen"] == (pytest.approx(0.04), 2)
+    assert rows["didgen (ca_guidance=False)"] == (pytest.approx(-0.10), 1)

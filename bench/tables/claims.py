@@ -131,11 +131,21 @@ def _pairs(claim: dict[str, Any]) -> list[tuple[tuple[str, str], tuple[str, str]
     return [(tuple(a), tuple(b)) for a, b in claim["pairs"]]
 
 
-def per_seed_gains(kind: str, got: list[tuple[Any, Any]]) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """The claim at each seed that every cell of ``got`` (pairs of treatment and reference cells) was reproduced at."""
+def per_seed_gains(kind: str, got: list[tuple[Any, Any]]
+                   ) -> tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...]]:
+    """The claim at each seed that every cell of ``got`` (pairs of treatment and reference cells) was reproduced at,
+    and the seeds where it is undefined (a relative gain over a reference cell of 0: a classifier that never
+    predicts a class has F1 0 for it), which are left out of the per-seed claims."""
     by_seed = [(dict(zip(ca.seeds, ca.values)), dict(zip(cb.seeds, cb.values))) for ca, cb in got]
     common = sorted(set.intersection(*(set(a) & set(b) for a, b in by_seed))) if by_seed else []
-    return tuple(common), tuple(gain(kind, [a[s] for a, _ in by_seed], [b[s] for _, b in by_seed]) for s in common)
+    seeds, gains, undefined = [], [], []
+    for s in common:
+        try:
+            gains.append(gain(kind, [a[s] for a, _ in by_seed], [b[s] for _, b in by_seed]))
+            seeds.append(s)
+        except ValueError:
+            undefined.append(s)
+    return tuple(seeds), tuple(gains), tuple(undefined)
 
 
 def _gain_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | None, float | None, str, dict[str, Any]]:
@@ -166,7 +176,10 @@ def _gain_claim(claim: dict[str, Any], result: TableResult) -> tuple[float | Non
         detail = f"{n_ok}/{n_cells} cells reproduced"
     over_seeds: dict[str, Any] = {}
     if from_reproduced is not None:
-        seeds, per_seed = per_seed_gains(claim["kind"], got)
+        seeds, per_seed, undefined = per_seed_gains(claim["kind"], got)
+        if undefined:
+            detail = (f"seed{'s' * (len(undefined) > 1)} {', '.join(map(str, undefined))} left out: a reference cell "
+                      f"is 0 there, so the relative gain is undefined")
         if len(seeds) >= 2:
             from_reproduced = statistics.fmean(per_seed)
             over_seeds = {"seeds": seeds, "per_seed": per_seed, "ci": t_interval(per_seed)}

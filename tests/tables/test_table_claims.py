@@ -157,3 +157,19 @@ def test_a_gain_claim_reads_its_direction_from_the_interval_over_seeds(record_fa
     claim = next(c for c in evaluate_claims(reproduce_table(load_table("thesis-4.5"), "mini", records))
                  if c.id == "gain-iou-s1k")
     assert claim.stated > 0 and claim.reading == reading
+
+
+def test_a_seed_whose_reference_cell_is_0_is_left_out_of_the_claim_over_seeds(record_factory) -> None:
+    """Table 4.3's MEL F1 claim: a classifier that never predicts MEL at one seed has F1 0 there, so its relative
+    gain is undefined at that seed. That seed is left out (and said to be); the other seeds still give the claim.
+    Before, the ValueError escaped and broke `bench table` and the leaderboard's paper-table page."""
+    models = ["unet", "attention-unet", "dcsau-net", "xbound-former"]
+    orig = {0: 0.70, 1: 0.72, 2: 0.69}
+    aug = {0: 0.72, 1: 0.73, 2: 0.71}
+    records = [record_factory(method=m, seed=s, per_model={k: {"iou": 0.0 if (m, s, k) == ("real-only", 2, "unet")
+                                                                    else v, "dice": v} for k in models})
+               for m, arm in (("real-only", orig), ("didgen", aug)) for s, v in arm.items()]
+    claim = next(c for c in evaluate_claims(reproduce_table(load_table("thesis-4.5"), "mini", records))
+                 if c.id == "gain-iou-s1k")
+    assert claim.seeds == (0, 1) and claim.per_seed == pytest.approx([0.72 / 0.70 - 1, 0.73 / 0.72 - 1])
+    assert claim.detail == "seed 2 left out: a reference cell is 0 there, so the relative gain is undefined"

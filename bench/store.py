@@ -211,13 +211,17 @@ def record_digest(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json({**body, "provenance": {"files": files}}).encode()).hexdigest()
 
 
-def with_provenance(record: dict[str, Any], folder: Path) -> dict[str, Any]:
-    """The record with ``provenance``: hashes of the files it names that exist in ``folder``, then of itself."""
-    files = {name: file_digest(folder / name) for name in named_files(record) if (folder / name).is_file()}
+def sealed(record: dict[str, Any], file_digests: dict[str, str]) -> dict[str, Any]:
+    """The record with ``provenance``: the given SHA-256 of the files it names, then the hash of itself."""
     out = {k: v for k, v in record.items() if k != "provenance"}
-    out["provenance"] = {"files": files}
+    out["provenance"] = {"files": dict(file_digests)}
     out["provenance"]["record_sha256"] = record_digest(out)
     return out
+
+
+def with_provenance(record: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """The record with ``provenance``: hashes of the files it names that exist in ``folder``, then of itself."""
+    return sealed(record, {name: file_digest(folder / name) for name in named_files(record) if (folder / name).is_file()})
 
 
 def check_provenance(record: dict[str, Any], folder: Path) -> list[str]:
@@ -225,7 +229,7 @@ def check_provenance(record: dict[str, Any], folder: Path) -> list[str]:
     before records carried provenance gets one problem saying so."""
     prov = record.get("provenance")
     if not isinstance(prov, dict):
-        return ["the record carries no provenance hashes (written before 2026-12-05's records did)"]
+        return ["the record carries no provenance hashes (bench run writes them with every record since 2026-12-05)"]
     problems = []
     if record_digest(record) != prov.get("record_sha256"):
         problems.append("the record was edited after its run (its content hash differs)")

@@ -25,6 +25,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bench.cli import app
+from bench.store import with_provenance
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "data"))  # data_layouts: datasets in their distributed layouts
@@ -377,9 +378,10 @@ def _shipped_didgen(dest: Path) -> tuple[dict, Path]:
 
     src = default_leaderboard_dir() / f"{SHIPPED_DIDGEN}.json"
     record = json.loads(src.read_text())
-    record.pop("provenance")  # the forger drops the content hashes too: each check below must catch its edit alone
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src.parent / record["per_sample_file"], dest / record["per_sample_file"])
+    for named in src.parent.glob(f"{SHIPPED_DIDGEN}.*"):  # its scores and sample grid: the content hashes cover them
+        if named != src:
+            shutil.copy(named, dest / named.name)
     return record, dest / "r.json"
 
 
@@ -419,7 +421,8 @@ def test_a_refused_submission_prints_its_reason_and_stores_nothing(tmp_path, cas
         path.write_text("[" * 200_000 + "]" * 200_000)
     else:
         edit(record)
-        path.write_text(json.dumps(record))
+        # resealed as a forger would: anyone can recompute the content hashes, each check must catch its edit alone
+        path.write_text(json.dumps(with_provenance(record, path.parent)))
     out = bench("submit", str(path), "--leaderboard", str(tmp_path / "lb"))
     assert out.exit_code == 1, out.output
     (line,) = [ln for ln in out.output.splitlines() if ln.startswith("refused ")]

@@ -130,7 +130,7 @@ def test_a_record_and_its_files_carry_content_hashes_that_reveal_an_edit(tmp_pat
                                         "record_sha256": written["provenance"]["record_sha256"]})
     assert store.check_provenance(forged, tmp_path) == ["the record was edited after its run (its content hash differs)"]
     assert store.check_provenance(minimal_record(), tmp_path) == [
-        "the record carries no provenance hashes (written before 2026-12-05's records did)"]
+        "the record carries no provenance hashes (bench run writes them with every record since 2026-12-05)"]
 
 
 def test_atomic_path_renames_on_success_and_leaves_nothing_when_interrupted(tmp_path) -> None:

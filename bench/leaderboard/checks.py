@@ -237,8 +237,6 @@ def check_scores(record: dict[str, Any], rows: list[dict[str, str]] | None, fold
                               "scores nor declared as not recomputable (Task.sample_scores)")
     note = f"not recomputable from per-sample scores: {', '.join(unchecked)}" if unchecked else ""
     if rows is None:
-        if spec.has_file and spec.legacy_without_file and "provenance" not in record:
-            return "; ".join(filter(None, [note, "legacy record without provenance or per-sample file"]))
         if spec.has_file:
             raise SubmissionError(f"no per-sample file: task {task_id}'s metrics must recompute from one" if spec.columns
                                   else f"no per-sample file: task {task_id} writes one with every run")
@@ -518,19 +516,18 @@ def _check_comparisons(record: dict[str, Any], spec: Any, mine: dict[str, list],
                                       f"recompute from the per-sample scores (p = {test['p']})")
 
 
-def check_provenance(record: dict[str, Any], folder: Path) -> str:
-    """Refuse a record whose content hashes no longer match; a legacy record without them gets a note."""
+def check_provenance(record: dict[str, Any], folder: Path) -> None:
+    """Refuse a record without content hashes or whose hashes no longer match its content and files."""
     from bench.store import check_provenance as problems_of
 
-    if "provenance" not in record:
-        return "no provenance hashes (legacy record)"
     problems = problems_of(record, folder)
     if problems:
         raise SubmissionError(problems[0])
-    return ""
 
 
 def self_consistency(record: dict[str, Any], folder: Path) -> list[str]:
     """Every check above; returns the notes for the verdict."""
-    notes = [check_identity(record), check_provenance(record, folder), check_scores(record, read_scores(record, folder), folder)]
+    notes = [check_identity(record)]
+    check_provenance(record, folder)
+    notes.append(check_scores(record, read_scores(record, folder), folder))
     return [n for n in notes if n]

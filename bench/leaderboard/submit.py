@@ -30,6 +30,7 @@ the record, with a note in the verdict.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.store import MAX_RECORD_BYTES
+from bench.store import MAX_RECORD_BYTES, sealed
 
 logger = logging.getLogger(__name__)
 
@@ -342,6 +343,9 @@ def submit(paths: Iterable[Path], leaderboard: Path | None = None, allow_profile
                 raise SubmissionError(f"duplicate: the same task, dataset, method and config, profile, seed and protocol is "
                                       f"already accepted as '{seen[key]}'")
             stored, files, dropped = attachments(record, path)
+            # the stored copy names its files as the leaderboard does and leaves out what was not taken: its
+            # content hashes are those of what is stored (the same as submitted when nothing was renamed)
+            stored = sealed(stored, {name: hashlib.sha256(data).hexdigest() for name, data in files})
             if not dry_run:
                 try:
                     _store(dest, stored, files)

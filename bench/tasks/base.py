@@ -81,8 +81,6 @@ class SampleScores:
     ``fd[...]`` metric recomputes from it.
     ``split_metrics``: ``<column>[<split>]`` metrics (a transfer set's ``dice[ph2]``) recompute from the rows whose
     ``split`` column is ``<split>``, as ``<column>`` does from the ``split`` rows.
-    ``legacy_without_file``: the task wrote no per-sample file before records carried provenance hashes; such a
-    legacy record (no ``provenance``) is accepted with a note saying nothing could be recomputed.
     ``optional_columns``: per-sample scores recomputed like ``columns`` when the record reports them as metrics
     (seg-aug's ``surface_metrics``: precision, recall, HD95, ASSD); records without them are checked as before. Empty
     cells (NaN: an HD95 with both masks empty) are left out of the means.
@@ -100,7 +98,6 @@ class SampleScores:
     confusion: tuple[str, str] | None = None
     metric_rows: tuple[str, ...] = ()
     fd_stats: str | None = None
-    legacy_without_file: bool = False
     split_metrics: bool = False
     optional_columns: tuple[str, ...] = ()
 

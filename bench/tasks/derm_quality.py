@@ -89,8 +89,7 @@ class DermQualityTask(Task):
     main_metric: ClassVar[str] = "fd"
     # MS-SSIM and LPIPS diversity are means of per-pair rows (metric, id, value); FD recomputes from the two sets'
     # sufficient statistics in the fd_stats artefact
-    sample_scores: ClassVar[SampleScores] = SampleScores((), metric_rows=("ms_ssim*", "lpips*"), fd_stats="fd_stats",
-                                                         legacy_without_file=True)
+    sample_scores: ClassVar[SampleScores] = SampleScores((), metric_rows=("ms_ssim*", "lpips*"), fd_stats="fd_stats")
     Config = DermQualityConfig
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"generator_image_size"})
     inputs_left_out_at: ClassVar[dict[str, Any]] = {"generator_image_size": None}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.store import validate_record
+from bench.store import validate_record, with_provenance
 
 
 def base_record(**over: Any) -> dict[str, Any]:
@@ -98,11 +98,12 @@ def valid_record(seg_mini_record) -> dict[str, Any]:
 
 
 def dump(path: Path, record: dict[str, Any]) -> Path:
-    """Write the record, and beside it the per-sample scores of a hand-made record that names them."""
-    path.write_text(json.dumps(record), encoding="utf-8")
+    """Write the per-sample scores of a hand-made record that names them, then the record with its content hashes
+    (`bench run` writes both; a forged record is resealed, since anyone can recompute the hashes)."""
     name = record.get("per_sample_file")
     if isinstance(name, str) and record.get("run_id") in SCORES and not (path.parent / name).exists():
         (path.parent / name).write_text(SCORES[record["run_id"]], encoding="utf-8")
+    path.write_text(json.dumps(with_provenance(record, path.parent)), encoding="utf-8")
     return path
 
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.leaderboard.submit import default_leaderboard_dir, submit
 from bench.runner import RunConfig, run_one
+from bench.store import named_files, with_provenance
 
 SMALL = ("task.max_epochs=2", "task.segmenters=[unet]", "task.n_generate=4",
          "task.dataset_options={sizes: {train: 16, val: 8, test: 8}}")
@@ -25,8 +26,23 @@ def _copy_shipped(pattern: str, dest: Path) -> tuple[dict, Path]:
     src = sorted(default_leaderboard_dir().glob(pattern))[0]
     record = json.loads(src.read_text())
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(src.parent / record["per_sample_file"], dest / record["per_sample_file"])
+    for named in src.parent.glob(f"{src.stem}.*"):  # per-sample scores and artefacts: the content hashes cover them
+        if named != src:
+            shutil.copy(named, dest / named.name)
     return record, dest
+
+
+def copy_named(record: dict, src: Path, dest: Path) -> None:
+    """The files a record names (per-sample scores, sample grid), copied beside its forged copy."""
+    for name in named_files(record):
+        shutil.copy(src / name, dest / name)
+
+
+def reseal(path: Path, record: dict) -> Path:
+    """Write a forged record with fresh content hashes, as a forger would: anyone can recompute them, so the checks
+    under them must catch the edit on their own."""
+    path.write_text(json.dumps(with_provenance(record, path.parent)))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +55,10 @@ def smoke_run(tmp_path_factory):
 
 def test_a_shipped_record_copied_as_another_seed_with_better_scores(tmp_path):
     record, folder = _copy_shipped("seg-aug__didgen__derm-mini__mini__s0__e4f9b7e6.json", tmp_path / "forged")
-    record.pop("provenance")  # the forger drops the content hashes too (an edit under them is refused by them alone)
     record["seed"], record["run_id"] = 1, record["run_id"].replace("__s0__", "__s1__")
     record["metrics"].update(dice=0.999, iou=0.999)
     path = folder / "r.json"
-    path.write_text(json.dumps(record))
+    reseal(path, record)
     verdict = one(tmp_path, path)
     assert not verdict.accepted and verdict.reason.startswith("metrics.dice is 0.999, the mean of its per-model")
 
@@ -74,6 +89,7 @@ def test_scores_of_other_images_than_the_test_split(tmp_path, valid_record, dump
     path = dump_record(tmp_path / "r.json", valid_record)
     scores = tmp_path / valid_record["per_sample_file"]
     scores.write_text(scores.read_text().replace("dm-2018-test-00007", "dm-2018-train-00007"))
+    reseal(path, valid_record)
     verdict = one(tmp_path, path)
     assert not verdict.accepted and verdict.reason == "the per-sample ids of model unet are not the protocol's test split"
 
@@ -81,9 +97,9 @@ def test_scores_of_other_images_than_the_test_split(tmp_path, valid_record, dump
 def test_a_smoke_record_relabelled_mini(tmp_path, smoke_run):
     record, path = smoke_run
     forged = dict(record, profile="mini", run_id=record["run_id"].replace("__smoke__", "__mini__"))
-    shutil.copy(path.parent / record["per_sample_file"], tmp_path / record["per_sample_file"])
+    copy_named(record, path.parent, tmp_path)
     target = tmp_path / "r.json"
-    target.write_text(json.dumps(forged))
+    reseal(target, forged)
     verdict = one(tmp_path, target)
     assert not verdict.accepted
     assert verdict.reason.startswith("the record is labelled profile 'mini' but its configs are the 'smoke' profile's")
@@ -109,10 +125,21 @@ def test_an_edit_to_a_record_with_provenance(tmp_path, smoke_run):
     edited["per_model"]["unet"]["dice"] = edited["metrics"]["dice"] = 0.99  # consistent with itself, not its scores
     folder = tmp_path / "e"
     folder.mkdir()
-    shutil.copy(path.parent / record["per_sample_file"], folder / record["per_sample_file"])
+    copy_named(record, path.parent, folder)
     (folder / "r.json").write_text(json.dumps(edited))
     verdict = one(tmp_path, folder / "r.json", allow_profiles=("smoke",))
     assert not verdict.accepted and verdict.reason == "the record was edited after its run (its content hash differs)"
+
+
+def test_a_record_without_content_hashes(tmp_path, smoke_run):
+    """`bench run` writes provenance with every record: one without it was made by hand or stripped of it."""
+    record, path = smoke_run
+    stripped = {k: v for k, v in json.loads(path.read_text()).items() if k != "provenance"}
+    copy_named(record, path.parent, tmp_path)
+    (tmp_path / "r.json").write_text(json.dumps(stripped))
+    verdict = one(tmp_path, tmp_path / "r.json", allow_profiles=("smoke",))
+    assert not verdict.accepted
+    assert verdict.reason == "the record carries no provenance hashes (bench run writes them with every record since 2026-12-05)"
 
 
 def test_a_genuine_record_passes_and_the_cli_says_what_it_did(tmp_path, smoke_run):
@@ -145,9 +172,9 @@ def test_a_smoke_record_relabelled_mini_without_its_overrides(tmp_path, smoke_ru
     record, path = smoke_run
     forged = dict(record, profile="mini", run_id=record["run_id"].replace("__smoke__", "__mini__"))
     forged.pop("overrides")
-    shutil.copy(path.parent / record["per_sample_file"], tmp_path / record["per_sample_file"])
+    copy_named(record, path.parent, tmp_path)
     target = tmp_path / "r.json"
-    target.write_text(json.dumps(forged))
+    reseal(target, forged)
     verdict = one(tmp_path, target)
     assert not verdict.accepted
     assert verdict.reason.startswith("the record is labelled profile 'mini' but its configs are the 'smoke' profile's")
@@ -157,9 +184,9 @@ def test_a_config_edited_beyond_its_recorded_overrides(tmp_path, smoke_run):
     record, path = smoke_run
     forged = json.loads(json.dumps(record))
     forged["config"]["method"]["degrees"] = 33.0  # a task key would change the protocol hash, refused before
-    shutil.copy(path.parent / record["per_sample_file"], tmp_path / record["per_sample_file"])
+    copy_named(record, path.parent, tmp_path)
     target = tmp_path / "r.json"
-    target.write_text(json.dumps(forged))
+    reseal(target, forged)
     verdict = one(tmp_path, target, allow_profiles=("smoke",))
     assert not verdict.accepted
     assert verdict.reason == (f"config.method.degrees is 33.0, profile 'smoke' with the recorded overrides gives "
@@ -226,7 +253,7 @@ def test_a_classification_record_without_its_per_sample_file(tmp_path):
     src = sorted(default_leaderboard_dir().glob("derm-cls__didgen__*.json"))[0]
     record = json.loads(src.read_text())
     record["per_sample_file"] = None
-    (tmp_path / "r.json").write_text(json.dumps(record))
+    reseal(tmp_path / "r.json", record)
     verdict = one(tmp_path, tmp_path / "r.json")
     assert not verdict.accepted and verdict.reason == "no per-sample file: task derm-cls writes one with every run"
 
@@ -242,16 +269,15 @@ def test_test_split_ids_of_a_real_dataset_come_from_its_committed_split_file():
 def test_confusion_matrix_metrics_recompute_from_the_class_predictions(tmp_path):
     """derm-cls: accuracy, weighted and macro P/R/F1 follow from the per-image label/pred rows of each classifier."""
     record, folder = _copy_shipped("derm-cls__didgen__derm-mini__mini__s0__*.json", tmp_path / "genuine")
-    record.pop("provenance", None)
     genuine = folder / "genuine.json"
-    genuine.write_text(json.dumps(record))
+    reseal(genuine, record)
     verdict = one(tmp_path, genuine)
     assert verdict.accepted, verdict.reason
 
     forged = json.loads(json.dumps(record))
     forged["metrics"]["f1_weighted"] += 0.05
     path = folder / "f1.json"
-    path.write_text(json.dumps(forged))
+    reseal(path, forged)
     verdict = one(tmp_path, path)
     assert not verdict.accepted and verdict.reason.startswith("metrics.f1_weighted is ")
     assert "per-sample predictions give" in verdict.reason
@@ -259,13 +285,13 @@ def test_confusion_matrix_metrics_recompute_from_the_class_predictions(tmp_path)
     forged = json.loads(json.dumps(record))
     model = next(iter(forged["per_model"]))
     forged["per_model"][model]["balanced_accuracy"] = 0.9
-    path.write_text(json.dumps(forged))
+    reseal(path, forged)
     verdict = one(tmp_path, path)
     assert not verdict.accepted and verdict.reason.startswith(f"per_model.{model}.balanced_accuracy is 0.9")
 
     forged = json.loads(json.dumps(record))
     forged["comparisons"]["relative_gain"]["f1_weighted"] = 0.25
-    path.write_text(json.dumps(forged))
+    reseal(path, forged)
     verdict = one(tmp_path, path)
     assert not verdict.accepted and verdict.reason.startswith("comparisons.relative_gain.f1_weighted is 0.25")
 
@@ -277,10 +303,9 @@ def test_skin_tone_annotation_metrics_recompute_from_the_annotations(tmp_path):
                                      threads=1, progress=False))
     assert one(tmp_path, path, allow_profiles=("smoke", "mini", "paper")).accepted
     record = json.loads(path.read_text())
-    record.pop("provenance", None)
     record["metrics"]["f1_macro"] = min(1.0, record["metrics"]["f1_macro"] + 0.02)
     forged = path.parent / "forged.json"
-    forged.write_text(json.dumps(record))
+    reseal(forged, record)
     verdict = one(tmp_path, forged, allow_profiles=("smoke", "mini", "paper"))
     assert not verdict.accepted and verdict.reason.startswith("metrics.f1_macro is ")
 
@@ -295,7 +320,6 @@ def test_derm_quality_scores_recompute_from_pair_rows_and_feature_statistics(tmp
     verdict = one(tmp_path, path, allow_profiles=profiles)
     assert verdict.accepted and "not recomputable" not in verdict.reason, verdict.reason
     genuine = json.loads(path.read_text())
-    genuine.pop("provenance")
     keys = {k: k for k in genuine["metrics"]}
     fd_key = next(k for k in keys if k.startswith("fd["))
     ms_key = next(k for k in keys if k.startswith("ms_ssim"))
@@ -305,7 +329,7 @@ def test_derm_quality_scores_recompute_from_pair_rows_and_feature_statistics(tmp
         forged = json.loads(json.dumps(genuine))
         forged["metrics"][key] *= 0.9
         target = path.parent / f"forged-{key[:2]}.json"
-        target.write_text(json.dumps(forged))
+        reseal(target, forged)
         verdict = one(tmp_path, target, allow_profiles=profiles)
         assert not verdict.accepted and verdict.reason.startswith(f"metrics.{key} is ") and reason in verdict.reason
 
@@ -319,8 +343,8 @@ def test_transfer_set_scores_recompute_from_their_rows(tmp_path, smoke_run):
     assert verdict.accepted and "dice[ph2]" not in verdict.reason, verdict.reason
     forged = {k: v for k, v in json.loads(path.read_text()).items() if k != "provenance"}
     forged["metrics"]["dice[ph2]"] = 0.99
-    shutil.copy(path.parent / record["per_sample_file"], tmp_path / record["per_sample_file"])
+    copy_named(record, path.parent, tmp_path)
     target = tmp_path / "r.json"
-    target.write_text(json.dumps(forged))
+    reseal(target, forged)
     verdict = one(tmp_path, target, allow_profiles=("smoke", "mini", "paper"))
     assert not verdict.accepted and verdict.reason.startswith("metrics.dice[ph2] is 0.99, the mean of its per-model")

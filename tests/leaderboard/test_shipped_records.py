@@ -48,7 +48,8 @@ def test_shipped_record_passes_the_submission_checks(path) -> None:
 
 def test_shipped_records_pass_every_submission_check_including_self_consistency(tmp_path) -> None:
     """What `bench submit --dry-run` says of each: identity, profile (no recorded overrides: the mini profile or a
-    committed campaign file), headline / per-model / comparisons from the per-sample scores, test split ids."""
+    committed campaign file), content hashes, headline / per-model / comparisons from the per-sample scores, test
+    split ids."""
     verdicts = submit(SHIPPED, tmp_path / "lb", dry_run=True)
     refused = [v.line() for v in verdicts if not v.accepted]
     assert not refused
@@ -57,11 +58,10 @@ def test_shipped_records_pass_every_submission_check_including_self_consistency(
     stated = {read_record(p)["run_id"] for p in SHIPPED if read_record(p).get("overrides") is not None}
     assert all("no recorded overrides: configs match profile 'mini'" in v.reason for v in verdicts
                if v.run_id not in stated)
-    # the last seg-aug records without provenance (the retired v1 protocols') are gone: every seg-aug record carries
-    # its content hashes and recomputes its transfer-set scores (dice[ph2]) from its per-sample rows
+    # every shipped record carries its content hashes (a record without them is refused), and every seg-aug record
+    # recomputes its transfer-set scores (dice[ph2]) from its per-sample rows
     seg = [v for v in verdicts if v.run_id.startswith("seg-aug__")]
-    assert seg and not [v.run_id for v in seg if "legacy record" in v.reason]
-    assert all("dice[ph2]" not in v.reason for v in seg)
+    assert seg and all("dice[ph2]" not in v.reason for v in seg)
     assert all("per-sample ids not checked" not in v.reason for v in seg)
 
 

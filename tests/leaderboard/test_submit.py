@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from bench.leaderboard.cli import submit_command
 from bench.leaderboard.submit import SubmissionError, leaderboard_path, submit, write_new
+from bench.store import check_provenance
 
 
 def one(tmp_path: Path, path: Path, **kw):
@@ -25,11 +26,12 @@ def leaderboard_files(tmp_path: Path) -> list[str]:
 
 
 def test_accepts_a_valid_record_and_copies_it(tmp_path, valid_record, dump_record) -> None:
-    verdict = one(tmp_path, dump_record(tmp_path / "r.json", valid_record))
+    submitted = dump_record(tmp_path / "r.json", valid_record)
+    verdict = one(tmp_path, submitted)
     assert verdict.accepted, verdict.reason
     stored = tmp_path / "lb" / f"{valid_record['run_id']}.json"
     assert verdict.destination == stored.resolve()
-    assert json.loads(stored.read_text()) == valid_record
+    assert json.loads(stored.read_text()) == json.loads(submitted.read_text())  # content hashes included
     assert leaderboard_files(tmp_path) == [stored.name, valid_record["per_sample_file"]]  # no temporary files left
     assert "(2 file(s) stored" in verdict.reason
 
@@ -51,6 +53,8 @@ def test_real_runner_record_is_accepted(tmp_path) -> None:
 
 
 def test_png_artefacts_and_scores_come_along_only_from_the_record_folder(tmp_path, valid_record, dump_record) -> None:
+    """Only PNG artefacts and the CSV scores beside the record are stored, under the leaderboard's names; the stored
+    copy's content hashes are those of what it stores. A record naming a file outside its folder is refused."""
     src = tmp_path / "run"
     src.mkdir()
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
@@ -59,16 +63,20 @@ def test_png_artefacts_and_scores_come_along_only_from_the_record_folder(tmp_pat
     (tmp_path / "outside.png").write_bytes(png)
     dump_record(tmp_path / "x.json", valid_record)  # writes the record's consistent scores beside it
     (src / "scores.csv").write_text((tmp_path / valid_record["per_sample_file"]).read_text())
-    rec = dict(valid_record, artifacts={"samples": "grid.png", "fake": "fake.png", "escape": "../outside.png",
-                                        "abs": str(tmp_path / "outside.png")}, per_sample_file="scores.csv")
+    for escape in ("../outside.png", str(tmp_path / "outside.png")):
+        rec = dict(valid_record, artifacts={"samples": "grid.png", "escape": escape}, per_sample_file="scores.csv")
+        verdict = one(tmp_path, dump_record(src / "r.json", rec))
+        assert not verdict.accepted and verdict.reason == f"{escape} is missing beside the record"
+    rec = dict(valid_record, artifacts={"samples": "grid.png", "fake": "fake.png"}, per_sample_file="scores.csv")
     verdict = one(tmp_path, dump_record(src / "r.json", rec))
-    assert verdict.accepted and "not taken: artifacts.abs, artifacts.escape, artifacts.fake" in verdict.reason
+    assert verdict.accepted and "not taken: artifacts.fake" in verdict.reason
     assert "(3 file(s) stored" in verdict.reason  # the record, its scores and one sample grid
     run_id = rec["run_id"]
     assert sorted(leaderboard_files(tmp_path)) == sorted([f"{run_id}.json", f"{run_id}.samples.png", f"{run_id}.scores.csv"])
     stored = json.loads((tmp_path / "lb" / f"{run_id}.json").read_text())
     assert stored["artifacts"] == {"samples": f"{run_id}.samples.png"} and stored["per_sample_file"] == f"{run_id}.scores.csv"
     assert (tmp_path / "lb" / f"{run_id}.samples.png").read_bytes() == png
+    assert check_provenance(stored, tmp_path / "lb") == []
 
 
 @pytest.mark.parametrize("case,expected", [

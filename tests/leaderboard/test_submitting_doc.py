@@ -76,6 +76,7 @@ def _didgen_edits() -> dict:
         "seed3": (lambda r: r.update(seed=3), None),
         "method": (lambda r: r["method"].update(id="controlnet"), None),
         "undeclared-metric": (undeclared, None),
+        "no-provenance": (lambda r: r.pop("provenance"), None),
     }
 
 
@@ -102,7 +103,8 @@ def test_the_refusals_shown_in_the_guide_are_what_bench_submit_prints(tmp_path, 
         (folder / record["per_sample_file"]).write_text(scores_edit(scores) if scores_edit else scores)
         edit(record)
         # resealed as a forger would: anyone can recompute the content hashes, the checks below them must hold
-        (folder / "r.json").write_text(json.dumps(with_provenance(record, folder)))
+        sealed = with_provenance(record, folder) if case != "no-provenance" else record
+        (folder / "r.json").write_text(json.dumps(sealed))
         out = CliRunner().invoke(app, ["submit", f"sub/{case}/r.json", "--leaderboard", "lb"])
         line = next(ln for ln in out.output.splitlines() if ln.startswith("refused "))
         assert f"`{line}`" in text, line

@@ -57,7 +57,10 @@ def test_smoke_run_scores_equal_the_libraries_on_the_saved_images(tmp_path, meth
         "mae": False, "mse": False, "rmse": False, "ssim[range=1]": True, "ms_ssim[win=3]": True}
     assert record["comparisons"]["edges"]["edge_detector"] == "canny"
     check_scores(record, rows)  # bench submit: every headline recomputes from the rows
-    self_consistency(record, tmp_path / "records")  # and the rest of its checks (profiles, provenance, identity)
+    # and the rest of its checks (profiles, provenance, identity) on the stored record, as bench submit reads it
+    from bench.store import read_record
+
+    self_consistency(read_record(tmp_path / "records" / f"{record['run_id']}.json"), tmp_path / "records")
     from bench.tables.paper import load_table
     from bench.tables.reproduce import reproduce_table
 

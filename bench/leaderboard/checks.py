@@ -500,8 +500,11 @@ def _check_comparisons(record: dict[str, Any], spec: Any, mine: dict[str, list],
         theirs = {m: _model_value(rs, column, record) for m, rs in reference.items()}
         if column in gains:
             stated = gains[column]
+            if spec.gain_over_defined_models:
+                ours = {m: v for m, v in ours.items() if v is not None and math.isfinite(v) and theirs.get(m)}
+                theirs = {m: theirs[m] for m in ours}
             try:
-                value = relative_gain(ours, theirs) if all(theirs.values()) else None
+                value = relative_gain(ours, theirs) if ours and all(theirs.values()) else None
             except (ValueError, ZeroDivisionError):
                 value = None
             if not _close(value, stated, 1e-6):

@@ -84,6 +84,9 @@ class SampleScores:
     ``optional_columns``: per-sample scores recomputed like ``columns`` when the record reports them as metrics
     (seg-aug's ``surface_metrics``: precision, recall, HD95, ASSD); records without them are checked as before. Empty
     cells (NaN: an HD95 with both masks empty) are left out of the means.
+    ``gain_over_defined_models``: the relative gain averages the models whose reference value is non-zero and whose
+    own value is finite, leaving the others out (lowcontrast: a pretrained segmenter can score 0); by default a
+    reference value of 0 makes the gain undefined (None).
     Rows may carry a ``fold`` column (cross-validation, seg-aug's ``folds``); a model's value is then the mean of its
     per-fold means when the record's ``comparisons.folds.aggregate`` is ``mean-of-folds``, the mean over all rows
     otherwise.
@@ -100,6 +103,7 @@ class SampleScores:
     fd_stats: str | None = None
     split_metrics: bool = False
     optional_columns: tuple[str, ...] = ()
+    gain_over_defined_models: bool = False
 
 
 #: Metric families computed over a confusion matrix (``bench.metrics.classification``): not per-sample means.

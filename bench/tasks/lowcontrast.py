@@ -221,7 +221,8 @@ class LowContrastTask(Task):
     # subset (S_x) and external-set scores, FD and LPIPS of the generated pairs: not recomputed at submit
     sample_scores: ClassVar[SampleScores] = SampleScores(("dice", "iou"), arm="finetuned", split="test",
                                                          not_recomputed=("dice[*", "iou[*", "fd*", "lpips*", "clip_i[*",
-                                                                         "dino[*"))
+                                                                         "dino[*"),
+                                                         gain_over_defined_models=True)
     Config = LowContrastConfig
     # ControlNet / IP-Adapter on the dual-branch method's masks rank beside it (thesis Table 5.3): one protocol.
     generator_inputs: ClassVar[frozenset[str]] = frozenset({"conditioning", "mask_source", "generator_image_size",

@@ -51,4 +51,4 @@ def test_tables_4_5_and_4_2_run_three_seeds_with_the_controls():
     for task in ("seg-aug", "derm-cls"):
         for method in ("real-only", "didgen", "world-oracle", "noise"):
             assert seeds[(task, method)] == {0, 1, 2}, (task, method)
-    assert seeds[("derm-quality", "didgen")] == {0}
+    assert seeds[("derm-quality", "didgen")] == {0, 1, 2}  # its FD spread (mini-sd v2 vs v1)

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -120,3 +121,24 @@ def variant_label(record: dict[str, Any]) -> str:
     # a value naming a run of the record's own seed (seg-aug's mask_source: the DiDGen run of that seed) reads the
     # seed as *, so that the seeds of one variant share its label
     return ", ".join(method_changes(record) + task_changes).replace(f"__s{record.get('seed')}__", "__s*__")
+
+
+
+def newest_per_seed(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest record (by ``created``) of each seed, in seed order: a rerun replaces its seed's older record."""
+    by_seed: dict[int, dict[str, Any]] = {}
+    for rec in records:
+        old = by_seed.get(rec["seed"])
+        if old is None or rec.get("created", "") > old.get("created", ""):
+            by_seed[rec["seed"]] = rec
+    return [by_seed[s] for s in sorted(by_seed)]
+
+
+def entries(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Leaderboard entries: the records grouped by (method id, `variant_label`), the newest record of each seed
+    (`newest_per_seed`). A config variant (DiDGen with ``ca_guidance=False``) is an entry of its own, never a seed of
+    the default run. Group records of one protocol first: an entry does not look at protocols."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault((rec["method"]["id"], variant_label(rec)), []).append(rec)
+    return {key: newest_per_seed(recs) for key, recs in groups.items()}

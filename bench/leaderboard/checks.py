@@ -488,7 +488,7 @@ def test_split_ids(record: dict[str, Any], splits: tuple[str, ...] = ("test",)) 
 
 
 def _check_comparisons(record: dict[str, Any], spec: Any, mine: dict[str, list], reference: dict[str, list]) -> None:
-    from bench.metrics.stats import paired_ttest, relative_gain
+    from bench.metrics.stats import paired_ttest, relative_gain_or_none, relative_gain_over_defined
 
     comparisons = record.get("comparisons") or {}
     gains, tests = comparisons.get("relative_gain") or {}, comparisons.get("paired_ttest") or {}
@@ -500,12 +500,10 @@ def _check_comparisons(record: dict[str, Any], spec: Any, mine: dict[str, list],
         theirs = {m: _model_value(rs, column, record) for m, rs in reference.items()}
         if column in gains:
             stated = gains[column]
-            if spec.gain_over_defined_models:
-                ours = {m: v for m, v in ours.items() if v is not None and math.isfinite(v) and theirs.get(m)}
-                theirs = {m: theirs[m] for m in ours}
+            rule = relative_gain_over_defined if spec.gain_over_defined_models else relative_gain_or_none
             try:
-                value = relative_gain(ours, theirs) if ours and all(theirs.values()) else None
-            except (ValueError, ZeroDivisionError):
+                value = rule(ours, theirs)
+            except (ValueError, TypeError, ZeroDivisionError):
                 value = None
             if not _close(value, stated, 1e-6):
                 raise SubmissionError(f"comparisons.relative_gain.{column} is {stated}, the per-sample scores give {value}")

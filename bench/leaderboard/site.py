@@ -260,7 +260,8 @@ def _leader_table(recs: list[dict[str, Any]]) -> str:
     over real-only with its 95 % bootstrap CI and paired-test p, the other metrics, verified or self-reported."""
     from bench.leaderboard.ranking import entry_gain
     from bench.registry import TASKS
-    from bench.tables.reproduce import mean_std, variant_label
+    from bench.tables.reproduce import mean_std
+    from bench.variants import entries as variant_entries
 
     metrics: list[str] = []
     info: dict[str, Any] = {}
@@ -274,15 +275,8 @@ def _leader_table(recs: list[dict[str, Any]]) -> str:
     main = main if main in metrics else metrics[0]
     higher = (info.get(main) or {}).get("higher_is_better", True) is not False
     # one row per method and config variant (DiDGen and its ca_guidance=False ablation are two entries)
-    by_entry: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
-    for rec in recs:
-        key = (rec["method"]["id"], variant_label(rec))
-        old = by_entry[key].get(rec["seed"])
-        if old is None or rec["created"] > old["created"]:
-            by_entry[key][rec["seed"]] = rec
     entries = []
-    for (method, variant), seeds in by_entry.items():
-        runs = [seeds[s] for s in sorted(seeds)]
+    for (method, variant), runs in variant_entries(recs).items():
         values = [r["metrics"][main] for r in runs if isinstance(r["metrics"].get(main), (int, float))]
         entries.append((method, variant, runs, mean_std(values) if values else (None, None)))
     entries.sort(key=lambda e: (e[3][0] is None, -(e[3][0] or 0) if higher else (e[3][0] or 0), e[0], e[1]))

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -110,6 +111,14 @@ def relative_gain_or_none(aug: ArrayLike | Mapping[str, float], orig: ArrayLike 
     """`relative_gain`, or None when a baseline score is 0 (the gain is undefined, not an error of the run)."""
     x, y = _paired_values(aug, orig)
     return None if np.any(y == 0) else float(np.mean(x / y - 1.0))
+
+
+def relative_gain_over_defined(aug: Mapping[str, float], orig: Mapping[str, float]) -> float | None:
+    """`relative_gain` over the models where it is defined: a finite ``aug`` score over a non-zero ``orig`` one (a
+    pretrained segmenter can score 0, and a model with an empty subset has no score); None when no model is left.
+    lowcontrast's "improvement %" (the thesis leaves such models out)."""
+    keep = [m for m in aug if m in orig and aug[m] is not None and math.isfinite(aug[m]) and orig[m]]
+    return relative_gain({m: aug[m] for m in keep}, {m: orig[m] for m in keep}) if keep else None
 
 
 def absolute_gain(aug: ArrayLike | Mapping[str, float], orig: ArrayLike | Mapping[str, float]) -> float:

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.variants import entries, newest_per_seed
+
 POSITIVE, NEGATIVE = "world-oracle", "noise"
 CONTROLS = (POSITIVE, NEGATIVE)
 
@@ -86,15 +88,6 @@ def headline_metric(task_id: str, records: Sequence[dict[str, Any]], preferred: 
     return next((m for m in ordered if m in keys), keys[0] if keys else None)
 
 
-def _newest_per_seed(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_seed: dict[int, dict[str, Any]] = {}
-    for rec in records:
-        old = by_seed.get(rec["seed"])
-        if old is None or rec.get("created", "") > old.get("created", ""):
-            by_seed[rec["seed"]] = rec
-    return [by_seed[s] for s in sorted(by_seed)]
-
-
 def _value(rec: dict[str, Any], metric: str) -> float | None:
     v = rec.get("metrics", {}).get(metric)
     return float(v) if isinstance(v, (int, float)) else None
@@ -114,8 +107,8 @@ def dynamic_ranges(records: Sequence[dict[str, Any]], preferred: Sequence[str] =
         groups[(rec["task"]["id"], rec["profile"], rec["protocol_hash"])].append(rec)
     out = {}
     for key, recs in groups.items():
-        pos = _newest_per_seed([r for r in recs if r["method"]["id"] == POSITIVE])
-        neg = _newest_per_seed([r for r in recs if r["method"]["id"] == NEGATIVE])
+        pos = newest_per_seed([r for r in recs if r["method"]["id"] == POSITIVE])
+        neg = newest_per_seed([r for r in recs if r["method"]["id"] == NEGATIVE])
         if not pos or not neg:
             continue
         metric = headline_metric(key[0], pos + neg, preferred)
@@ -127,7 +120,7 @@ def dynamic_ranges(records: Sequence[dict[str, Any]], preferred: Sequence[str] =
             continue
         real = [v for v in (_reference(r, metric) for r in pos + neg) if v is not None]
         if not real:  # controls without a reference arm: the real-only records of the protocol
-            real_recs = _newest_per_seed([r for r in recs if r["method"]["id"] == "real-only"])
+            real_recs = newest_per_seed([r for r in recs if r["method"]["id"] == "real-only"])
             real = [v for v in (_value(r, metric) for r in real_recs) if v is not None]
         out[key] = DynamicRange(task=key[0], profile=key[1], protocol=key[2], metric=metric,
                                 oracle=statistics.fmean(pv), noise=statistics.fmean(nv), oracle_seeds=len(pv),
@@ -137,21 +130,16 @@ def dynamic_ranges(records: Sequence[dict[str, Any]], preferred: Sequence[str] =
 
 def _by_variant(rng: DynamicRange, records: Sequence[dict[str, Any]]
                 ) -> list[tuple[tuple[str, str], list[dict[str, Any]]]]:
-    """The records of ``rng``'s protocol grouped by (method id, display label), one group per config variant: a
-    variant (DiDGen without CA guidance) is its own entry, never a seed of the default run. The label is the method
-    id, with the variant in parentheses when the method has more than one under this protocol."""
-    from bench.variants import variant_label
-
-    variants: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for rec in records:
-        if (rec["task"]["id"], rec["profile"], rec["protocol_hash"]) == (rng.task, rng.profile, rng.protocol):
-            variants[rec["method"]["id"]][variant_label(rec)].append(rec)
-    groups = []
-    for method, by_label in variants.items():
-        for variant, recs in by_label.items():
-            alone = len(by_label) == 1  # one variant: the method id says it (seg-aug's baselines on DiDGen masks)
-            groups.append(((method, method if alone or not variant else f"{method} ({variant})"), recs))
-    return sorted(groups, key=lambda g: g[0])
+    """The leaderboard entries (`bench.variants.entries`: method and config variant, newest record per seed) of
+    ``rng``'s protocol, as ((method id, display label), records). The label is the method id, with the variant in
+    parentheses when the method has more than one entry under this protocol."""
+    mine = entries([r for r in records
+                    if (r["task"]["id"], r["profile"], r["protocol_hash"]) == (rng.task, rng.profile, rng.protocol)])
+    per_method = defaultdict(int)
+    for method, _ in mine:
+        per_method[method] += 1
+    return sorted(((method, f"{method} ({variant})" if variant and per_method[method] > 1 else method), recs)
+                  for (method, variant), recs in mine.items())
 
 
 @dataclass(frozen=True)
@@ -184,7 +172,7 @@ def method_fractions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> li
         if method == "real-only":
             continue
         pairs = []
-        for rec in _newest_per_seed(recs):
+        for rec in recs:
             value, ref = _value(rec, rng.metric), _reference(rec, rng.metric)
             if value is not None and ref is not None:
                 pairs.append((value, ref))
@@ -223,10 +211,9 @@ def method_positions(rng: DynamicRange, records: Sequence[dict[str, Any]]) -> li
     for (method, label), recs in _by_variant(rng, records):
         if method == "real-only" or method in CONTROLS or not rng.span:
             continue
-        newest = _newest_per_seed(recs)
-        if any(_reference(r, rng.metric) is not None for r in newest):
+        if any(_reference(r, rng.metric) is not None for r in recs):
             continue  # paired with real-only: method_fractions reads it
-        values = [v for v in (_value(r, rng.metric) for r in newest) if v is not None]
+        values = [v for v in (_value(r, rng.metric) for r in recs) if v is not None]
         if values:
             value = statistics.fmean(values)
             out.append(MethodPosition(label, value, (value - rng.noise) / rng.span, len(values)))

@@ -408,7 +408,7 @@ class LowContrastTask(Task):
 
     def evaluate(self, data: TaskData, synthetic: Sequence[Sample], ctx: RunContext, method_id: str) -> Evaluation:
         from bench.downstream.trainer import train_segmenter
-        from bench.metrics.stats import relative_gain
+        from bench.metrics.stats import relative_gain_over_defined
 
         c = self.config
         size = c.image_size
@@ -472,9 +472,8 @@ class LowContrastTask(Task):
         if len(syn[0]):
             comparisons["relative_gain"] = {}
             for m in keys:
-                ok = [mid for mid in per_model if np.isfinite(per_model[mid][m]) and ref_per_model[mid][m]]
-                comparisons["relative_gain"][m] = relative_gain({i: per_model[i][m] for i in ok},
-                                                                {i: ref_per_model[i][m] for i in ok}) if ok else None
+                comparisons["relative_gain"][m] = relative_gain_over_defined(
+                    {i: per_model[i][m] for i in per_model}, {i: ref_per_model[i][m] for i in per_model})
         if len(syn[0]):  # per-image scores pooled over segmenters, fine-tuned vs pretrained (as seg-aug)
             from bench.metrics.stats import paired_ttest
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.metrics.stats import absolute_gain, bootstrap_ci, paired_ttest, relative_gain
+from bench.metrics.stats import absolute_gain, bootstrap_ci, paired_ttest, relative_gain, relative_gain_over_defined
 
 
 def test_paired_ttest_matches_scipy():
@@ -29,6 +29,15 @@ def test_relative_gain_hand_computed_and_dict():
     assert relative_gain({"a": 2.0, "b": 3.0}, {"b": 2.0, "a": 1.0}) == pytest.approx((1.0 + 0.5) / 2)
     with pytest.raises(ValueError):
         relative_gain([1.0], [0.0])
+
+
+def test_relative_gain_over_defined_leaves_out_models_where_it_is_undefined():
+    """lowcontrast's rule (chapter 5, seed 2: the pretrained FAT-Net scores Dice 0): a model whose reference is 0 or
+    whose own score is NaN is left out; with none left the gain is None."""
+    got = relative_gain_over_defined({"a": 2.0, "b": 3.0, "c": 0.5, "d": float("nan")},
+                                     {"a": 1.0, "b": 2.0, "c": 0.0, "d": 0.4})
+    assert got == pytest.approx((1.0 + 0.5) / 2)
+    assert relative_gain_over_defined({"c": 0.5}, {"c": 0.0}) is None
 
 
 def test_chapter5_s06_gains_recompute():
